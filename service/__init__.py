@@ -1,0 +1,1 @@
+"""The gRPC service: server, servicers, engine core and persistence."""

@@ -1,0 +1,77 @@
+"""Interceptors that run an async context manager around every call of a method.
+
+grpc.aio interceptors only see the method's handler, not the call; this wraps the
+handler's behaviour, whatever its kind (unary or streaming either way), so a hook can
+set context variables, check credentials or translate errors inside the call itself.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import grpc
+from grpc import aio
+
+Hook = Callable[[aio.ServicerContext[Any, Any]], AbstractAsyncContextManager[None]]
+
+
+class HookInterceptor(aio.ServerInterceptor, ABC):  # type: ignore[misc]
+    """Base for interceptors whose work is `hook(method, context)` around each call."""
+
+    @abstractmethod
+    def hook(
+        self, method: str, context: aio.ServicerContext[Any, Any]
+    ) -> AbstractAsyncContextManager[None]: ...
+
+    def applies_to(self, method: str) -> bool:
+        return True
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not self.applies_to(method):
+            return handler
+        return wrap_handler(handler, lambda context: self.hook(method, context))
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler, hook: Hook) -> grpc.RpcMethodHandler:
+    """A copy of `handler` whose behaviour runs inside `hook(context)`."""
+    if handler.unary_unary:
+        return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, hook))
+    if handler.stream_unary:
+        return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, hook))
+    if handler.unary_stream:
+        return handler._replace(unary_stream=_wrap_stream(handler.unary_stream, hook))
+    if handler.stream_stream:
+        return handler._replace(stream_stream=_wrap_stream(handler.stream_stream, hook))
+    return handler
+
+
+def _wrap_unary(behaviour: Callable[..., Any], hook: Hook) -> Callable[..., Any]:
+    async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        async with hook(context):
+            result = behaviour(request, context)
+            return await result if hasattr(result, "__await__") else result
+
+    return call
+
+
+def _wrap_stream(behaviour: Callable[..., Any], hook: Hook) -> Callable[..., Any]:
+    async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        async with hook(context):
+            responses = behaviour(request, context)
+            if hasattr(responses, "__aiter__"):
+                async for response in responses:
+                    yield response
+            else:
+                for response in responses:
+                    yield response
+
+    return call

@@ -1,0 +1,78 @@
+"""The database handle: one async engine and transactions scoped to a tenant."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from tenancy.context import TenantId
+from tenancy.scoping import TENANT_KEY, TenantScopedSession
+
+
+class Database:
+    """Owns the engine; every unit of work is `async with db.transaction(tenant) as session`.
+
+    The transaction commits when the block ends and rolls back if it raises; services
+    inside never commit on their own.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+        self.url = make_url(url)
+        options: dict[str, Any] = {"pool_pre_ping": True}
+        if self.is_sqlite:
+            options["connect_args"] = {"timeout": 30}
+        else:
+            options.update(pool_size=pool_size, max_overflow=max_overflow)
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self._sessions = async_sessionmaker(
+            self.engine, sync_session_class=TenantScopedSession, expire_on_commit=False
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url.get_backend_name() == "postgresql"
+
+    @asynccontextmanager
+    async def transaction(self, tenant: TenantId | None) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction, confined to `tenant` (None: tenant-owned rows refuse)."""
+        async with self._sessions() as session:
+            session.info[TENANT_KEY] = tenant
+            async with session.begin():
+                yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # Take over transaction control so writers can BEGIN IMMEDIATE: SQLite then
+        # queues concurrent writers on its busy timeout instead of failing them.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

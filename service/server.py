@@ -1,0 +1,89 @@
+"""The grpc.aio server: options, interceptors, services, health and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from wfe.v1 import tenant_pb2, tenant_pb2_grpc
+
+from service.interceptors import ErrorInterceptor, RequestIdInterceptor
+from service.persistence.database import Database
+from service.servicers.tenant import TenantServicer
+from service.settings import Settings
+from tenancy.interceptor import AuthInterceptor
+from tenancy.tokens import TokenVerifier
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAMES = (tenant_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name,)
+
+
+@dataclass
+class RunningServer:
+    server: aio.Server
+    port: int
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float | None) -> None:
+        """Report NOT_SERVING, then let in-flight calls finish for up to `grace` seconds."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+        ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+        ("grpc.max_metadata_size", settings.grpc_max_metadata_bytes),
+        ("grpc.keepalive_time_ms", settings.grpc_keepalive_time_seconds * 1000),
+        ("grpc.keepalive_timeout_ms", settings.grpc_keepalive_timeout_seconds * 1000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            settings.grpc_min_client_ping_seconds * 1000,
+        ),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+async def start_server(
+    settings: Settings, database: Database, verifier: TokenVerifier, *, address: str | None = None
+) -> RunningServer:
+    """Build and start the server on `address` (default: the settings'); port 0 picks one."""
+    server = aio.server(
+        interceptors=[RequestIdInterceptor(), ErrorInterceptor(), AuthInterceptor(verifier)],
+        options=server_options(settings),
+        maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+    )
+    tenant_pb2_grpc.add_TenantServiceServicer_to_server(TenantServicer(database), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address or settings.listen_address)
+    if port == 0:
+        raise OSError(f"cannot bind {address or settings.listen_address}")
+    await server.start()
+    for name in (*SERVICE_NAMES, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, port, health_servicer)
+
+
+async def run_until_signalled(running: RunningServer, grace: float) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info("shutting down: draining for up to %.1f s", grace)
+    await running.stop(grace)
+    logger.info("stopped")

@@ -1,0 +1,1 @@
+"""gRPC servicers: translate between `wfe.v1` messages and the service's domain."""

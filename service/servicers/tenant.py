@@ -1,0 +1,94 @@
+"""`wfe.v1.TenantService`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc import aio
+from wfe.v1 import tenant_pb2, tenant_pb2_grpc
+
+from service.errors import PermissionDenied
+from service.persistence.database import Database
+from service.tenants import repository
+from tenancy import current_tenant
+from tiers import Allowance, Quota, TenantPlan, Tier, plan_for, quotas
+
+TIERS = {
+    Tier.FREE: tenant_pb2.TIER_FREE,
+    Tier.PROFESSIONAL: tenant_pb2.TIER_PROFESSIONAL,
+    Tier.ENTERPRISE: tenant_pb2.TIER_ENTERPRISE,
+}
+
+
+class TenantServicer(tenant_pb2_grpc.TenantServiceServicer):
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def GetTenant(
+        self, request: tenant_pb2.GetTenantRequest, context: aio.ServicerContext[Any, Any]
+    ) -> tenant_pb2.GetTenantResponse:
+        tenant_id = current_tenant()
+        async with self._database.transaction(tenant_id) as session:
+            tenant = await repository.get(session, tenant_id)
+            if tenant is None:
+                raise PermissionDenied(
+                    f"tenant {tenant_id!r} is not registered", metadata={"tenant_id": tenant_id}
+                )
+            plan = plan_for(tenant.id, tenant.tier, tenant.limit_overrides)
+            used = await quotas.usage(session, plan)
+        return tenant_pb2.GetTenantResponse(
+            tenant=tenant_pb2.Tenant(
+                id=tenant.id,
+                name=tenant.name,
+                tier=TIERS[plan.tier],
+                limits=limits_message(plan),
+                usage=usage_message(used),
+                create_time=timestamp(tenant.created_at),
+            )
+        )
+
+
+def limits_message(plan: TenantPlan) -> tenant_pb2.TierLimits:
+    limits = plan.limits
+    numeric = {
+        name: getattr(limits, name)
+        for name in (
+            "max_workflows",
+            "max_steps_per_workflow",
+            "max_concurrent_executions",
+            "max_executions_per_day",
+            "max_execution_seconds",
+            "max_templates",
+        )
+        if getattr(limits, name) is not None
+    }
+    return tenant_pb2.TierLimits(
+        **numeric,
+        history_retention_days=limits.history_retention_days,
+        step_types=limits.step_types.value,
+        versioning=limits.versioning.value,
+        templates=limits.templates.value,
+        log_detail=limits.log_detail.value,
+        monitoring=limits.monitoring.value,
+        webhooks=limits.webhooks,
+    )
+
+
+def usage_message(used: dict[Quota, Allowance]) -> tenant_pb2.TenantUsage:
+    daily = used[Quota.EXECUTIONS_PER_DAY]
+    message = tenant_pb2.TenantUsage(
+        workflows=used[Quota.WORKFLOWS].used,
+        concurrent_executions=used[Quota.CONCURRENT_EXECUTIONS].used,
+        executions_today=daily.used,
+    )
+    if daily.resets_at is not None:
+        message.executions_reset_time.CopyFrom(timestamp(daily.resets_at))
+    return message
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp

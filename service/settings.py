@@ -1,0 +1,97 @@
+"""Service settings, read from `WFE_*` environment variables; a bad value fails at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "PS256"})
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; the README's configuration table lists them."""
+
+    model_config = SettingsConfigDict(env_prefix="WFE_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(
+        Path(".wfe"), description="Where the embedded database and dev secret live."
+    )
+    database_url: str | None = Field(
+        None, description="Database the service uses; default: an SQLite file in data_dir."
+    )
+    admin_database_url: str | None = Field(
+        None, description="Owner connection for migrations and tenant admin; default: database_url."
+    )
+    db_pool_size: int = Field(10, ge=1, le=200)
+    db_max_overflow: int = Field(10, ge=0, le=200)
+
+    listen_address: str = Field("127.0.0.1:50051", description="host:port the gRPC server binds.")
+    grpc_max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    grpc_max_metadata_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
+    grpc_max_concurrent_rpcs: int = Field(1000, ge=1)
+    grpc_keepalive_time_seconds: int = Field(60, ge=1, description="Server pings idle clients.")
+    grpc_keepalive_timeout_seconds: int = Field(20, ge=1)
+    grpc_min_client_ping_seconds: int = Field(
+        10, ge=1, description="Clients pinging more often than this are disconnected."
+    )
+    shutdown_grace_seconds: float = Field(10.0, ge=0, le=300)
+
+    jwt_secret: SecretStr | None = Field(None, description="HS256 shared secret (development).")
+    jwt_jwks_url: str | None = Field(None, description="JWKS URL for RS256/ES256 (production).")
+    jwt_algorithms: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(),
+        description="Accepted algorithms; default HS256 with a secret, RS256+ES256 with JWKS.",
+    )
+    jwt_issuer: str = Field("wfe-dev", min_length=1)
+    jwt_audience: str = Field("wfe", min_length=1)
+    jwt_leeway_seconds: int = Field(30, ge=0, le=60)
+    jwt_tenants_claim: str = Field("tenants", min_length=1)
+    jwt_roles_claim: str = Field("roles", min_length=1)
+    jwks_cache_seconds: float = Field(300.0, gt=0)
+    jwks_min_refresh_seconds: float = Field(30.0, ge=0)
+    jwks_timeout_seconds: float = Field(5.0, gt=0, le=60)
+
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip().upper() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Self:
+        if self.jwt_secret is not None and self.jwt_jwks_url is not None:
+            raise ValueError("set WFE_JWT_SECRET or WFE_JWT_JWKS_URL, not both")
+        if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
+            raise ValueError("WFE_JWT_SECRET must be at least 32 characters")
+        algorithms = self.jwt_algorithms
+        if "NONE" in algorithms:
+            raise ValueError("the 'none' algorithm is never accepted")
+        unknown = algorithms - SYMMETRIC_ALGORITHMS - ASYMMETRIC_ALGORITHMS
+        if unknown:
+            raise ValueError(f"unsupported JWT algorithms: {sorted(unknown)}")
+        if self.jwt_jwks_url is not None and algorithms & SYMMETRIC_ALGORITHMS:
+            raise ValueError("HS* algorithms cannot be used with keys from a JWKS URL")
+        if self.jwt_jwks_url is None and algorithms & ASYMMETRIC_ALGORITHMS:
+            raise ValueError("RS*/ES*/PS* algorithms need WFE_JWT_JWKS_URL")
+        return self
+
+    @property
+    def accepted_algorithms(self) -> frozenset[str]:
+        if self.jwt_algorithms:
+            return self.jwt_algorithms
+        return frozenset({"RS256", "ES256"}) if self.jwt_jwks_url else frozenset({"HS256"})
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'wfe.db'}"
+
+    @property
+    def effective_admin_database_url(self) -> str:
+        return self.admin_database_url or self.effective_database_url

@@ -1,0 +1,1 @@
+"""The tenant registry: creating tenants and changing their tier."""

@@ -1,0 +1,53 @@
+"""The identity bound to the current call, readable anywhere below the interceptor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import NewType
+
+from service.errors import Unauthenticated
+
+TenantId = NewType("TenantId", str)
+"""A tenant id that an authenticated call was granted; only `tenancy` produces one."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallIdentity:
+    """The verified caller: the bound tenant, the token's subject and its roles."""
+
+    tenant_id: TenantId
+    subject: str
+    roles: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+_identity: ContextVar[CallIdentity | None] = ContextVar("wfe_identity", default=None)
+
+
+@contextmanager
+def bind_identity(identity: CallIdentity) -> Iterator[CallIdentity]:
+    """Make `identity` current for the code run inside the block."""
+    token = _identity.set(identity)
+    try:
+        yield identity
+    finally:
+        _identity.reset(token)
+
+
+def current_identity() -> CallIdentity:
+    """The identity of the current call; raises if the call was never authenticated."""
+    identity = _identity.get()
+    if identity is None:
+        raise Unauthenticated("no authenticated identity is bound to this call")
+    return identity
+
+
+def current_tenant() -> TenantId:
+    """The tenant the current call is confined to."""
+    return current_identity().tenant_id

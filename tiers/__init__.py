@@ -1,0 +1,40 @@
+"""Service tiers: the plan table, per-tenant limits and quota accounting.
+
+Every plan decision goes through this package: `plan_for` says what a tenant may do,
+`require_feature`/`require_within` refuse what its plan excludes, and `quotas`
+counts what it consumes.
+"""
+
+from tiers.plans import (
+    PLANS,
+    LogDetail,
+    Monitoring,
+    PlanLimits,
+    StepTypeAccess,
+    TemplateAccess,
+    Tier,
+    Versioning,
+)
+from tiers.policy import TenantPlan, plan_for, require_feature, require_within
+from tiers.quotas import Allowance, Quota, allowance, consume, release, usage
+
+__all__ = [
+    "PLANS",
+    "Allowance",
+    "LogDetail",
+    "Monitoring",
+    "PlanLimits",
+    "Quota",
+    "StepTypeAccess",
+    "TemplateAccess",
+    "TenantPlan",
+    "Tier",
+    "Versioning",
+    "allowance",
+    "consume",
+    "plan_for",
+    "release",
+    "require_feature",
+    "require_within",
+    "usage",
+]

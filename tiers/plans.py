@@ -1,0 +1,145 @@
+"""The tier table, as data: what each plan includes and how much of it.
+
+A numeric limit of None means unlimited. Ordered levels (`StepTypeAccess`,
+`Versioning`, ...) compare by rank, so "at least advanced" is `level >= ADVANCED`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from enum import IntEnum, StrEnum
+from typing import Any, Final
+
+
+class Tier(StrEnum):
+    FREE = "free"
+    PROFESSIONAL = "professional"
+    ENTERPRISE = "enterprise"
+
+
+class StepTypeAccess(IntEnum):
+    BASIC = 1
+    ADVANCED = 2
+    ALL_AND_CUSTOM = 3
+
+
+class Versioning(IntEnum):
+    NONE = 1
+    BASIC = 2
+    FULL = 3
+
+
+class TemplateAccess(IntEnum):
+    BASIC = 1
+    STANDARD = 2
+    ALL_AND_CUSTOM = 3
+
+
+class LogDetail(IntEnum):
+    NONE = 1
+    STANDARD = 2
+    EXTENDED = 3
+
+
+class Monitoring(IntEnum):
+    LIMITED = 1
+    FULL = 2
+    ADVANCED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLimits:
+    """What one plan allows; field names are the limit names used in errors and overrides."""
+
+    max_workflows: int | None
+    max_steps_per_workflow: int | None
+    max_concurrent_executions: int | None
+    max_executions_per_day: int | None
+    history_retention_days: int
+    max_execution_seconds: int | None
+    max_templates: int | None
+    step_types: StepTypeAccess
+    versioning: Versioning
+    templates: TemplateAccess
+    log_detail: LogDetail
+    monitoring: Monitoring
+    webhooks: bool
+
+    def with_overrides(self, overrides: dict[str, Any]) -> PlanLimits:
+        """A copy with `overrides` applied; unknown names or bad values raise ValueError."""
+        known = {f.name: f for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for name, value in overrides.items():
+            if name not in OVERRIDABLE:
+                raise ValueError(f"limit {name!r} cannot be overridden")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ValueError(f"limit {name!r} must be a whole number or null (unlimited)")
+            if value is not None and value < 1:
+                raise ValueError(f"limit {name!r} must be at least 1")
+            if name == "history_retention_days" and value is None:
+                raise ValueError("history_retention_days cannot be unlimited")
+            changes[known[name].name] = value
+        return replace(self, **changes)
+
+
+OVERRIDABLE: Final = frozenset(
+    {
+        "max_workflows",
+        "max_steps_per_workflow",
+        "max_concurrent_executions",
+        "max_executions_per_day",
+        "history_retention_days",
+        "max_execution_seconds",
+        "max_templates",
+    }
+)
+"""Limits an Enterprise contract may set per tenant ("configurable" in the tier table)."""
+
+PLANS: Final[dict[Tier, PlanLimits]] = {
+    Tier.FREE: PlanLimits(
+        max_workflows=5,
+        max_steps_per_workflow=10,
+        max_concurrent_executions=2,
+        max_executions_per_day=100,
+        history_retention_days=7,
+        max_execution_seconds=5 * 60,
+        max_templates=5,
+        step_types=StepTypeAccess.BASIC,
+        versioning=Versioning.NONE,
+        templates=TemplateAccess.BASIC,
+        log_detail=LogDetail.NONE,
+        monitoring=Monitoring.LIMITED,
+        webhooks=False,
+    ),
+    Tier.PROFESSIONAL: PlanLimits(
+        max_workflows=50,
+        max_steps_per_workflow=30,
+        max_concurrent_executions=10,
+        max_executions_per_day=1000,
+        history_retention_days=30,
+        max_execution_seconds=30 * 60,
+        max_templates=None,
+        step_types=StepTypeAccess.ADVANCED,
+        versioning=Versioning.BASIC,
+        templates=TemplateAccess.STANDARD,
+        log_detail=LogDetail.STANDARD,
+        monitoring=Monitoring.FULL,
+        webhooks=True,
+    ),
+    # "Configurable" limits get these defaults until the contract overrides them.
+    Tier.ENTERPRISE: PlanLimits(
+        max_workflows=None,
+        max_steps_per_workflow=None,
+        max_concurrent_executions=50,
+        max_executions_per_day=None,
+        history_retention_days=365,
+        max_execution_seconds=24 * 60 * 60,
+        max_templates=None,
+        step_types=StepTypeAccess.ALL_AND_CUSTOM,
+        versioning=Versioning.FULL,
+        templates=TemplateAccess.ALL_AND_CUSTOM,
+        log_detail=LogDetail.EXTENDED,
+        monitoring=Monitoring.ADVANCED,
+        webhooks=True,
+    ),
+}
