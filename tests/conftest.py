@@ -1,0 +1,162 @@
+"""Fixtures: every integration test talks to a real server over a real channel.
+
+Tests that take `server` (or anything built on it) run once on SQLite and once on
+PostgreSQL. PostgreSQL is skipped when unreachable, except with CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc import aio
+
+from service.persistence.database import Database
+from service.server import RunningServer, start_server
+from service.settings import Settings
+from service.tenants import service as tenants
+from tenancy.dev_tokens import mint_token
+from tenancy.tokens import ClaimRules, SharedSecretVerifier
+from tests.databases import (
+    TestDatabase,
+    postgres_database,
+    postgres_unavailable_reason,
+    sqlite_database,
+)
+
+SECRET = "test-secret-" + "x" * 40
+ISSUER = "wfe-test"
+AUDIENCE = "wfe"
+
+
+def _require_postgres() -> None:
+    reason = postgres_unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true requires PostgreSQL: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestDatabase]:
+    if request.param == "postgresql":
+        _require_postgres()
+        with postgres_database() as created:
+            yield created
+    else:
+        with sqlite_database(tmp_path_factory.mktemp("sqlite")) as created:
+            yield created
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[TestDatabase]:
+    """A PostgreSQL test database, for tests about PostgreSQL itself (RLS, roles)."""
+    _require_postgres()
+    with postgres_database() as created:
+        yield created
+
+
+@pytest.fixture(scope="session")
+async def database(test_database: TestDatabase) -> AsyncIterator[Database]:
+    db = Database(test_database.service_url, pool_size=5, max_overflow=5)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture(scope="session")
+async def admin_database(test_database: TestDatabase) -> AsyncIterator[Database]:
+    db = Database(test_database.admin_url, pool_size=2, max_overflow=2)
+    yield db
+    await db.dispose()
+
+
+def test_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "jwt_secret": SECRET,
+        "jwt_issuer": ISSUER,
+        "jwt_audience": AUDIENCE,
+        "listen_address": "127.0.0.1:0",
+        "shutdown_grace_seconds": 1.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture(scope="session")
+async def server(database: Database) -> AsyncIterator[RunningServer]:
+    settings = test_settings()
+    verifier = SharedSecretVerifier(SECRET, ClaimRules(ISSUER, AUDIENCE))
+    running = await start_server(settings, database, verifier)
+    yield running
+    await running.stop(0)
+
+
+@pytest.fixture(scope="session")
+async def channel(server: RunningServer) -> AsyncIterator[aio.Channel]:
+    async with aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        yield ch
+
+
+NewTenant = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def new_tenant(admin_database: Database) -> NewTenant:
+    """Registers a fresh tenant (unique id) and returns its id."""
+
+    async def create(tier: str = "free", overrides: dict[str, Any] | None = None) -> str:
+        tenant_id = f"t-{uuid.uuid4().hex[:12]}"
+        async with admin_database.transaction(None) as session:
+            await tenants.create(session, tenant_id, f"Tenant {tenant_id}", tier, overrides)
+        return tenant_id
+
+    return create
+
+
+def token(
+    tenants_: list[str], *, roles: list[str] | None = None, subject: str = "user-1", **kw: Any
+) -> str:
+    return mint_token(
+        SECRET,
+        tenants=tenants_,
+        roles=roles or [],
+        subject=subject,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        **kw,
+    )
+
+
+def auth(tenant_id: str, *, bearer: str | None = None) -> tuple[tuple[str, str], ...]:
+    """Call metadata for `tenant_id` with a token granting it (or the given one)."""
+    return (
+        ("authorization", f"Bearer {bearer or token([tenant_id])}"),
+        ("x-tenant-id", tenant_id),
+    )
+
+
+def error_info(error: grpc.RpcError) -> tuple[grpc.StatusCode, str, dict[str, str]]:
+    """The status code, ErrorInfo reason and metadata of a failed call."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    assert isinstance(error, aio.AioRpcError)
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "the error carries no google.rpc.Status"
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            assert info.domain == "wfe"
+            return error.code(), info.reason, dict(info.metadata)
+    raise AssertionError("the error carries no ErrorInfo")
