@@ -229,3 +229,7 @@ def tenant_set_tier(
 
     asyncio.run(_admin(settings, work))
     typer.echo(f"tenant {tenant_id} is now {tier}")
+
+
+if __name__ == "__main__":
+    app()

@@ -80,7 +80,7 @@ async def admin_database(test_database: TestDatabase) -> AsyncIterator[Database]
     await db.dispose()
 
 
-def test_settings(**overrides: Any) -> Settings:
+def server_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "jwt_secret": SECRET,
         "jwt_issuer": ISSUER,
@@ -94,7 +94,7 @@ def test_settings(**overrides: Any) -> Settings:
 
 @pytest.fixture(scope="session")
 async def server(database: Database) -> AsyncIterator[RunningServer]:
-    settings = test_settings()
+    settings = server_settings()
     verifier = SharedSecretVerifier(SECRET, ClaimRules(ISSUER, AUDIENCE))
     running = await start_server(settings, database, verifier)
     yield running

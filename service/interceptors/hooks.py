@@ -7,6 +7,7 @@ set context variables, check credentials or translate errors inside the call its
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -58,16 +59,21 @@ def _wrap_unary(behaviour: Callable[..., Any], hook: Hook) -> Callable[..., Any]
     async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
         async with hook(context):
             result = behaviour(request, context)
-            return await result if hasattr(result, "__await__") else result
+            return await result if inspect.isawaitable(result) else result
 
     return call
 
 
 def _wrap_stream(behaviour: Callable[..., Any], hook: Hook) -> Callable[..., Any]:
+    # A streaming handler either yields its responses or awaits context.write();
+    # grpc refuses a mix, so the wrapper keeps the style of the handler it wraps.
+    if not (inspect.isasyncgenfunction(behaviour) or inspect.isgeneratorfunction(behaviour)):
+        return _wrap_unary(behaviour, hook)
+
     async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         async with hook(context):
             responses = behaviour(request, context)
-            if hasattr(responses, "__aiter__"):
+            if inspect.isasyncgen(responses):
                 async for response in responses:
                     yield response
             else:
