@@ -60,9 +60,10 @@ def dev_server(wfe_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str],
                 try:
                     health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
                     break
-                except grpc.RpcError:
+                except grpc.RpcError as exc:
                     if process.poll() is not None or time.monotonic() - started > 30:
-                        raise AssertionError(process.stdout.read() if process.stdout else "")
+                        output = process.stdout.read() if process.stdout else ""
+                        raise AssertionError(output) from exc
                     time.sleep(0.1)
         yield process, address, time.monotonic() - started
     finally:

@@ -11,7 +11,7 @@ from service.persistence.models import UsageCounter
 
 async def _ensure(session: AsyncSession, tenant_id: str, metric: str, window: str) -> None:
     values = {"tenant_id": tenant_id, "metric": metric, "window": window, "used": 0}
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     await session.execute(dialect.insert(UsageCounter).values(values).on_conflict_do_nothing())
 
 

@@ -71,7 +71,8 @@ def upgrade() -> None:
         )
         # The registry is administered by the migrating (owner) role, e.g. `wfe tenant list`.
         op.execute(
-            "CREATE POLICY tenant_registry ON tenants TO CURRENT_USER USING (true) WITH CHECK (true)"
+            "CREATE POLICY tenant_registry ON tenants TO CURRENT_USER "
+            "USING (true) WITH CHECK (true)"
         )
         for table in ("usage_counters", "events"):
             enable_tenant_rls(table)
