@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from wfe.v1 import tenant_pb2, tenant_pb2_grpc
 
 from service.interceptors import ErrorInterceptor, RequestIdInterceptor
 from service.persistence.database import Database
@@ -18,6 +17,7 @@ from service.servicers.tenant import TenantServicer
 from service.settings import Settings
 from tenancy.interceptor import AuthInterceptor
 from tenancy.tokens import TokenVerifier
+from wfe.v1 import tenant_pb2, tenant_pb2_grpc
 
 logger = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
-from wfe.v1 import tenant_pb2, tenant_pb2_grpc
 
 from service.errors import PermissionDenied
 from service.persistence.database import Database
 from service.tenants import repository
 from tenancy import current_tenant
 from tiers import Allowance, Quota, TenantPlan, Tier, plan_for, quotas
+from wfe.v1 import tenant_pb2, tenant_pb2_grpc
 
 TIERS = {
     Tier.FREE: tenant_pb2.TIER_FREE,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import grpc
 import pytest
 from grpc import aio
-from wfe.v1 import tenant_pb2, tenant_pb2_grpc
 
 from service.persistence.database import Database
 from tenancy.context import TenantId
 from tests.conftest import NewTenant, auth, error_info, token
 from tiers import Quota, consume, plan_for
+from wfe.v1 import tenant_pb2, tenant_pb2_grpc
 
 
 def stub(channel: aio.Channel) -> tenant_pb2_grpc.TenantServiceStub:
