@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWTError
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class JwksKeySet:
     async def key(self, kid: str) -> PyJWK | None:
         """The key with this `kid`, refreshing the set if it is stale or lacks the kid."""
         if self._is_stale() or kid not in self._keys:
-            await self._refresh(force=kid not in self._keys)
+            await self._refresh(kid)
         return self._keys.get(kid)
 
     async def aclose(self) -> None:
@@ -62,10 +62,10 @@ class JwksKeySet:
     def _is_stale(self) -> bool:
         return self._fetched_at is None or self._clock() - self._fetched_at >= self._cache_seconds
 
-    async def _refresh(self, *, force: bool) -> None:
+    async def _refresh(self, kid: str) -> None:
         async with self._lock:
             now = self._clock()
-            if not force and not self._is_stale():
+            if not self._is_stale() and kid in self._keys:
                 return  # another caller refreshed while this one waited
             last = self._attempted_at
             if last is not None and now - last < self._min_refresh_seconds:
@@ -74,7 +74,7 @@ class JwksKeySet:
             try:
                 self._keys = await self._fetch()
                 self._fetched_at = self._clock()
-            except (httpx.HTTPError, ValueError, PyJWKError) as exc:
+            except (httpx.HTTPError, ValueError, PyJWTError) as exc:
                 logger.warning("JWKS fetch from %s failed: %s", self._url, exc)
                 if self._fetched_at is None:
                     raise JwksUnavailable(str(exc)) from exc
@@ -84,14 +84,17 @@ class JwksKeySet:
         response = await self._client.get(self._url, headers={"Accept": "application/json"})
         response.raise_for_status()
         document: Any = response.json()
+        entries = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            raise ValueError("the JWKS document has no list of keys")
         keys: dict[str, PyJWK] = {}
-        for entry in document.get("keys", []) if isinstance(document, dict) else []:
+        for entry in entries:
             if not isinstance(entry, dict) or entry.get("kty") not in ASYMMETRIC_KEY_TYPES:
                 continue  # symmetric keys are never taken from a key server
             if entry.get("use", "sig") != "sig" or not isinstance(entry.get("kid"), str):
                 continue
             try:
                 keys[entry["kid"]] = PyJWK(entry)
-            except PyJWKError as exc:
+            except PyJWTError as exc:  # PyJWKError and InvalidKeyError alike
                 logger.warning("skipping unusable JWKS key %s: %s", entry.get("kid"), exc)
         return keys

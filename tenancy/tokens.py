@@ -95,7 +95,7 @@ class JwksVerifier:
 def _header(token: str) -> dict[str, Any]:
     try:
         header = jwt.get_unverified_header(token)
-    except InvalidTokenError as exc:
+    except (InvalidTokenError, UnicodeError) as exc:
         raise Unauthenticated("malformed bearer token") from exc
     return header
 
