@@ -22,7 +22,7 @@ from service.tenants import service as tenants
 from tenancy.dev_tokens import mint_token
 from tenancy.tokens import ClaimRules, SharedSecretVerifier
 from tests.databases import (
-    TestDatabase,
+    ThrowawayDatabase,
     postgres_database,
     postgres_unavailable_reason,
     sqlite_database,
@@ -47,7 +47,7 @@ def _require_postgres() -> None:
 )
 def test_database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestDatabase]:
+) -> Iterator[ThrowawayDatabase]:
     if request.param == "postgresql":
         _require_postgres()
         with postgres_database() as created:
@@ -58,7 +58,7 @@ def test_database(
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[TestDatabase]:
+def postgres() -> Iterator[ThrowawayDatabase]:
     """A PostgreSQL test database, for tests about PostgreSQL itself (RLS, roles)."""
     _require_postgres()
     with postgres_database() as created:
@@ -66,14 +66,14 @@ def postgres() -> Iterator[TestDatabase]:
 
 
 @pytest.fixture(scope="session")
-async def database(test_database: TestDatabase) -> AsyncIterator[Database]:
+async def database(test_database: ThrowawayDatabase) -> AsyncIterator[Database]:
     db = Database(test_database.service_url, pool_size=5, max_overflow=5)
     yield db
     await db.dispose()
 
 
 @pytest.fixture(scope="session")
-async def admin_database(test_database: TestDatabase) -> AsyncIterator[Database]:
+async def admin_database(test_database: ThrowawayDatabase) -> AsyncIterator[Database]:
     db = Database(test_database.admin_url, pool_size=2, max_overflow=2)
     yield db
     await db.dispose()

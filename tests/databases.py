@@ -23,7 +23,7 @@ DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @dataclass(frozen=True)
-class TestDatabase:
+class ThrowawayDatabase:
     backend: str
     service_url: str
     admin_url: str
@@ -50,14 +50,14 @@ def _dsn(url: object) -> str:
 
 
 @contextmanager
-def sqlite_database(directory: Path) -> Iterator[TestDatabase]:
+def sqlite_database(directory: Path) -> Iterator[ThrowawayDatabase]:
     url = f"sqlite+aiosqlite:///{directory / 'wfe-test.db'}"
     upgrade(url)
-    yield TestDatabase("sqlite", url, url)
+    yield ThrowawayDatabase("sqlite", url, url)
 
 
 @contextmanager
-def postgres_database() -> Iterator[TestDatabase]:
+def postgres_database() -> Iterator[ThrowawayDatabase]:
     base = make_url(postgres_admin_url())
     suffix = uuid.uuid4().hex[:10]
     name, owner, service = f"wfe_t_{suffix}", f"wfe_t_{suffix}_owner", f"wfe_t_{suffix}_svc"
@@ -70,7 +70,7 @@ def postgres_database() -> Iterator[TestDatabase]:
     try:
         admin_text = admin_url.render_as_string(hide_password=False)
         upgrade(admin_text, service_role=service)
-        yield TestDatabase(
+        yield ThrowawayDatabase(
             "postgresql",
             service_url.render_as_string(hide_password=False),
             admin_text,
