@@ -23,6 +23,10 @@ from tests.databases import ThrowawayDatabase
 
 pytestmark = pytest.mark.postgres
 
+INSERT_EVENT = text(
+    "INSERT INTO events (tenant_id, type, payload, created_at) VALUES (:t, :m, '{}', now())"
+)
+
 
 @pytest.fixture(scope="module")
 async def pg_service(postgres: ThrowawayDatabase) -> AsyncIterator[Database]:
@@ -45,10 +49,7 @@ async def pg_tenants(postgres: ThrowawayDatabase) -> list[TenantId]:
 async def insert_event(db: Database, tenant: TenantId, marker: str) -> None:
     async with db.transaction(tenant) as session:
         await session.execute(
-            text(
-                "INSERT INTO events (tenant_id, type, payload, created_at) "
-                "VALUES (:t, :m, '{}', now())"
-            ),
+            INSERT_EVENT,
             {"t": tenant, "m": marker},
         )
 
@@ -121,11 +122,8 @@ async def test_insert_naming_another_tenant_is_refused(
     with pytest.raises(DBAPIError, match="row-level security"):
         async with pg_service.transaction(tenant_a) as session:
             await session.execute(
-                text(
-                    "INSERT INTO events (tenant_id, type, payload, created_at) "
-                    "VALUES (:t, 'smuggled', '{}', now())"
-                ),
-                {"t": tenant_b},
+                INSERT_EVENT,
+                {"t": tenant_b, "m": "smuggled"},
             )
     async with pg_service.transaction(tenant_b) as session:
         smuggled = await session.scalar(text("SELECT count(*) FROM events WHERE type = 'smuggled'"))
@@ -199,10 +197,7 @@ async def test_interleaved_tenants_over_two_connections_never_see_each_other(
         try:
             async with pg_service.transaction(tenant) as session:
                 await session.execute(
-                    text(
-                        "INSERT INTO events (tenant_id, type, payload, created_at) "
-                        "VALUES (:t, :m, '{}', now())"
-                    ),
+                    INSERT_EVENT,
                     {"t": tenant, "m": marker},
                 )
                 if action == "rollback":
