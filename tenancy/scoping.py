@@ -8,11 +8,13 @@ sets `app.tenant_id` (transaction-local), which the row-level security policies 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
+from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.util import find_tables
 
 from service.persistence.base import TenantOwned
 from tenancy.context import TenantId
@@ -33,18 +35,41 @@ def session_tenant(session: Session) -> TenantId | None:
     return tenant
 
 
+def _owned_tables(state: ORMExecuteState) -> list[str]:
+    """Tenant-owned tables the statement reads or writes, however it names them."""
+    owned = {m.local_table for m in state.all_mappers if issubclass(m.class_, TenantOwned)}
+    statement = cast(ClauseElement, state.statement)
+    for table in find_tables(statement, check_columns=True, include_crud=True):
+        columns = getattr(table, "c", None)
+        if columns is not None and "tenant_id" in columns and table.name != "tenants":
+            owned.add(table)
+    return sorted(getattr(t, "name", str(t)) for t in owned)
+
+
+def _inserted_tenants(state: ORMExecuteState) -> set[object]:
+    compiled = cast(ClauseElement, state.statement).compile()
+    values = [compiled.params]
+    parameters = state.parameters
+    values.extend(parameters if isinstance(parameters, list) else [parameters or {}])
+    return {v["tenant_id"] for v in values if v.get("tenant_id") is not None}
+
+
 @event.listens_for(TenantScopedSession, "do_orm_execute")
 def _confine_statement(state: ORMExecuteState) -> None:
     if state.is_column_load or state.is_relationship_load:
         return  # their parent statement was already confined
-    owned = [m for m in state.all_mappers if issubclass(m.class_, TenantOwned)]
+    owned = _owned_tables(state)
     if not owned:
         return
     tenant = session_tenant(state.session)
     if tenant is None:
-        names = ", ".join(sorted(m.class_.__name__ for m in owned))
-        raise MissingTenantScope(f"statement on tenant-owned {names} outside a tenant scope")
-    if state.is_select or state.is_update or state.is_delete:
+        raise MissingTenantScope(
+            f"statement on tenant-owned {', '.join(owned)} outside a tenant scope"
+        )
+    if state.is_insert:
+        if _inserted_tenants(state) - {tenant}:
+            raise MissingTenantScope("insert names another tenant")
+    elif state.is_select or state.is_update or state.is_delete:
         state.statement = state.statement.options(
             with_loader_criteria(
                 TenantOwned,

@@ -1,215 +1,352 @@
-"""The database wall (PostgreSQL): row-level security binds the service role.
+"""The database wall (PostgreSQL): forced row-level security binds the service role.
 
-These tests use raw SQL, which the application wall never sees, so only the
-database's policies stand between one tenant and another here.
+Raw SQL never passes the application wall, so here only the policies, the grants and
+the transaction-local `app.tenant_id` stand between one tenant and another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
+import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import DBAPIError
 
+from service.events import repository as events
+from service.persistence.base import Base
 from service.persistence.database import Database
+from service.persistence.migrate import SERVICE_GRANTS
+from service.persistence.models import Event
 from service.tenants import service as tenants
 from tenancy.context import TenantId
 from tests.databases import ThrowawayDatabase
+from tiers import repository as counters
 
 pytestmark = pytest.mark.postgres
 
+PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 INSERT_EVENT = text(
-    "INSERT INTO events (tenant_id, type, payload, created_at) VALUES (:t, :m, '{}', now())"
+    "INSERT INTO events (tenant_id, type, payload, created_at) "
+    "VALUES (:tenant, :type, '{}', now()) RETURNING id"
 )
 
 
 @pytest.fixture(scope="module")
-async def pg_service(postgres: ThrowawayDatabase) -> AsyncIterator[Database]:
+async def service_db(postgres: ThrowawayDatabase) -> AsyncIterator[Database]:
     db = Database(postgres.service_url, pool_size=2, max_overflow=0)
     yield db
     await db.dispose()
 
 
 @pytest.fixture(scope="module")
-async def pg_tenants(postgres: ThrowawayDatabase) -> list[TenantId]:
-    admin = Database(postgres.admin_url, pool_size=1, max_overflow=0)
-    ids = [TenantId(f"rls-{uuid.uuid4().hex[:8]}") for _ in range(5)]
-    async with admin.transaction(None) as session:
+async def owner_db(postgres: ThrowawayDatabase) -> AsyncIterator[Database]:
+    db = Database(postgres.admin_url, pool_size=2, max_overflow=0)
+    yield db
+    await db.dispose()
+
+
+async def create_tenants(owner_db: Database, count: int) -> list[TenantId]:
+    ids = [TenantId(f"rls-{uuid.uuid4().hex[:12]}") for _ in range(count)]
+    async with owner_db.transaction(None) as session:
         for tenant_id in ids:
-            await tenants.create(session, tenant_id, tenant_id, "free")
-    await admin.dispose()
+            await tenants.create(session, tenant_id, f"Tenant {tenant_id}", "free")
     return ids
 
 
-async def insert_event(db: Database, tenant: TenantId, marker: str) -> None:
+@pytest.fixture
+async def populated(service_db: Database, owner_db: Database) -> list[TenantId]:
+    """Two tenants, each with three events and a usage counter."""
+    pair = await create_tenants(owner_db, 2)
+    for tenant in pair:
+        async with service_db.transaction(tenant) as session:
+            for n in range(3):
+                await events.append(session, "seeded", {"n": n})
+            await counters.increment(session, tenant, "workflows", "", 1, None)
+    return pair
+
+
+async def rows(db: Database, tenant: TenantId | None, sql: str, **params: Any) -> list[Any]:
     async with db.transaction(tenant) as session:
-        await session.execute(
-            INSERT_EVENT,
-            {"t": tenant, "m": marker},
-        )
+        return [row[0] for row in await session.execute(text(sql), params)]
 
 
-async def raw_tenants_seen(db: Database, tenant: TenantId | None, table: str) -> set[str]:
-    column = "id" if table == "tenants" else "tenant_id"
-    async with db.transaction(tenant) as session:
-        rows = await session.execute(text(f"SELECT {column} FROM {table}"))
-        return {row[0] for row in rows}
+def owner_column(table: str) -> str:
+    return "id" if table == "tenants" else "tenant_id"
 
 
-async def test_catalog_shows_rls_forced_and_a_powerless_service_role(
-    postgres: ThrowawayDatabase, pg_service: Database
+def refused(caught: pytest.ExceptionInfo[DBAPIError], message: str) -> bool:
+    return isinstance(caught.value.orig, psycopg.errors.InsufficientPrivilege) and (
+        message in str(caught.value.orig)
+    )
+
+
+async def test_tenant_tables_have_forced_row_level_security(owner_db: Database) -> None:
+    catalog = await rows(
+        owner_db,
+        None,
+        "SELECT json_build_array(c.relname, c.relrowsecurity, c.relforcerowsecurity) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND (c.relname = 'tenants' "
+        "OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid "
+        "AND a.attname = 'tenant_id' AND NOT a.attisdropped))",
+    )
+    flags = {name: (enabled, forced) for name, enabled, forced in catalog}
+    orm_owned = {t.name for t in Base.metadata.tables.values() if "tenant_id" in t.c}
+    assert {"tenants", "events", "usage_counters"} | orm_owned <= set(flags)
+    assert {name: (True, True) for name in flags} == flags
+
+
+async def test_only_the_owner_gets_the_unrestricted_registry_policy(
+    owner_db: Database, postgres: ThrowawayDatabase
 ) -> None:
-    async with pg_service.transaction(None) as session:
-        owned = await session.execute(
-            text(
-                "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
-                "pg_get_userbyid(c.relowner) FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'public' AND c.relkind = 'r' AND (c.relname = 'tenants' "
-                "OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid "
-                "AND a.attname = 'tenant_id' AND NOT a.attisdropped))"
-            )
-        )
-        tables = {name: (rls, forced, owner) for name, rls, forced, owner in owned}
-        role = (
-            await session.execute(
-                text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
-            )
-        ).one()
-        append_only = (
-            await session.execute(
-                text(
-                    "SELECT has_table_privilege('events', 'UPDATE'), "
-                    "has_table_privilege('events', 'DELETE')"
-                )
-            )
-        ).one()
-    assert {"tenants", "events", "usage_counters"} <= set(tables)
-    for name, (rls, forced, owner) in tables.items():
-        assert rls and forced, f"{name} lacks forced row-level security"
-        assert owner != postgres.service_role, f"the service role owns {name}"
-    assert tuple(role) == (False, False)
-    assert tuple(append_only) == (False, False)
+    policies = await rows(
+        owner_db,
+        None,
+        "SELECT json_build_array(tablename, policyname, roles::text[], qual) "
+        "FROM pg_policies WHERE schemaname = 'public'",
+    )
+    for table, name, roles, qual in policies:
+        if "current_setting('app.tenant_id'" in qual:
+            assert "NULLIF" in qual, f"{table}.{name} does not fail closed on ''"
+        else:
+            assert roles == [postgres.owner_role], f"{table}.{name} is open to {roles}"
+    assert {table for table, *_ in policies} == {"tenants", "events", "usage_counters"}
 
 
-async def test_raw_sql_sees_only_the_own_tenants_rows(
-    pg_service: Database, pg_tenants: list[TenantId]
+async def test_service_role_is_powerless(service_db: Database, postgres: ThrowawayDatabase) -> None:
+    role = postgres.service_role
+    [attributes] = await rows(
+        service_db,
+        None,
+        "SELECT json_build_array(rolsuper, rolbypassrls, pg_has_role(:role, :owner, 'MEMBER')) "
+        "FROM pg_roles WHERE rolname = :role",
+        role=role,
+        owner=postgres.owner_role,
+    )
+    assert attributes == [False, False, False]
+    owned = await rows(
+        service_db,
+        None,
+        "SELECT relname FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles "
+        "WHERE rolname = :role) UNION ALL SELECT nspname FROM pg_namespace "
+        "WHERE nspowner = (SELECT oid FROM pg_roles WHERE rolname = :role)",
+        role=role,
+    )
+    assert owned == []
+
+
+async def test_service_role_has_exactly_the_declared_grants(
+    service_db: Database, postgres: ThrowawayDatabase
 ) -> None:
-    tenant_a, tenant_b = pg_tenants[0], pg_tenants[1]
-    await insert_event(pg_service, tenant_a, "a")
-    await insert_event(pg_service, tenant_b, "b")
-    for table in ("events", "tenants"):
-        assert await raw_tenants_seen(pg_service, tenant_a, table) == {tenant_a}
+    """The event log is append-only for the service: it may not UPDATE or DELETE it."""
+    assert "UPDATE" not in SERVICE_GRANTS["events"]
+    assert "DELETE" not in SERVICE_GRANTS["events"]
+    for table in [*SERVICE_GRANTS, "alembic_version"]:
+        held = {
+            privilege
+            for privilege in PRIVILEGES
+            if await rows(
+                service_db,
+                None,
+                "SELECT has_table_privilege(:role, :table, :privilege)",
+                role=postgres.service_role,
+                table=table,
+                privilege=privilege,
+            )
+            == [True]
+        }
+        assert held == set(SERVICE_GRANTS.get(table, ())), table
 
 
-async def test_no_tenant_setting_sees_no_rows(
-    pg_service: Database, pg_tenants: list[TenantId]
+@pytest.mark.parametrize("table", ["events", "usage_counters", "tenants"])
+async def test_raw_select_sees_only_the_own_tenant(
+    service_db: Database, populated: list[TenantId], table: str
 ) -> None:
-    await insert_event(pg_service, pg_tenants[0], "present")
-    for table in ("events", "tenants", "usage_counters"):
-        assert await raw_tenants_seen(pg_service, None, table) == set()
+    tenant_a, tenant_b = populated
+    seen = await rows(service_db, tenant_a, f"SELECT {owner_column(table)} FROM {table}")
+    assert set(seen) == {tenant_a}
+    assert len(seen) == {"events": 3, "usage_counters": 1, "tenants": 1}[table]
+    assert tenant_b not in await rows(
+        service_db,
+        tenant_a,
+        f"SELECT {owner_column(table)} FROM {table} WHERE {owner_column(table)} = :b",
+        b=tenant_b,
+    )
+
+
+@pytest.mark.parametrize("table", ["events", "usage_counters", "tenants"])
+async def test_without_a_tenant_raw_select_sees_nothing(
+    service_db: Database, populated: list[TenantId], table: str
+) -> None:
+    assert await rows(service_db, None, f"SELECT {owner_column(table)} FROM {table}") == []
+    async with service_db.engine.connect() as connection:  # no session: app.tenant_id never set
+        setting = await connection.scalar(text("SELECT current_setting('app.tenant_id', true)"))
+        unset = (await connection.execute(text(f"SELECT 1 FROM {table}"))).all()
+    assert not setting
+    assert unset == []
 
 
 async def test_insert_naming_another_tenant_is_refused(
-    pg_service: Database, pg_tenants: list[TenantId]
+    service_db: Database, populated: list[TenantId]
 ) -> None:
-    tenant_a, tenant_b = pg_tenants[0], pg_tenants[1]
-    with pytest.raises(DBAPIError, match="row-level security"):
-        async with pg_service.transaction(tenant_a) as session:
-            await session.execute(
-                INSERT_EVENT,
-                {"t": tenant_b, "m": "smuggled"},
-            )
-    async with pg_service.transaction(tenant_b) as session:
-        smuggled = await session.scalar(text("SELECT count(*) FROM events WHERE type = 'smuggled'"))
-    assert smuggled == 0
+    tenant_a, tenant_b = populated
+    before = await rows(service_db, tenant_b, "SELECT id FROM events")
+    for tenant in (tenant_a, None):
+        with pytest.raises(DBAPIError) as caught:
+            async with service_db.transaction(tenant) as session:
+                await session.execute(INSERT_EVENT, {"tenant": tenant_b, "type": "smuggled"})
+        assert refused(caught, "row-level security"), caught.value
+    assert await rows(service_db, tenant_b, "SELECT id FROM events") == before
+    assert await rows(service_db, tenant_a, "SELECT id FROM events WHERE type = 'smuggled'") == []
 
 
-async def test_update_and_delete_of_events_are_refused(
-    pg_service: Database, pg_tenants: list[TenantId]
+async def test_counters_cannot_be_changed_or_moved_across_tenants(
+    service_db: Database, populated: list[TenantId]
 ) -> None:
-    for statement in ("UPDATE events SET type = 'rewritten'", "DELETE FROM events"):
-        with pytest.raises(DBAPIError, match="permission denied"):
-            async with pg_service.transaction(pg_tenants[0]) as session:
-                await session.execute(text(statement))
+    tenant_a, tenant_b = populated
+    async with service_db.transaction(tenant_a) as session:
+        touched = await session.execute(
+            text("UPDATE usage_counters SET used = 99 WHERE tenant_id = :b RETURNING used"),
+            {"b": tenant_b},
+        )
+        assert touched.all() == []
+    with pytest.raises(DBAPIError) as caught:
+        async with service_db.transaction(tenant_a) as session:
+            await session.execute(text("UPDATE usage_counters SET tenant_id = :b"), {"b": tenant_b})
+    assert refused(caught, "row-level security"), caught.value
+    assert await rows(service_db, tenant_b, "SELECT used FROM usage_counters") == [1]
+    assert await rows(service_db, tenant_a, "SELECT used FROM usage_counters") == [1]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE events SET type = 'rewritten'", "DELETE FROM events", "TRUNCATE events"],
+)
+async def test_rewriting_the_event_log_is_refused(
+    service_db: Database, populated: list[TenantId], statement: str
+) -> None:
+    tenant_a = populated[0]
+    with pytest.raises(DBAPIError) as caught:
+        async with service_db.transaction(tenant_a) as session:
+            await session.execute(text(statement))
+    assert refused(caught, "permission denied"), caught.value
+    with pytest.raises(DBAPIError) as caught:
+        async with service_db.transaction(tenant_a) as session:
+            await session.execute(delete(Event))
+    assert refused(caught, "permission denied"), caught.value
+    assert await rows(service_db, tenant_a, "SELECT type FROM events") == ["seeded"] * 3
 
 
 async def test_pooled_connection_does_not_carry_the_tenant_over(
-    postgres: ThrowawayDatabase, pg_tenants: list[TenantId]
+    postgres: ThrowawayDatabase, populated: list[TenantId]
 ) -> None:
+    tenant_a, tenant_b = populated
     single = Database(postgres.service_url, pool_size=1, max_overflow=0)
     try:
-        async with single.transaction(pg_tenants[0]) as session:
-            first = await session.scalar(text("SELECT pg_backend_pid()"))
+        async with single.transaction(tenant_a) as session:
+            pids = [await session.scalar(text("SELECT pg_backend_pid()"))]
+            assert await session.scalar(text("SELECT current_setting('app.tenant_id')")) == tenant_a
         async with single.transaction(None) as session:
-            again = await session.scalar(text("SELECT pg_backend_pid()"))
-            setting = await session.scalar(text("SELECT current_setting('app.tenant_id', true)"))
+            pids.append(await session.scalar(text("SELECT pg_backend_pid()")))
+            carried = await session.scalar(text("SELECT current_setting('app.tenant_id', true)"))
+            leaked = (await session.execute(text("SELECT tenant_id FROM events"))).all()
+        with contextlib.suppress(RuntimeError):
+            async with single.transaction(tenant_a) as session:
+                await session.execute(text("SELECT 1"))
+                raise RuntimeError("rolled back")
+        async with single.engine.connect() as connection:
+            pids.append(await connection.scalar(text("SELECT pg_backend_pid()")))
+            raw = await connection.scalar(text("SELECT current_setting('app.tenant_id', true)"))
+        async with single.transaction(tenant_b) as session:
+            pids.append(await session.scalar(text("SELECT pg_backend_pid()")))
+            seen = {r[0] for r in await session.execute(text("SELECT tenant_id FROM events"))}
     finally:
         await single.dispose()
-    assert first == again
-    assert not setting
+    assert len(set(pids)) == 1, "the pool did not reuse its one connection"
+    assert not carried
+    assert leaked == []
+    assert not raw
+    assert seen == {tenant_b}
 
 
-OPERATIONS = st.lists(
-    st.tuples(st.integers(0, 4), st.sampled_from(["commit", "rollback", "read"])),
-    min_size=1,
-    max_size=30,
-)
+KINDS = ("commit", "rollback", "read_raw", "read_orm", "read_unscoped")
+TENANT_COUNT = 5
+OPERATION = st.tuples(st.sampled_from(KINDS), st.integers(0, TENANT_COUNT - 1))
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-    database=None,
-)
-@given(operations=OPERATIONS)
-async def test_interleaved_tenants_over_two_connections_never_see_each_other(
-    pg_service: Database, pg_tenants: list[TenantId], operations: list[tuple[int, str]]
+class Rollback(Exception):
+    """Raised inside a transaction block to roll it back."""
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(waves=st.lists(st.lists(OPERATION, min_size=1, max_size=8), min_size=1, max_size=4))
+async def test_interleaved_tenants_on_two_connections_see_only_their_commits(
+    service_db: Database, owner_db: Database, waves: list[list[tuple[str, int]]]
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    committed: dict[TenantId, set[str]] = {t: set() for t in pg_tenants}
-    attempted: dict[TenantId, set[str]] = {t: set() for t in pg_tenants}
+    """Every tenant starts with one event; then waves of operations run concurrently.
 
-    class Rollback(Exception):
-        pass
+    Reads race the writes of their wave, so a read must see at least what committed
+    before it began and at most what committed or was in flight when it ended, and
+    never a rolled-back event.
+    """
+    tenant_ids = await create_tenants(owner_db, TENANT_COUNT)
+    committed: dict[TenantId, set[int]] = {t: set() for t in tenant_ids}
+    in_flight: dict[TenantId, set[int]] = {t: set() for t in tenant_ids}
+    rolled_back: set[int] = set()
+    backends: set[int] = set()
 
-    async def operate(index: int, who: int, action: str) -> None:
-        tenant = pg_tenants[who]
-        marker = f"{run}-{index}"
-        if action == "read":
-            before = set(committed[tenant])
-            async with pg_service.transaction(tenant) as session:
-                rows = await session.execute(
-                    text("SELECT tenant_id, type FROM events WHERE type LIKE :p"),
-                    {"p": f"{run}-%"},
-                )
-                seen = [(row[0], row[1]) for row in rows]
-            assert {owner for owner, _ in seen} <= {tenant}
-            assert before <= {m for _, m in seen} <= attempted[tenant]
-            return
-        attempted[tenant].add(marker)
-        try:
-            async with pg_service.transaction(tenant) as session:
-                await session.execute(
-                    INSERT_EVENT,
-                    {"t": tenant, "m": marker},
-                )
-                if action == "rollback":
+    def check(tenant: TenantId, before: set[int], seen: Sequence[tuple[int, str]]) -> None:
+        assert {owner for _, owner in seen} <= {tenant}
+        ids = {event_id for event_id, _ in seen}
+        assert len(ids) == len(seen)
+        assert before <= ids <= committed[tenant] | in_flight[tenant]
+        assert not ids & rolled_back
+
+    async def operate(kind: str, tenant: TenantId) -> None:
+        before = set(committed[tenant])
+        if kind == "commit":
+            async with service_db.transaction(tenant) as session:
+                event = await events.append(session, "op", {})
+                in_flight[tenant].add(event.id)
+            in_flight[tenant].discard(event.id)
+            committed[tenant].add(event.id)
+        elif kind == "rollback":
+            with contextlib.suppress(Rollback):
+                async with service_db.transaction(tenant) as session:
+                    rolled_back.add((await events.append(session, "op", {})).id)
                     raise Rollback
-        except Rollback:
-            return
-        committed[tenant].add(marker)
+        elif kind == "read_orm":
+            async with service_db.transaction(tenant) as session:
+                found = (await session.scalars(select(Event))).all()
+            check(tenant, before, [(e.id, e.tenant_id) for e in found])
+        else:
+            scope = None if kind == "read_unscoped" else tenant
+            async with service_db.transaction(scope) as session:
+                backends.add(await session.scalar(text("SELECT pg_backend_pid()")))
+                result = await session.execute(text("SELECT id, tenant_id FROM events"))
+                seen = [(row[0], row[1]) for row in result]
+            if scope is None:
+                assert seen == []
+            else:
+                check(tenant, before, seen)
 
-    await asyncio.gather(*(operate(i, who, act) for i, (who, act) in enumerate(operations)))
-    for tenant in pg_tenants:
-        async with pg_service.transaction(tenant) as session:
-            rows = await session.execute(
-                text("SELECT type FROM events WHERE type LIKE :p"), {"p": f"{run}-%"}
-            )
-            assert {row[0] for row in rows} == committed[tenant]
+    for wave in [[("commit", index) for index in range(TENANT_COUNT)], *waves]:
+        outcomes = await asyncio.gather(
+            *(operate(kind, tenant_ids[index]) for kind, index in wave), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+    assert len(backends) <= 2
+    assert not any(in_flight.values())
+    for tenant in tenant_ids:
+        async with service_db.transaction(tenant) as session:
+            final = set(await session.scalars(select(Event.id)))
+        assert final == committed[tenant]

@@ -1,85 +1,216 @@
-"""The application wall: ORM statements are confined to the session's tenant."""
+"""The application wall: ORM statements on tenant-owned models stay in the session's tenant.
+
+These run on SQLite, where this wall is the only one, and on PostgreSQL, where row-level
+security stands behind it.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.exc import DBAPIError
 
 from service.events import repository as events
 from service.persistence.database import Database
-from service.persistence.models import Event, UsageCounter
+from service.persistence.models import Event, Tenant, UsageCounter
 from tenancy.context import TenantId
 from tenancy.scoping import MissingTenantScope
 from tests.conftest import NewTenant
-from tiers import Quota, consume, plan_for
+from tiers import repository as counters
 
 
-async def test_select_sees_only_the_sessions_tenant(
+async def two_tenants(new_tenant: NewTenant) -> tuple[TenantId, TenantId]:
+    return TenantId(await new_tenant()), TenantId(await new_tenant())
+
+
+async def append_events(
+    database: Database, tenant: TenantId, count: int, **topics: str | None
+) -> list[int]:
+    async with database.transaction(tenant) as session:
+        return [(await events.append(session, "e", {"n": n}, **topics)).id for n in range(count)]
+
+
+async def event_ids(database: Database, tenant: TenantId) -> list[int]:
+    async with database.transaction(tenant) as session:
+        return list((await session.scalars(select(Event.id).order_by(Event.id))).all())
+
+
+def rowcount(result: Result[Any]) -> int:
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
+async def test_select_returns_only_the_sessions_tenants_events(
     database: Database, new_tenant: NewTenant
 ) -> None:
-    tenant_a, tenant_b = TenantId(await new_tenant()), TenantId(await new_tenant())
-    async with database.transaction(tenant_b) as session:
-        for n in range(5):
-            await events.append(session, "b_event", {"n": n}, workflow_id="w-shared")
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    await append_events(database, tenant_b, 40)
+    own = await append_events(database, tenant_a, 3)
+    await append_events(database, tenant_b, 40)
     async with database.transaction(tenant_a) as session:
-        own = await events.append(session, "a_event", {}, workflow_id="w-shared")
-    async with database.transaction(tenant_a) as session:
-        rows = (await session.scalars(select(Event))).all()
-        by_topic = await events.read_after(session, workflow_ids=["w-shared"])
-    assert [r.id for r in rows] == [own.id]
-    assert [r.id for r in by_topic] == [own.id]
-    assert {r.tenant_id for r in rows} == {tenant_a}
+        rows = (await session.scalars(select(Event).order_by(Event.id))).all()
+    assert [row.id for row in rows] == own
+    assert {row.tenant_id for row in rows} == {tenant_a}
 
 
-async def test_get_by_id_of_another_tenants_row_finds_nothing(
+async def test_read_after_with_topics_stays_in_the_tenant(
     database: Database, new_tenant: NewTenant
 ) -> None:
-    tenant_a, tenant_b = TenantId(await new_tenant()), TenantId(await new_tenant())
-    async with database.transaction(tenant_b) as session:
-        foreign = await events.append(session, "b_event", {})
+    """Both tenants use the same topic ids; the topic OR must not widen the tenant filter."""
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    foreign = await append_events(database, tenant_b, 10, workflow_id="wf-1", execution_id="ex-1")
+    by_workflow = await append_events(database, tenant_a, 2, workflow_id="wf-1")
+    by_execution = await append_events(database, tenant_a, 2, execution_id="ex-1")
+    await append_events(database, tenant_a, 2, workflow_id="wf-other")
     async with database.transaction(tenant_a) as session:
-        assert await session.get(Event, foreign.id) is None
+        workflow = await events.read_after(session, workflow_ids=["wf-1"])
+        either = await events.read_after(session, workflow_ids=["wf-1"], execution_ids=["ex-1"])
+        after_first = await events.read_after(session, foreign[0], execution_ids=["ex-1"])
+    assert [e.id for e in workflow] == by_workflow
+    assert [e.id for e in either] == by_workflow + by_execution
+    assert [e.id for e in after_first] == by_execution
 
 
-async def test_tenant_owned_statement_without_a_tenant_raises(database: Database) -> None:
+async def test_statements_without_a_tenant_raise(database: Database) -> None:
     with pytest.raises(MissingTenantScope):
         async with database.transaction(None) as session:
             await session.scalars(select(Event))
     with pytest.raises(MissingTenantScope):
         async with database.transaction(None) as session:
             await session.execute(update(UsageCounter).values(used=0))
+    with pytest.raises(MissingTenantScope):
+        async with database.transaction(None) as session:
+            await session.execute(delete(Event))
+    with pytest.raises(MissingTenantScope):
+        async with database.transaction(None) as session:
+            session.add(Event(type="orphan", payload={}))
+            await session.flush()
 
 
-async def test_row_for_another_tenant_is_refused_and_nothing_stored(
+async def test_adding_another_tenants_row_raises_on_flush_and_stores_nothing(
     database: Database, new_tenant: NewTenant
 ) -> None:
-    tenant_a, tenant_b = TenantId(await new_tenant()), TenantId(await new_tenant())
+    tenant_a, tenant_b = await two_tenants(new_tenant)
     with pytest.raises(MissingTenantScope):
         async with database.transaction(tenant_a) as session:
-            await events.append(session, "ok", {})
+            await events.append(session, "own", {})
             session.add(Event(tenant_id=tenant_b, type="smuggled", payload={}))
             await session.flush()
-    async with database.transaction(tenant_a) as session:
-        assert (await session.scalars(select(Event))).all() == []
-    async with database.transaction(tenant_b) as session:
-        assert (await session.scalars(select(Event))).all() == []
+    assert await event_ids(database, tenant_a) == []
+    assert await event_ids(database, tenant_b) == []
 
 
-async def test_update_cannot_touch_another_tenants_counters(
+async def test_moving_a_loaded_row_to_another_tenant_raises_on_flush(
     database: Database, new_tenant: NewTenant
 ) -> None:
-    tenant_a, tenant_b = TenantId(await new_tenant()), TenantId(await new_tenant())
-    async with database.transaction(tenant_b) as session:
-        await consume(session, plan_for(tenant_b, "free"), Quota.WORKFLOWS, 3)
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    [own] = await append_events(database, tenant_a, 1)
+    with pytest.raises(MissingTenantScope):
+        async with database.transaction(tenant_a) as session:
+            row = await session.get_one(Event, own)
+            row.tenant_id = tenant_b
+            await session.flush()
+    assert await event_ids(database, tenant_a) == [own]
+    assert await event_ids(database, tenant_b) == []
+
+
+async def test_orm_update_cannot_touch_another_tenants_counters(
+    database: Database, new_tenant: NewTenant
+) -> None:
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    for tenant, used in ((tenant_a, 2), (tenant_b, 7)):
+        async with database.transaction(tenant) as session:
+            await counters.increment(session, tenant, "workflows", "", used, None)
     async with database.transaction(tenant_a) as session:
-        await session.execute(update(UsageCounter).values(used=0))
+        result = await session.execute(update(UsageCounter).values(used=0))
+        named = await session.execute(
+            update(UsageCounter).where(UsageCounter.tenant_id == tenant_b).values(used=99)
+        )
+    assert (rowcount(result), rowcount(named)) == (1, 0)
     async with database.transaction(tenant_b) as session:
-        used = await session.scalar(select(UsageCounter.used))
-    assert used == 3
+        assert await counters.read(session, tenant_b, "workflows", "") == 7
+    async with database.transaction(tenant_a) as session:
+        assert await counters.read(session, tenant_a, "workflows", "") == 0
+
+
+async def test_orm_delete_cannot_touch_another_tenants_rows(
+    admin_database: Database, new_tenant: NewTenant
+) -> None:
+    """As the owner: the service role may not DELETE these tables at all on PostgreSQL."""
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    await append_events(admin_database, tenant_a, 1)
+    foreign = await append_events(admin_database, tenant_b, 3)
+    async with admin_database.transaction(tenant_a) as session:
+        everything = await session.execute(delete(Event))
+        named = await session.execute(delete(Event).where(Event.id.in_(foreign)))
+    assert (rowcount(everything), rowcount(named)) == (1, 0)
+    assert await event_ids(admin_database, tenant_b) == foreign
+    assert await event_ids(admin_database, tenant_a) == []
+
+
+async def test_get_by_id_of_another_tenants_event_returns_none(
+    database: Database, new_tenant: NewTenant
+) -> None:
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    [foreign] = await append_events(database, tenant_b, 1)
+    async with database.transaction(tenant_a) as session:
+        assert await session.get(Event, foreign) is None
+        assert await session.get(Event, foreign, populate_existing=True) is None
 
 
 async def test_new_rows_take_the_sessions_tenant(database: Database, new_tenant: NewTenant) -> None:
-    tenant_a = TenantId(await new_tenant())
+    tenant_a, tenant_b = await two_tenants(new_tenant)
     async with database.transaction(tenant_a) as session:
-        event = await events.append(session, "stamped", {"k": 1})
-    assert event.tenant_id == tenant_a
+        added = Event(type="stamped", payload={"k": 1})
+        session.add(added)
+        await session.flush()
+        appended = await events.append(session, "appended", {})
+        assert (added.tenant_id, appended.tenant_id) == (tenant_a, tenant_a)
+    assert await event_ids(database, tenant_a) == [added.id, appended.id]
+    assert await event_ids(database, tenant_b) == []
+
+
+async def test_aggregates_and_joins_over_events_are_confined(
+    database: Database, new_tenant: NewTenant
+) -> None:
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    await append_events(database, tenant_a, 1)
+    await append_events(database, tenant_b, 4)
+    async with database.transaction(tenant_a) as session:
+        count = await session.scalar(select(func.count()).select_from(Event))
+        joined = (
+            await session.scalars(
+                select(Tenant.id).join(Event, Event.tenant_id == Tenant.id).distinct()
+            )
+        ).all()
+        with_events = (
+            await session.scalars(select(Tenant.id).where(Tenant.id.in_(select(Event.tenant_id))))
+        ).all()
+    assert count == 1
+    assert list(joined) == [tenant_a]
+    assert list(with_events) == [tenant_a]
+
+
+async def test_aggregate_over_events_without_a_tenant_raises(database: Database) -> None:
+    with pytest.raises(MissingTenantScope):
+        async with database.transaction(None) as session:
+            await session.scalar(select(func.count()).select_from(Event))
+
+
+async def test_orm_insert_naming_another_tenant_is_refused(
+    database: Database, new_tenant: NewTenant
+) -> None:
+    """On PostgreSQL the RLS WITH CHECK refuses it; on SQLite nothing does."""
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    with pytest.raises((MissingTenantScope, DBAPIError)):
+        async with database.transaction(tenant_a) as session:
+            await session.execute(
+                insert(Event).values(
+                    tenant_id=tenant_b, type="smuggled", payload={}, created_at=datetime.now(UTC)
+                )
+            )
+    assert await event_ids(database, tenant_b) == []
