@@ -47,11 +47,18 @@ def _owned_tables(state: ORMExecuteState) -> list[str]:
 
 
 def _inserted_tenants(state: ORMExecuteState) -> set[object]:
-    compiled = cast(ClauseElement, state.statement).compile()
-    values = [compiled.params]
+    """Tenant ids an INSERT writes: from its bulk parameters, else from its own VALUES."""
     parameters = state.parameters
-    values.extend(parameters if isinstance(parameters, list) else [parameters or {}])
-    return {v["tenant_id"] for v in values if v.get("tenant_id") is not None}
+    if parameters:
+        rows: list[Any] = parameters if isinstance(parameters, list) else [parameters]
+        return {row["tenant_id"] for row in rows if row.get("tenant_id") is not None}
+    # A multi-row VALUES binds later rows as tenant_id_m1, tenant_id_m2, ...
+    bound = cast(ClauseElement, state.statement).compile().params
+    return {
+        value
+        for key, value in bound.items()
+        if (key == "tenant_id" or key.startswith("tenant_id_m")) and value is not None
+    }
 
 
 @event.listens_for(TenantScopedSession, "do_orm_execute")

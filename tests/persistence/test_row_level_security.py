@@ -277,7 +277,7 @@ async def test_pooled_connection_does_not_carry_the_tenant_over(
 
 
 KINDS = ("commit", "rollback", "read_raw", "read_orm", "read_unscoped")
-TENANT_COUNT = 5
+TENANT_COUNT = 4
 OPERATION = st.tuples(st.sampled_from(KINDS), st.integers(0, TENANT_COUNT - 1))
 
 
