@@ -14,9 +14,10 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
 from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.selectable import FromClause
 from sqlalchemy.sql.util import find_tables
 
-from service.persistence.base import TenantOwned
+from service.persistence.base import Base, TenantOwned
 from tenancy.context import TenantId
 
 TENANT_KEY = "wfe.tenant_id"
@@ -35,15 +36,21 @@ def session_tenant(session: Session) -> TenantId | None:
     return tenant
 
 
+def _tenant_owned_tables() -> set[FromClause]:
+    """Tables of the models that declare themselves `TenantOwned`."""
+    return {
+        mapper.local_table
+        for mapper in Base.registry.mappers
+        if issubclass(mapper.class_, TenantOwned)
+    }
+
+
 def _owned_tables(state: ORMExecuteState) -> list[str]:
     """Tenant-owned tables the statement reads or writes, however it names them."""
-    owned = {m.local_table for m in state.all_mappers if issubclass(m.class_, TenantOwned)}
     statement = cast(ClauseElement, state.statement)
-    for table in find_tables(statement, check_columns=True, include_crud=True):
-        columns = getattr(table, "c", None)
-        if columns is not None and "tenant_id" in columns and table.name != "tenants":
-            owned.add(table)
-    return sorted(getattr(t, "name", str(t)) for t in owned)
+    touched: set[object] = set(find_tables(statement, check_columns=True, include_crud=True))
+    touched.update(mapper.local_table for mapper in state.all_mappers)
+    return sorted(str(table) for table in _tenant_owned_tables() if table in touched)
 
 
 def _inserted_tenants(state: ORMExecuteState) -> set[object]:
