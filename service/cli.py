@@ -17,6 +17,7 @@ from service.persistence.database import Database
 from service.server import run_until_signalled, start_server
 from service.settings import Settings
 from service.tenants import service as tenants
+from service.workflow_cli import workflow_app
 from tenancy.dev_tokens import dev_secret, mint_token
 from tenancy.verifiers import verifier_for
 
@@ -27,6 +28,7 @@ tenant_app = typer.Typer(
     help="Administer tenants (uses WFE_ADMIN_DATABASE_URL).", no_args_is_help=True
 )
 app.add_typer(tenant_app, name="tenant")
+app.add_typer(workflow_app, name="workflow")
 
 DEMO_TENANTS = (
     ("demo-free", "Demo (Free)", "free"),

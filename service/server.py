@@ -14,14 +14,18 @@ from grpc_reflection.v1alpha import reflection
 from service.interceptors import ErrorInterceptor, RequestIdInterceptor
 from service.persistence.database import Database
 from service.servicers.tenant import TenantServicer
+from service.servicers.workflow import WorkflowServicer
 from service.settings import Settings
 from tenancy.interceptor import AuthInterceptor
 from tenancy.tokens import TokenVerifier
-from wfe.v1 import tenant_pb2, tenant_pb2_grpc
+from wfe.v1 import tenant_pb2, tenant_pb2_grpc, workflow_pb2, workflow_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAMES = (tenant_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name,)
+SERVICE_NAMES = (
+    tenant_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name,
+    workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
+)
 
 
 @dataclass
@@ -63,6 +67,7 @@ async def start_server(
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )
     tenant_pb2_grpc.add_TenantServiceServicer_to_server(TenantServicer(database), server)
+    workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(database), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

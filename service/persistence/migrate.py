@@ -14,11 +14,15 @@ from service.persistence.base import Base
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 # What the service role may do per table; anything not listed it may not touch.
-# The event log is append-only for the service: no UPDATE, no DELETE.
+# The event log is append-only for the service: no UPDATE, no DELETE; nor does it delete
+# workflows (deletion is soft).
 SERVICE_GRANTS: dict[str, tuple[str, ...]] = {
     "tenants": ("SELECT",),
     "usage_counters": ("SELECT", "INSERT", "UPDATE"),
     "events": ("SELECT", "INSERT"),
+    "workflows": ("SELECT", "INSERT", "UPDATE"),
+    # Versions are immutable; only their publication is filled in later.
+    "workflow_versions": ("SELECT", "INSERT", "UPDATE (release_notes, published_at, published_by)"),
 }
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.errors import FieldViolation, InvalidInput
+from service.errors import FieldViolation, InvalidInput, PermissionDenied
 from service.persistence.models import Tenant
 from service.tenants import repository
-from tiers import Tier, plan_for
+from tiers import TenantPlan, Tier, plan_for
 
 TENANT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -83,3 +83,13 @@ async def set_tier(
 
 async def list_all(session: AsyncSession) -> Sequence[Tenant]:
     return await repository.list_all(session)
+
+
+async def plan_of(session: AsyncSession, tenant_id: str) -> TenantPlan:
+    """The plan in force for a registered tenant; PermissionDenied for an unknown one."""
+    tenant = await repository.get(session, tenant_id)
+    if tenant is None:
+        raise PermissionDenied(
+            f"tenant {tenant_id!r} is not registered", metadata={"tenant_id": tenant_id}
+        )
+    return plan_for(tenant.id, tenant.tier, tenant.limit_overrides)

@@ -3,5 +3,6 @@
 from service.persistence.models.event import Event
 from service.persistence.models.tenant import Tenant
 from service.persistence.models.usage import UsageCounter
+from service.persistence.models.workflow import Workflow, WorkflowVersion
 
-__all__ = ["Event", "Tenant", "UsageCounter"]
+__all__ = ["Event", "Tenant", "UsageCounter", "Workflow", "WorkflowVersion"]

@@ -1,0 +1,427 @@
+"""`wfe.v1.WorkflowService`: messages in and out; the work is in `service.workflows`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeAlias
+
+from google.protobuf import json_format, struct_pb2
+from grpc import aio
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service import pagination
+from service.errors import FieldViolation, InvalidInput, WorkflowNotFound
+from service.persistence.database import Database
+from service.persistence.models import Workflow, WorkflowVersion
+from service.servicers.tenant import TIERS, timestamp
+from service.tenants.service import plan_of
+from service.workflows import documents, repository, templates
+from service.workflows import service as workflows
+from service.workflows.diagram import mermaid
+from service.workflows.diff import FieldChange, diff
+from service.workflows.issues import Report
+from service.workflows.steps import MINIMUM_TIER
+from service.workflows.steptypes import STEP_TYPES, TOOLS
+from service.workflows.validation import validate_step, validate_workflow
+from tenancy import current_identity
+from tiers import TenantPlan, Tier, Versioning, require_feature
+from wfe.v1 import workflow_pb2, workflow_pb2_grpc
+
+Context: TypeAlias = aio.ServicerContext[Any, Any]
+Status = workflows.Status
+STATUSES = {
+    Status.DRAFT: workflow_pb2.WORKFLOW_STATUS_DRAFT,
+    Status.ACTIVE: workflow_pb2.WORKFLOW_STATUS_ACTIVE,
+    Status.ARCHIVED: workflow_pb2.WORKFLOW_STATUS_ARCHIVED,
+}
+STATUS_FILTERS = {number: status for status, number in STATUSES.items()}
+UPDATABLE = frozenset(documents.DEFINITION_FIELDS)
+
+
+def workflow_message(row: Workflow) -> workflow_pb2.Workflow:
+    message = workflow_pb2.Workflow(
+        id=row.id,
+        status=STATUSES[Status(row.status)],
+        version=row.version,
+        create_time=timestamp(row.created_at),
+        update_time=timestamp(row.updated_at),
+        created_by=row.created_by,
+        updated_by=row.updated_by,
+        published_version=row.published_version or 0,
+    )
+    documents.fill_definition(message, row.definition)
+    return message
+
+
+def version_message(row: WorkflowVersion) -> workflow_pb2.WorkflowVersion:
+    definition = workflow_pb2.Workflow()
+    documents.fill_definition(definition, row.definition)
+    message = workflow_pb2.WorkflowVersion(
+        workflow_id=row.workflow_id,
+        version=row.version,
+        name=definition.name,
+        description=definition.description,
+        input_schema=definition.input_schema,
+        steps=definition.steps,
+        create_time=timestamp(row.created_at),
+        created_by=row.created_by,
+        release_notes=row.release_notes or "",
+        published_by=row.published_by or "",
+    )
+    if row.published_at is not None:
+        message.publish_time.CopyFrom(timestamp(row.published_at))
+    return message
+
+
+def issue_messages(report: Report) -> dict[str, Any]:
+    def convert(issues: list[Any]) -> list[workflow_pb2.ValidationIssue]:
+        return [
+            workflow_pb2.ValidationIssue(
+                code=i.code,
+                message=i.message,
+                step_id=i.step_id,
+                field=i.field,
+                position=i.position,
+            )
+            for i in issues
+        ]
+
+    return {
+        "valid": report.valid,
+        "errors": convert(report.errors),
+        "warnings": convert(report.warnings),
+    }
+
+
+def struct(value: Any) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(value)
+    return message
+
+
+def value(item: Any) -> struct_pb2.Value | None:
+    if item is None:
+        return None
+    message = struct_pb2.Value()
+    json_format.ParseDict(item, message)
+    return message
+
+
+def change_message(change: FieldChange) -> workflow_pb2.FieldChange:
+    return workflow_pb2.FieldChange(
+        field=change.field, before=value(change.before), after=value(change.after)
+    )
+
+
+class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    @asynccontextmanager
+    async def _unit(self) -> AsyncIterator[tuple[AsyncSession, TenantPlan]]:
+        """The call's transaction in its tenant, with the plan in force."""
+        tenant = current_identity().tenant_id
+        async with self._database.transaction(tenant) as session:
+            yield session, await plan_of(session, tenant)
+
+    async def _plan(self) -> TenantPlan:
+        async with self._unit() as (_, plan):
+            return plan
+
+    async def _create(self, definition: dict[str, Any], request_id: str) -> workflow_pb2.Workflow:
+        actor = current_identity().subject
+        try:
+            async with self._unit() as (session, plan):
+                created = await workflows.create(
+                    session, plan, actor, definition, request_id=request_id
+                )
+                return workflow_message(created)
+        except IntegrityError:
+            if not request_id:
+                raise
+        # A concurrent call with the same request_id won the insert: answer with its workflow.
+        async with self._unit() as (session, _):
+            found = await workflows.find_created(session, request_id)
+            if found is None:
+                raise WorkflowNotFound(f"no workflow for request {request_id!r}")
+            return workflow_message(found)
+
+    async def CreateWorkflow(
+        self, request: workflow_pb2.CreateWorkflowRequest, context: Context
+    ) -> workflow_pb2.CreateWorkflowResponse:
+        created = await self._create(documents.definition_of(request.workflow), request.request_id)
+        return workflow_pb2.CreateWorkflowResponse(workflow=created)
+
+    async def GetWorkflow(
+        self, request: workflow_pb2.GetWorkflowRequest, context: Context
+    ) -> workflow_pb2.GetWorkflowResponse:
+        async with self._unit() as (session, _):
+            row = await workflows.get(session, request.id)
+            return workflow_pb2.GetWorkflowResponse(workflow=workflow_message(row))
+
+    async def ListWorkflows(
+        self, request: workflow_pb2.ListWorkflowsRequest, context: Context
+    ) -> workflow_pb2.ListWorkflowsResponse:
+        size = pagination.page_size(request.page_size)
+        tenant = current_identity().tenant_id
+        status = STATUS_FILTERS.get(request.status)
+        if request.status and status is None:
+            raise InvalidInput(
+                "unknown status filter", violations=[FieldViolation("status", "unknown value")]
+            )
+        listing = f"workflows:{status or ''}:{request.name_prefix}"
+        key = pagination.decode(request.page_token, tenant, listing)
+        after = (datetime.fromisoformat(key[0]), str(key[1])) if key else None
+        async with self._unit() as (session, _):
+            rows = await repository.list_page(
+                session,
+                status=status,
+                name_prefix=request.name_prefix,
+                after=after,
+                limit=size + 1,
+            )
+            page = [workflow_message(row) for row in rows[:size]]
+        token = ""
+        if len(rows) > size:
+            last = rows[size - 1]
+            token = pagination.encode(tenant, listing, [last.created_at.isoformat(), last.id])
+        return workflow_pb2.ListWorkflowsResponse(workflows=page, next_page_token=token)
+
+    async def UpdateWorkflow(
+        self, request: workflow_pb2.UpdateWorkflowRequest, context: Context
+    ) -> workflow_pb2.UpdateWorkflowResponse:
+        paths = list(request.update_mask.paths) or sorted(UPDATABLE)
+        unknown = sorted(set(paths) - UPDATABLE)
+        if unknown:
+            raise InvalidInput(
+                f"update_mask names fields that cannot be updated: {', '.join(unknown)}",
+                violations=[
+                    FieldViolation("update_mask", f"unknown or read-only: {p}") for p in unknown
+                ],
+            )
+        proposed = documents.definition_of(request.workflow)
+        async with self._unit() as (session, plan):
+            row = await workflows.update(
+                session,
+                plan,
+                current_identity().subject,
+                request.workflow.id,
+                {path: proposed[path] for path in paths},
+            )
+            return workflow_pb2.UpdateWorkflowResponse(workflow=workflow_message(row))
+
+    async def DeleteWorkflow(
+        self, request: workflow_pb2.DeleteWorkflowRequest, context: Context
+    ) -> workflow_pb2.DeleteWorkflowResponse:
+        async with self._unit() as (session, plan):
+            await workflows.delete(session, plan, current_identity().subject, request.id)
+        return workflow_pb2.DeleteWorkflowResponse()
+
+    async def _set_status(self, workflow_id: str, target: Status) -> workflow_pb2.Workflow:
+        async with self._unit() as (session, plan):
+            row = await workflows.change_status(
+                session, plan, current_identity().subject, workflow_id, target
+            )
+            return workflow_message(row)
+
+    async def ActivateWorkflow(
+        self, request: workflow_pb2.ActivateWorkflowRequest, context: Context
+    ) -> workflow_pb2.ActivateWorkflowResponse:
+        return workflow_pb2.ActivateWorkflowResponse(
+            workflow=await self._set_status(request.id, Status.ACTIVE)
+        )
+
+    async def ArchiveWorkflow(
+        self, request: workflow_pb2.ArchiveWorkflowRequest, context: Context
+    ) -> workflow_pb2.ArchiveWorkflowResponse:
+        return workflow_pb2.ArchiveWorkflowResponse(
+            workflow=await self._set_status(request.id, Status.ARCHIVED)
+        )
+
+    async def ValidateWorkflow(
+        self, request: workflow_pb2.ValidateWorkflowRequest, context: Context
+    ) -> workflow_pb2.ValidateWorkflowResponse:
+        plan = await self._plan()
+        report = validate_workflow(documents.definition_of(request.workflow), plan.limits)
+        return workflow_pb2.ValidateWorkflowResponse(**issue_messages(report))
+
+    async def ValidateStep(
+        self, request: workflow_pb2.ValidateStepRequest, context: Context
+    ) -> workflow_pb2.ValidateStepResponse:
+        plan = await self._plan()
+        report = validate_step(
+            documents.step_to_dict(request.step),
+            list(request.context.available_steps),
+            json_format.MessageToDict(request.context.input_schema),
+            plan.limits,
+        )
+        return workflow_pb2.ValidateStepResponse(**issue_messages(report))
+
+    async def ListStepTypes(
+        self, request: workflow_pb2.ListStepTypesRequest, context: Context
+    ) -> workflow_pb2.ListStepTypesResponse:
+        plan = await self._plan()
+        return workflow_pb2.ListStepTypesResponse(
+            step_types=[
+                workflow_pb2.StepType(
+                    type=step_type.name,
+                    category=step_type.category,
+                    description=step_type.description,
+                    config_schema=struct(step_type.config_schema),
+                    available=plan.limits.step_types >= step_type.access,
+                    minimum_tier=TIERS[Tier(MINIMUM_TIER[step_type.access])],
+                )
+                for step_type in STEP_TYPES.values()
+            ],
+            tools=[
+                workflow_pb2.ToolDescriptor(
+                    name=tool.name,
+                    description=tool.description,
+                    arguments_schema=struct(tool.arguments_schema),
+                )
+                for tool in TOOLS.values()
+            ],
+        )
+
+    async def ListWorkflowVersions(
+        self, request: workflow_pb2.ListWorkflowVersionsRequest, context: Context
+    ) -> workflow_pb2.ListWorkflowVersionsResponse:
+        size = pagination.page_size(request.page_size)
+        tenant = current_identity().tenant_id
+        listing = f"versions:{request.workflow_id}"
+        key = pagination.decode(request.page_token, tenant, listing)
+        async with self._unit() as (session, plan):
+            rows = await workflows.list_versions(
+                session,
+                plan,
+                request.workflow_id,
+                before=int(key[0]) if key else None,
+                limit=size + 1,
+            )
+            page = [version_message(row) for row in rows[:size]]
+        token = ""
+        if len(rows) > size:
+            token = pagination.encode(tenant, listing, [rows[size - 1].version])
+        return workflow_pb2.ListWorkflowVersionsResponse(versions=page, next_page_token=token)
+
+    async def GetWorkflowVersion(
+        self, request: workflow_pb2.GetWorkflowVersionRequest, context: Context
+    ) -> workflow_pb2.GetWorkflowVersionResponse:
+        async with self._unit() as (session, plan):
+            row = await workflows.get_version(session, plan, request.workflow_id, request.version)
+            return workflow_pb2.GetWorkflowVersionResponse(version=version_message(row))
+
+    async def RevertWorkflow(
+        self, request: workflow_pb2.RevertWorkflowRequest, context: Context
+    ) -> workflow_pb2.RevertWorkflowResponse:
+        async with self._unit() as (session, plan):
+            row = await workflows.revert(
+                session, plan, current_identity().subject, request.workflow_id, request.version
+            )
+            return workflow_pb2.RevertWorkflowResponse(workflow=workflow_message(row))
+
+    async def DiffWorkflowVersions(
+        self, request: workflow_pb2.DiffWorkflowVersionsRequest, context: Context
+    ) -> workflow_pb2.DiffWorkflowVersionsResponse:
+        async with self._unit() as (session, plan):
+            require_feature(plan, "versioning", Versioning.FULL)
+            older = await workflows.get_version(
+                session, plan, request.workflow_id, request.from_version
+            )
+            newer = await workflows.get_version(
+                session, plan, request.workflow_id, request.to_version
+            )
+        found = diff(older.definition, newer.definition)
+        return workflow_pb2.DiffWorkflowVersionsResponse(
+            added_steps=[documents.step_from_dict(step) for step in found.added_steps],
+            removed_steps=[documents.step_from_dict(step) for step in found.removed_steps],
+            changed_steps=[
+                workflow_pb2.StepChange(
+                    step_id=step_id, fields=[change_message(c) for c in changes]
+                )
+                for step_id, changes in found.changed_steps.items()
+            ],
+            changed_fields=[change_message(c) for c in found.changed_fields],
+        )
+
+    async def PublishWorkflow(
+        self, request: workflow_pb2.PublishWorkflowRequest, context: Context
+    ) -> workflow_pb2.PublishWorkflowResponse:
+        async with self._unit() as (session, plan):
+            row = await workflows.publish(
+                session,
+                plan,
+                current_identity().subject,
+                request.workflow_id,
+                request.version,
+                request.release_notes,
+            )
+            return workflow_pb2.PublishWorkflowResponse(version=version_message(row))
+
+    async def ListTemplates(
+        self, request: workflow_pb2.ListTemplatesRequest, context: Context
+    ) -> workflow_pb2.ListTemplatesResponse:
+        size = pagination.page_size(request.page_size)
+        tenant = current_identity().tenant_id
+        listing = f"templates:{request.available_only}"
+        key = pagination.decode(request.page_token, tenant, listing)
+        start = int(key[0]) if key else 0
+        plan = await self._plan()
+        shown = [
+            (template, plan.limits.templates >= template.access)
+            for template in templates.catalog().values()
+        ]
+        if request.available_only:
+            shown = [(template, True) for template, available in shown if available]
+        page = shown[start : start + size]
+        token = ""
+        if start + size < len(shown):
+            token = pagination.encode(tenant, listing, [start + size])
+        return workflow_pb2.ListTemplatesResponse(
+            templates=[
+                workflow_pb2.Template(
+                    id=template.id,
+                    name=template.name,
+                    description=template.description,
+                    category=template.category,
+                    minimum_tier=TIERS[template.tier],
+                    available=available,
+                    workflow=documents.parse_document(template.workflow),
+                )
+                for template, available in page
+            ],
+            next_page_token=token,
+        )
+
+    async def CreateWorkflowFromTemplate(
+        self, request: workflow_pb2.CreateWorkflowFromTemplateRequest, context: Context
+    ) -> workflow_pb2.CreateWorkflowFromTemplateResponse:
+        template = templates.catalog().get(request.template_id)
+        if template is None:
+            raise InvalidInput(
+                f"no template {request.template_id!r}",
+                metadata={"template_id": request.template_id},
+                violations=[FieldViolation("template_id", "no such template")],
+            )
+        require_feature(await self._plan(), "templates", template.access)
+        definition = documents.definition_of(documents.parse_document(template.workflow))
+        if request.name:
+            definition["name"] = request.name
+        created = await self._create(definition, request.request_id)
+        return workflow_pb2.CreateWorkflowFromTemplateResponse(workflow=created)
+
+    async def GetWorkflowDiagram(
+        self, request: workflow_pb2.GetWorkflowDiagramRequest, context: Context
+    ) -> workflow_pb2.GetWorkflowDiagramResponse:
+        async with self._unit() as (session, plan):
+            row = await workflows.get(session, request.workflow_id)
+            definition = row.definition
+            if request.version and request.version != row.version:
+                stored = await workflows.get_version(
+                    session, plan, request.workflow_id, request.version
+                )
+                definition = stored.definition
+        return workflow_pb2.GetWorkflowDiagramResponse(mermaid=mermaid(definition))

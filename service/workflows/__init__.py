@@ -1,0 +1,1 @@
+"""Workflow definitions: steps, validation, versions, templates."""

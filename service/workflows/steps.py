@@ -1,0 +1,296 @@
+"""Checks of one step on its own: id, type, plan, config, policies, expressions and paths.
+
+Both `ValidateStep` and whole-workflow validation start here; what a step needs from
+the rest of the workflow (its edges and the steps its paths name) is returned as a
+`StepFacts`, so the graph checks can judge it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from service.workflows import expressions
+from service.workflows.issues import Report
+from service.workflows.steptypes import STEP_ID_PATTERN, STEP_TYPES, TOOLS
+from tiers import PlanLimits, StepTypeAccess
+
+STEP_ID: Final = re.compile(STEP_ID_PATTERN)
+DURATION: Final = re.compile(r"^(\d{1,12})(\.\d{1,9})?s$")
+ERROR_POLICIES: Final = ("fail", "retry", "continue")
+MINIMUM_TIER: Final = {
+    StepTypeAccess.BASIC: "free",
+    StepTypeAccess.ADVANCED: "professional",
+    StepTypeAccess.ALL_AND_CUSTOM: "enterprise",
+}
+INPUT_ROOT: Final = "input"
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A path found in a step, with the field it sits in."""
+
+    path: expressions.PathRef
+    field: str
+
+
+@dataclass(slots=True)
+class StepFacts:
+    """What the graph checks need of one step."""
+
+    id: str
+    type: str
+    edges: list[tuple[str, str]] = field(default_factory=list)  # (target, field)
+    references: list[Reference] = field(default_factory=list)
+    has_default: bool = True
+
+
+def seconds(value: object) -> float | None:
+    """A protobuf JSON duration ("1.5s") in seconds, or None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    match = DURATION.match(value)
+    return None if match is None else float(match.group(1) + (match.group(2) or ""))
+
+
+def _schema_errors(schema: dict[str, Any], value: object) -> Iterator[ValidationError]:
+    yield from Draft202012Validator(schema).iter_errors(value)
+
+
+def _json_path(prefix: str, parts: Sequence[object]) -> str:
+    text = prefix
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def check_step(
+    step: object,
+    where: str,
+    limits: PlanLimits | None,
+    report: Report,
+) -> StepFacts | None:
+    """Check `step` (found at field path `where`); None when it is not even an object."""
+    if not isinstance(step, Mapping):
+        report.error("invalid_step", "a step must be an object", field=where)
+        return None
+    step_id = step.get("id")
+    if not isinstance(step_id, str) or not STEP_ID.match(step_id):
+        report.error(
+            "invalid_step_id",
+            "a step id is 1-63 letters, digits, '_' or '-', starting with a letter or '_'",
+            step_id=step_id if isinstance(step_id, str) else "",
+            field=f"{where}.id",
+        )
+        step_id = step_id if isinstance(step_id, str) else ""
+    facts = StepFacts(id=step_id, type=str(step.get("type", "")))
+    _check_type_and_config(step, facts, where, limits, report)
+    _check_policies(step, facts.id, where, report)
+    nxt = step.get("next")
+    if nxt not in (None, ""):
+        if not isinstance(nxt, str):
+            report.error(
+                "invalid_next", "next must be a step id", step_id=facts.id, field=f"{where}.next"
+            )
+        elif facts.type == "condition":
+            report.error(
+                "invalid_next",
+                "a condition step chooses what follows through its conditions and default",
+                step_id=facts.id,
+                field=f"{where}.next",
+            )
+        else:
+            facts.edges.append((nxt, f"{where}.next"))
+    return facts
+
+
+def _check_type_and_config(
+    step: Mapping[str, Any], facts: StepFacts, where: str, limits: PlanLimits | None, report: Report
+) -> None:
+    step_type = STEP_TYPES.get(facts.type)
+    if step_type is None:
+        report.error(
+            "unknown_step_type",
+            f"unknown step type {facts.type!r}; one of {', '.join(STEP_TYPES)}",
+            step_id=facts.id,
+            field=f"{where}.type",
+        )
+        return
+    if limits is not None and limits.step_types < step_type.access:
+        report.error(
+            "tier_restriction",
+            f"{step_type.category} step type {facts.type!r} needs the "
+            f"{MINIMUM_TIER[step_type.access]} tier or above",
+            step_id=facts.id,
+            field=f"{where}.type",
+        )
+    config = step.get("config", {})
+    if config is None:
+        config = {}
+    invalid = False
+    for error in _schema_errors(step_type.config_schema, config):
+        invalid = True
+        report.error(
+            "invalid_config",
+            error.message,
+            step_id=facts.id,
+            field=_json_path(f"{where}.config", list(error.absolute_path)),
+        )
+    if invalid or not isinstance(config, Mapping):
+        return
+    _collect_config(config, facts, where, report)
+
+
+def _collect_config(
+    config: Mapping[str, Any], facts: StepFacts, where: str, report: Report
+) -> None:
+    """Edges, expressions and paths of a config that already matches its schema."""
+    at = f"{where}.config"
+    if facts.type == "condition":
+        for index, branch in enumerate(config["conditions"]):
+            _expression(branch["condition"], facts, f"{at}.conditions[{index}].condition", report)
+            facts.edges.append((branch["next"], f"{at}.conditions[{index}].next"))
+        if "default" in config:
+            facts.edges.append((config["default"], f"{at}.default"))
+        else:
+            facts.has_default = False
+            report.error(
+                "missing_default",
+                "a condition needs a default for when no condition holds",
+                step_id=facts.id,
+                field=f"{at}.default",
+            )
+    elif facts.type == "loop":
+        _path(config["over"], facts, f"{at}.over", report)
+        facts.edges.append((config["body"], f"{at}.body"))
+    elif facts.type == "parallel":
+        for index, branch in enumerate(config["branches"]):
+            facts.edges.append((branch, f"{at}.branches[{index}]"))
+    elif facts.type == "aggregate":
+        for index, source in enumerate(config["sources"]):
+            _path(source, facts, f"{at}.sources[{index}]", report)
+    elif facts.type == "wait" and "until" in config:
+        _path(config["until"], facts, f"{at}.until", report)
+    elif facts.type == "tool":
+        tool = TOOLS[config["tool"]]
+        arguments = config.get("arguments", {})
+        for error in _schema_errors(tool.arguments_schema, arguments):
+            report.error(
+                "invalid_config",
+                f"{tool.name}: {error.message}",
+                step_id=facts.id,
+                field=_json_path(f"{at}.arguments", list(error.absolute_path)),
+            )
+        _values(arguments, facts, f"{at}.arguments", report)
+    for key in ("values", "arguments"):
+        if facts.type != "tool" and isinstance(config.get(key), Mapping | list):
+            _values(config[key], facts, f"{at}.{key}", report)
+
+
+def _values(value: object, facts: StepFacts, where: str, report: Report) -> None:
+    """Strings starting with `$` inside literal structures are paths."""
+    if isinstance(value, str) and value.startswith("$"):
+        _path(value, facts, where, report)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _values(item, facts, f"{where}.{key}", report)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _values(item, facts, f"{where}[{index}]", report)
+
+
+def _path(text: str, facts: StepFacts, where: str, report: Report) -> None:
+    try:
+        path = expressions.parse_path(text)
+    except expressions.ExpressionError as error:
+        report.error(
+            "invalid_path", error.message, step_id=facts.id, field=where, position=error.position
+        )
+        return
+    facts.references.append(Reference(path, where))
+
+
+def _expression(text: str, facts: StepFacts, where: str, report: Report) -> None:
+    try:
+        node = expressions.parse(text)
+    except expressions.ExpressionError as error:
+        report.error(
+            "invalid_expression",
+            f"{error.message} in {text!r}",
+            step_id=facts.id,
+            field=where,
+            position=error.position,
+        )
+        return
+    facts.references.extend(Reference(path, where) for path in expressions.references(node))
+    simpler = expressions.simplify(node)
+    if simpler is not None:
+        suggestion = expressions.render(simpler)
+        report.warn(
+            "expression_simplification",
+            f"the expression could be simplified to '{suggestion}'",
+            step_id=facts.id,
+            field=where,
+        )
+
+
+def _check_policies(step: Mapping[str, Any], step_id: str, where: str, report: Report) -> None:
+    on_error = step.get("on_error", "fail")
+    if on_error not in ERROR_POLICIES:
+        report.error(
+            "invalid_error_policy",
+            f"on_error is one of {', '.join(ERROR_POLICIES)}",
+            step_id=step_id,
+            field=f"{where}.on_error",
+        )
+    if "timeout" in step and not (seconds(step["timeout"]) or 0) > 0:
+        report.error(
+            "invalid_timeout",
+            "timeout must be a positive duration such as '30s'",
+            step_id=step_id,
+            field=f"{where}.timeout",
+        )
+    retry = step.get("retry")
+    if retry is None:
+        return
+    for field_name, problem in _retry_problems(retry):
+        report.error(
+            "invalid_retry_policy",
+            problem,
+            step_id=step_id,
+            field=f"{where}.retry{'.' + field_name if field_name else ''}",
+        )
+
+
+def _retry_problems(retry: object) -> Iterator[tuple[str, str]]:
+    if not isinstance(retry, Mapping):
+        yield "", "retry must be an object"
+        return
+    attempts = retry.get("max_attempts", 1)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 100:
+        yield "max_attempts", "max_attempts is a whole number from 1 to 100"
+    intervals = {}
+    for name in ("initial_interval", "max_interval"):
+        if name in retry:
+            intervals[name] = seconds(retry[name])
+            if intervals[name] is None:
+                yield name, f"{name} must be a duration such as '1.5s'"
+    coefficient = retry.get("backoff_coefficient", 2.0)
+    if not isinstance(coefficient, int | float) or isinstance(coefficient, bool):
+        yield "backoff_coefficient", "backoff_coefficient must be a number"
+    elif not 1.0 <= coefficient <= 100.0:
+        yield "backoff_coefficient", "backoff_coefficient is between 1 and 100"
+    jitter = retry.get("jitter", 0.0)
+    if not isinstance(jitter, int | float) or isinstance(jitter, bool) or not 0 <= jitter <= 1:
+        yield "jitter", "jitter is a fraction between 0 and 1"
+    first, longest = intervals.get("initial_interval"), intervals.get("max_interval")
+    if first is not None and longest is not None and longest < first:
+        yield "max_interval", "max_interval must not be shorter than initial_interval"
+    codes = retry.get("non_retryable_codes", [])
+    if not isinstance(codes, list) or not all(isinstance(c, str) and c for c in codes):
+        yield "non_retryable_codes", "non_retryable_codes is a list of error codes"

@@ -1,0 +1,250 @@
+"""Validation of whole definitions and single steps, against the rules and the tenant's plan.
+
+The validator never raises on any input: every problem becomes an `Issue` naming the
+step or field it concerns, and Create/Update accept exactly what it calls valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from service.workflows.issues import Report
+from service.workflows.steps import INPUT_ROOT, StepFacts, check_step
+from tiers import PlanLimits
+
+MAX_NAME_LENGTH = 200
+
+
+def validate_workflow(definition: Mapping[str, Any], limits: PlanLimits | None) -> Report:
+    """Every error and warning of a workflow definition (name, input_schema, steps)."""
+    report = Report()
+    name = definition.get("name")
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME_LENGTH:
+        report.error("invalid_field", f"name is 1 to {MAX_NAME_LENGTH} characters", field="name")
+    _check_input_schema(definition.get("input_schema"), "input_schema", report)
+    steps = definition.get("steps")
+    if not isinstance(steps, list) or not steps:
+        report.error("missing_steps", "a workflow needs at least one step", field="steps")
+        return report
+    maximum = limits.max_steps_per_workflow if limits else None
+    if maximum is not None and len(steps) > maximum:
+        report.error(
+            "tier_restriction",
+            f"{len(steps)} steps exceed the plan's {maximum} steps per workflow",
+            field="steps",
+        )
+    facts: dict[str, StepFacts] = {}
+    for index, step in enumerate(steps):
+        found = check_step(step, f"steps[{index}]", limits, report)
+        if found is None or not found.id:
+            continue
+        if found.id in facts:
+            report.error(
+                "duplicate_step_id",
+                f"step id {found.id!r} is used more than once",
+                step_id=found.id,
+                field=f"steps[{index}].id",
+            )
+            continue
+        facts[found.id] = found
+    _check_graph(facts, report)
+    return report
+
+
+def validate_step(
+    step: object,
+    available_steps: Sequence[str],
+    input_schema: object,
+    limits: PlanLimits | None,
+) -> Report:
+    """Check one step as an editor draws it; its edges and paths may name `available_steps`."""
+    report = Report()
+    _check_input_schema(input_schema, "context.input_schema", report)
+    facts = check_step(step, "step", limits, report)
+    if facts is None:
+        return report
+    known = {*available_steps, facts.id}
+    for target, field in facts.edges:
+        if target not in known:
+            report.error(
+                "unknown_step_reference",
+                f"{target!r} is not a step of this workflow",
+                step_id=facts.id,
+                field=field,
+            )
+    for reference in facts.references:
+        root = reference.path.root
+        if root != INPUT_ROOT and root not in known:
+            report.error(
+                "unknown_path_reference",
+                f"path {reference.path.render()} names no step of this workflow",
+                step_id=facts.id,
+                field=reference.field,
+                position=reference.path.position,
+            )
+    return report
+
+
+def _check_input_schema(schema: object, field: str, report: Report) -> None:
+    if schema is None or schema == {}:
+        return
+    if not isinstance(schema, Mapping):
+        report.error(
+            "invalid_input_schema", "input_schema must be a JSON Schema object", field=field
+        )
+        return
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as error:
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        report.error("invalid_input_schema", error.message, field=field + path)
+    except Exception as error:  # a schema that crashes the meta-validator is still just invalid
+        report.error("invalid_input_schema", f"unusable JSON Schema: {error}", field=field)
+
+
+def _check_graph(facts: dict[str, StepFacts], report: Report) -> None:
+    successors: dict[str, list[str]] = {step_id: [] for step_id in facts}
+    for step in facts.values():
+        for target, field in step.edges:
+            if target in facts:
+                successors[step.id].append(target)
+            else:
+                report.error(
+                    "unknown_step_reference",
+                    f"{target!r} is not a step of this workflow",
+                    step_id=step.id,
+                    field=field,
+                )
+    entries = [step.id for step in facts.values() if step.type == "input"]
+    if not entries:
+        report.error("missing_entry_step", "a workflow needs exactly one input step", field="steps")
+    for extra in entries[1:]:
+        report.error(
+            "multiple_entry_steps",
+            f"step {extra!r} is a second input step; a workflow has exactly one entry",
+            step_id=extra,
+            field="steps",
+        )
+    _check_cycles(facts, successors, report)
+    if not entries:
+        return
+    reachable = _reachable(entries[:1], successors)
+    for step_id in facts:
+        if step_id not in reachable:
+            report.warn(
+                "unreachable_step",
+                f"step {step_id!r} can never run: nothing leads to it from {entries[0]!r}",
+                step_id=step_id,
+            )
+    if not any(facts[step_id].type == "output" for step_id in reachable):
+        report.error(
+            "no_reachable_output", "no output step can be reached from the entry", field="steps"
+        )
+    _check_references(facts, successors, report)
+
+
+def _reachable(starts: Sequence[str], successors: Mapping[str, Sequence[str]]) -> set[str]:
+    """`starts` and every step an edge path leads to from them."""
+    seen, pending = set(starts), list(starts)
+    while pending:
+        for target in successors[pending.pop()]:
+            if target not in seen:
+                seen.add(target)
+                pending.append(target)
+    return seen
+
+
+def _check_references(
+    facts: dict[str, StepFacts], successors: Mapping[str, Sequence[str]], report: Report
+) -> None:
+    predecessors: dict[str, list[str]] = {step_id: [] for step_id in facts}
+    for source, targets in successors.items():
+        for target in targets:
+            predecessors[target].append(source)
+    for step in facts.values():
+        if not step.references:
+            continue
+        # Includes the step itself when it lies on a loop: its previous iteration has run.
+        before = _reachable(predecessors[step.id], predecessors)
+        for reference in step.references:
+            root = reference.path.root
+            if root == INPUT_ROOT or root in before:
+                continue
+            if root not in facts:
+                report.error(
+                    "unknown_path_reference",
+                    f"path {reference.path.render()} names no step of this workflow",
+                    step_id=step.id,
+                    field=reference.field,
+                    position=reference.path.position,
+                )
+            else:
+                report.warn(
+                    "reference_not_before",
+                    f"path {reference.path.render()} reads step {root!r}, "
+                    f"which cannot have run before {step.id!r}",
+                    step_id=step.id,
+                    field=reference.field,
+                    position=reference.path.position,
+                )
+
+
+def _check_cycles(
+    facts: dict[str, StepFacts], successors: Mapping[str, Sequence[str]], report: Report
+) -> None:
+    for component in _cycles(successors):
+        if not any(facts[step_id].type == "loop" for step_id in component):
+            ordered = sorted(component, key=list(facts).index)
+            report.error(
+                "invalid_cycle",
+                f"steps {' -> '.join(ordered)} form a cycle; only a loop step may repeat steps",
+                step_id=ordered[0],
+            )
+
+
+def _cycles(successors: Mapping[str, Sequence[str]]) -> list[set[str]]:
+    """Strongly connected components that contain a cycle (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+    counter = 0
+    for root in successors:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, child = work.pop()
+            if child == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            targets = successors[node]
+            if child < len(targets):
+                work.append((node, child + 1))
+                target = targets[child]
+                if target not in index:
+                    work.append((target, 0))
+                elif target in on_stack:
+                    low[node] = min(low[node], index[target])
+                continue
+            if low[node] == index[node]:
+                component: set[str] = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in successors[node]:
+                    found.append(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return found
