@@ -1,4 +1,4 @@
-"""WorkflowService over a real channel, on every backend: CRUD, life cycle, plan limits, versions."""
+"""WorkflowService over a real channel, on every backend: CRUD, life cycle, limits, versions."""
 
 from __future__ import annotations
 
