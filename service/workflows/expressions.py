@@ -149,6 +149,8 @@ class Path:
 
 @dataclass(frozen=True, slots=True)
 class Exists:
+    """True when the path resolves to something other than null."""
+
     ref: PathRef
 
 
@@ -187,10 +189,12 @@ _PRECEDENCE: Final[dict[type, int]] = {Or: 1, And: 2, Compare: 3, In: 3, Not: 4}
 
 
 def parse(text: str) -> Expression:
+    """The tree of a condition; raises `ExpressionError`, and nothing else, for any bad text."""
     return _expression(_parse(text, "expression"), 0)
 
 
 def parse_path(text: str) -> PathRef:
+    """A text that must be exactly one path, such as a step's input mapping."""
     match _parse(text, "path_only").children:
         case [Tree() as path]:
             return _path(path)
@@ -231,9 +235,7 @@ def _describe(expected: set[str]) -> str:
     names = {_DESCRIPTIONS.get(name, name) for name in expected}
     if "a value" in names:
         names -= {"a path", "'('", "'['"}
-    ordered = sorted(
-        names, key=lambda name: (name not in _ORDER, name in _ORDER and _ORDER.index(name), name)
-    )
+    ordered = sorted(names, key=lambda name: _ORDER.index(name) if name in _ORDER else len(_ORDER))
     return ordered[0] if len(ordered) == 1 else f"{', '.join(ordered[:-1])} or {ordered[-1]}"
 
 
@@ -300,7 +302,7 @@ def _number(token: Token) -> int | float:
     except ValueError:
         number = float("inf")
     if number in (float("inf"), float("-inf")):
-        raise ExpressionError(f"number out of range at position {token.start_pos}", _at(token))
+        raise ExpressionError(f"number out of range at position {_at(token)}", _at(token))
     return number
 
 

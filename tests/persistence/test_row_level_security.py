@@ -117,7 +117,13 @@ async def test_only_the_owner_gets_the_unrestricted_registry_policy(
             assert "NULLIF" in qual, f"{table}.{name} does not fail closed on ''"
         else:
             assert roles == [postgres.owner_role], f"{table}.{name} is open to {roles}"
-    assert {table for table, *_ in policies} == {"tenants", "events", "usage_counters"}
+    assert {table for table, *_ in policies} == {
+        "tenants",
+        "events",
+        "usage_counters",
+        "workflows",
+        "workflow_versions",
+    }
 
 
 async def test_service_role_is_powerless(service_db: Database, postgres: ThrowawayDatabase) -> None:
@@ -162,7 +168,34 @@ async def test_service_role_has_exactly_the_declared_grants(
             )
             == [True]
         }
-        assert held == set(SERVICE_GRANTS.get(table, ())), table
+        declared = SERVICE_GRANTS.get(table, ())
+        assert held == {p for p in declared if "(" not in p}, table
+        for column_grant in (p for p in declared if "(" in p):
+            privilege, _, columns = column_grant.partition(" (")
+            for column in columns.rstrip(")").split(", "):
+                assert await rows(
+                    service_db,
+                    None,
+                    "SELECT has_column_privilege(:role, :table, :column, :privilege)",
+                    role=postgres.service_role,
+                    table=table,
+                    column=column,
+                    privilege=privilege,
+                ) == [True], f"{table}.{column}"
+
+
+async def test_stored_workflow_versions_cannot_be_rewritten(
+    service_db: Database, postgres: ThrowawayDatabase
+) -> None:
+    """A version's definition is immutable for the service; only its publication is added."""
+    for column, allowed in (("definition", False), ("version", False), ("release_notes", True)):
+        assert await rows(
+            service_db,
+            None,
+            "SELECT has_column_privilege(:role, 'workflow_versions', :column, 'UPDATE')",
+            role=postgres.service_role,
+            column=column,
+        ) == [allowed], column
 
 
 @pytest.mark.parametrize("table", ["events", "usage_counters", "tenants"])
