@@ -155,3 +155,63 @@ def test_serve_refuses_to_start_without_a_key_source(wfe_env: dict[str, str]) ->
     result = run_wfe(wfe_env, "serve")
     assert result.returncode != 0
     assert "WFE_JWT_SECRET" in result.stderr
+
+
+FLOW = """\
+name: Notify on signup
+input_schema:
+  type: object
+  required: [email]
+  properties:
+    email: {type: string}
+steps:
+  - id: input
+    type: input
+    next: welcome
+  - id: welcome
+    type: tool
+    name: Send welcome mail
+    config:
+      tool: http_request
+      arguments: {method: POST, url: "https://mail.example.com/send", body: {to: $.input.email}}
+    retry: {max_attempts: 3, initial_interval: 500ms, max_interval: 1m}
+    on_error: continue
+    timeout: 10s
+    next: done
+  - id: done
+    type: output
+    config:
+      values: {email: $.input.email}
+"""
+
+
+def test_workflow_create_from_a_yaml_file_prints_the_stored_draft(
+    dev_server: tuple[subprocess.Popen[str], str, float], wfe_env: dict[str, str], tmp_path: Path
+) -> None:
+    _, address, _ = dev_server
+    bearer = run_wfe(wfe_env, "token", "--tenant", "demo-free").stdout.strip()
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(FLOW)
+    target = ["--tenant", "demo-free", "--token", bearer, "--address", address]
+    created = run_wfe(wfe_env, "workflow", "create", "-f", str(flow), *target)
+    assert created.returncode == 0, created.stderr
+    workflow = json.loads(created.stdout)
+    assert (workflow["name"], workflow["version"]) == ("Notify on signup", "1")
+    welcome = workflow["steps"][1]
+    assert welcome["on_error"] == "ERROR_POLICY_CONTINUE"
+    assert (welcome["retry"]["initial_interval"], welcome["retry"]["max_interval"]) == (
+        "0.500s",
+        "60s",
+    )
+
+    flow.write_text(FLOW.replace("next: done", "next: nowhere"))
+    refused = run_wfe(wfe_env, "workflow", "create", "-f", str(flow), *target)
+    assert refused.returncode == 1
+    assert "INVALID_ARGUMENT" in refused.stderr
+    assert "steps[1].next: unknown_step_reference" in refused.stderr
+    checked = run_wfe(wfe_env, "workflow", "validate", "-f", str(flow), *target)
+    assert checked.returncode == 1 and '"unknown_step_reference"' in checked.stdout
+
+    flow.write_text("name: [unclosed")
+    unreadable = run_wfe(wfe_env, "workflow", "create", "-f", str(flow), *target)
+    assert unreadable.returncode == 2 and "not valid JSON or YAML" in unreadable.stderr
