@@ -166,6 +166,13 @@ def _check_references(
         for target in targets:
             predecessors[target].append(source)
     for step in facts.values():
+        if step.type != "parallel":
+            continue
+        # What follows a parallel step runs after its branches, though no edge says so.
+        branches = [t for t, field in step.edges if ".branches[" in field and t in facts]
+        for after in (t for t, field in step.edges if field.endswith(".next") and t in facts):
+            predecessors[after].extend(_reachable(branches, successors) - {after})
+    for step in facts.values():
         if not step.references:
             continue
         # Includes the step itself when it lies on a loop: its previous iteration has run.

@@ -14,30 +14,21 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from service.workflows.documents import parse_document
 from service.workflows.steptypes import STEP_ID_PATTERN, STEP_TYPES, TOOLS
 from service.workflows.templates import Template, catalog, parse_template
-from tiers import PLANS, StepTypeAccess, TemplateAccess, Tier
+from service.workflows.validation import validate_workflow
+from tiers import PLANS, Tier
 
-STEP_KEYS = {"id", "type", "name", "config", "next", "retry", "on_error", "timeout"}
-RETRY_KEYS = {
-    "max_attempts",
-    "initial_interval",
-    "backoff_coefficient",
-    "max_interval",
-    "jitter",
-    "non_retryable_codes",
-}
-DURATION = re.compile(r"^\d+(ms|s|m|h)$")
+STEP_KEYS = set("id type name config next retry on_error timeout".split())
+RETRY_KEYS = set("max_attempts initial_interval backoff_coefficient max_interval".split())
+RETRY_KEYS |= {"jitter", "non_retryable_codes"}
+DURATION = re.compile(r"^\d+(\.\d+)?s$")
 PATH = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_-]*)+$")
 TOKEN = re.compile(
     r"""\s*(?:(?P<path>\$(?:\.[A-Za-z_][A-Za-z0-9_-]*)+)|"[^"]*"|'[^']*'|-?\d+(?:\.\d+)?"""
     r"""|==|!=|<=|>=|<|>|&&|\|\||!|\(|\)|\[|\]|,|(?:and|or|not|in|exists|true|false|null)\b)"""
 )
-
-
-def steps_of(template: Template) -> list[dict[str, Any]]:
-    steps: list[dict[str, Any]] = template.workflow["steps"]
-    return steps
 
 
 def targets(step: dict[str, Any]) -> Iterator[str]:
@@ -68,12 +59,10 @@ def paths_in(value: Any) -> Iterator[str]:
     """Paths among literals: any string starting with `$.`, at any depth."""
     if isinstance(value, str) and value.startswith("$."):
         yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from paths_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from paths_in(item)
+    for item in (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    ):
+        yield from paths_in(item)
 
 
 def condition_paths(expression: str) -> list[str]:
@@ -91,56 +80,38 @@ def condition_paths(expression: str) -> list[str]:
 def available(steps: dict[str, dict[str, Any]], entry: str) -> dict[str, set[str]]:
     """Per step, the steps certain to have run before it on every path (a dataflow fixpoint).
 
-    A parallel step's `next` comes after all its branch chains when it joins all of them.
+    Branch chains of a parallel step do not count as run before its `next`, as in the service.
     """
-    every = set(steps)
-    before = {step_id: set() if step_id == entry else set(every) for step_id in steps}
+    before = {step_id: set() if step_id == entry else set(steps) for step_id in steps}
     changed = True
     while changed:
         changed = False
         incoming: dict[str, list[set[str]]] = {step_id: [] for step_id in steps}
         for step_id, step in steps.items():
-            done = before[step_id] | {step_id}
             for target in set(targets(step)):
-                extra: set[str] = set()
-                config = step["config"]
-                is_join = step["type"] == "parallel" and config.get("join", "all") == "all"
-                if is_join and target == step.get("next"):
-                    extra = {s for branch in config["branches"] for s in chain(steps, branch)}
-                incoming[target].append(done | extra)
+                incoming[target].append(before[step_id] | {step_id})
         for step_id in steps:
-            if step_id == entry or not incoming[step_id]:
-                continue
-            merged = set.intersection(*incoming[step_id])
-            if merged != before[step_id]:
-                before[step_id], changed = merged, True
+            if step_id != entry and incoming[step_id]:
+                merged = set.intersection(*incoming[step_id])
+                changed = changed or merged != before[step_id]
+                before[step_id] = merged
     return before
 
 
 def problems(workflow: dict[str, Any]) -> list[str]:
-    """Every rule the workflow breaks, as readable messages (empty when valid)."""
+    """Every structural rule the workflow breaks, as messages (empty when valid).
+
+    Config schemas are checked by their own test; this covers what schemas cannot.
+    """
     found: list[str] = []
     if not 1 <= len(workflow.get("name", "")) <= 200:
         found.append("name must be 1-200 characters")
-    Draft202012Validator.check_schema(workflow["input_schema"])
-    if workflow["input_schema"].get("type") != "object" or not workflow["input_schema"].get(
-        "required"
-    ):
-        found.append("input_schema must be an object schema with required fields")
     steps = {step["id"]: step for step in workflow["steps"]}
     if len(steps) != len(workflow["steps"]):
         found.append("step ids must be unique")
     for step_id, step in steps.items():
-        kind = STEP_TYPES[step["type"]]
         if not re.match(STEP_ID_PATTERN, step_id) or set(step) - STEP_KEYS:
             found.append(f"{step_id}: bad id or unknown keys")
-        for error in Draft202012Validator(kind.config_schema).iter_errors(step["config"]):
-            found.append(f"{step_id}: config {error.message}")
-        if step["type"] == "tool":
-            tool = TOOLS[step["config"]["tool"]]
-            arguments = step["config"].get("arguments", {})
-            for error in Draft202012Validator(tool.arguments_schema).iter_errors(arguments):
-                found.append(f"{step_id}: arguments {error.message}")
         if step.get("on_error", "fail") not in {"fail", "retry", "continue"}:
             found.append(f"{step_id}: bad on_error")
         retry = step.get("retry", {})
@@ -170,9 +141,9 @@ def problems(workflow: dict[str, Any]) -> list[str]:
     for step_id, step in steps.items():
         if step["type"] == "parallel":
             for branch in step["config"]["branches"]:
-                ends = steps[chain(steps, branch)[-1]]
-                if "next" in ends or any(
-                    steps[s]["type"] == "output" for s in chain(steps, branch)
+                members = chain(steps, branch)
+                if "next" in steps[members[-1]] or any(
+                    steps[s]["type"] == "output" for s in members
                 ):
                     found.append(f"{step_id}: branch {branch} must end without next or output")
         if step["type"] == "loop" and step_id not in chain(steps, step["config"]["body"]):
@@ -191,19 +162,10 @@ def problems(workflow: dict[str, Any]) -> list[str]:
     if not any(steps[step_id]["type"] == "output" for step_id in reached):
         found.append("no output step is reachable")
 
-    without_loops = {s: step for s, step in steps.items() if step["type"] != "loop"}
-    indegree = {s: 0 for s in without_loops}
-    for step in without_loops.values():
-        for target in targets(step):
-            if target in indegree:
-                indegree[target] += 1
-    ready = [s for s, degree in indegree.items() if degree == 0]
-    while ready:
-        for target in targets(without_loops[ready.pop()]):
-            if target in indegree:
-                indegree[target] -= 1
-                ready += [target] if indegree[target] == 0 else []
-    if any(indegree.values()):
+    remaining = {step_id for step_id, step in steps.items() if step["type"] != "loop"}
+    while sources := remaining - {t for s in remaining for t in targets(steps[s])}:
+        remaining -= sources
+    if remaining:
         found.append("a cycle does not pass through a loop step")
 
     before = available(steps, entries[0])
@@ -246,43 +208,51 @@ def test_the_catalog_is_ordered_by_tier_then_id_and_loaded_once() -> None:
 
 
 def test_access_follows_the_tier() -> None:
-    expected = {
-        Tier.FREE: TemplateAccess.BASIC,
-        Tier.PROFESSIONAL: TemplateAccess.STANDARD,
-        Tier.ENTERPRISE: TemplateAccess.ALL_AND_CUSTOM,
-    }
     for template in catalog().values():
-        assert template.access == expected[template.tier]
-        assert template.access <= PLANS[template.tier].templates
+        assert template.access == PLANS[template.tier].templates, template.id
 
 
-def test_free_templates_use_only_basic_types_within_ten_steps() -> None:
+def test_each_template_needs_exactly_its_tier_for_step_types_and_count() -> None:
+    """Free: only basic types, at most 10 steps; professional: some advanced type, at most
+    30; enterprise: some custom adapter step."""
     for template in catalog().values():
-        if template.tier == Tier.FREE:
-            kinds = {STEP_TYPES[step["type"]].access for step in steps_of(template)}
-            assert kinds == {StepTypeAccess.BASIC}, template.id
-            assert len(steps_of(template)) <= 10, template.id
+        steps, plan = template.workflow["steps"], PLANS[template.tier]
+        levels = {STEP_TYPES[step["type"]].access for step in steps}
+        assert max(levels) == plan.step_types, template.id
+        limit = plan.max_steps_per_workflow
+        assert limit is None or len(steps) <= limit, template.id
 
 
-def test_professional_templates_need_their_tier_and_fit_thirty_steps() -> None:
+def test_every_step_config_and_tool_arguments_match_their_schemas() -> None:
     for template in catalog().values():
-        if template.tier == Tier.PROFESSIONAL:
-            kinds = {STEP_TYPES[step["type"]].access for step in steps_of(template)}
-            assert max(kinds) == StepTypeAccess.ADVANCED, template.id
-            assert len(steps_of(template)) <= 30, template.id
+        for step in template.workflow["steps"]:
+            Draft202012Validator(STEP_TYPES[step["type"]].config_schema).validate(step["config"])
+            if step["type"] == "tool":
+                schema = TOOLS[step["config"]["tool"]].arguments_schema
+                Draft202012Validator(schema).validate(step["config"].get("arguments", {}))
 
 
-def test_enterprise_templates_call_custom_adapters() -> None:
+def test_every_input_schema_is_a_json_schema_with_required_fields() -> None:
     for template in catalog().values():
-        if template.tier == Tier.ENTERPRISE:
-            custom = [step for step in steps_of(template) if step["type"] == "custom"]
-            assert custom, template.id
-            assert all("." in step["config"]["adapter"] for step in custom), template.id
+        schema = template.workflow["input_schema"]
+        Draft202012Validator.check_schema(schema)
+        assert schema["type"] == "object" and schema["required"], template.id
 
 
 def test_every_template_is_a_valid_workflow() -> None:
     found = {t.id: problems(t.workflow) for t in catalog().values()}
     assert {template_id: p for template_id, p in found.items() if p} == {}
+
+
+def test_every_template_passes_the_service_validator_for_its_tier() -> None:
+    """Only the seed's own `== true` comparison may draw a (simplification) warning."""
+    for template in catalog().values():
+        report = validate_workflow(template.workflow, PLANS[template.tier])
+        parse_document(template.workflow)
+        warnings = {(issue.code, issue.step_id) for issue in report.warnings}
+        assert report.errors == [], template.id
+        seed = template.id == "customer-enrichment"
+        assert warnings == ({("expression_simplification", "decision")} if seed else set())
 
 
 def test_the_validity_checks_catch_broken_workflows() -> None:
@@ -322,38 +292,31 @@ def test_a_malformed_file_raises_naming_it() -> None:
 
 
 def _sequence(template: Template) -> list[tuple[str, str, str]]:
-    steps = {step["id"]: step for step in steps_of(template)}
+    steps = {step["id"]: step for step in template.workflow["steps"]}
     return [(s, steps[s]["type"], steps[s]["name"]) for s in chain(steps, "input")]
 
 
 def test_intercompany_transfer_mirrors_seed_000() -> None:
     template = catalog()["intercompany-transfer"]
     sequence = _sequence(template)
-    assert template.tier == Tier.FREE and len(sequence) == len(steps_of(template)) == 5
+    assert template.tier == Tier.FREE and len(sequence) == len(template.workflow["steps"]) == 5
     assert [kind for _, kind, _ in sequence] == ["input", "tool", "tool", "tool", "output"]
     assert [name for _, _, name in sequence[1:4]] == [
         "Creando 'Purchase Receipt' en origen",
         "Creando 'Delivery Note' desde origen",
         "Creando 'Purchase Receipt' en destino",
     ]
-    for step in steps_of(template)[1:4]:
+    for step in template.workflow["steps"][1:4]:
         assert step["config"]["tool"] == "http_request"
         assert step["config"]["arguments"]["method"] == "POST"
 
 
 def test_document_processing_mirrors_seed_001() -> None:
     template = catalog()["document-processing"]
-    steps = {step["id"]: step for step in steps_of(template)}
+    steps = {step["id"]: step for step in template.workflow["steps"]}
     assert template.tier == Tier.PROFESSIONAL
-    assert [s for s, _, _ in _sequence(template)] == [
-        "input",
-        "upload",
-        "process",
-        "processing_completed",
-        "index",
-        "notify",
-        "output",
-    ]
+    sequence = "input upload process processing_completed index notify output".split()
+    assert [step_id for step_id, _, _ in _sequence(template)] == sequence
     assert steps["processing_completed"]["type"] == "webhook"
     assert steps["upload"]["on_error"] == "fail"
     assert steps["process"]["on_error"] == "retry"
@@ -366,7 +329,7 @@ def test_document_processing_mirrors_seed_001() -> None:
 def test_customer_enrichment_mirrors_seed_004() -> None:
     template = catalog()["customer-enrichment"]
     assert template.tier == Tier.FREE
-    assert [(s["id"], s["type"], s["name"]) for s in steps_of(template)] == [
+    assert [(s["id"], s["type"], s["name"]) for s in template.workflow["steps"]] == [
         ("input", "input", "Input"),
         ("lookup", "tool", "Customer Lookup"),
         ("enrich_data", "tool", "Data Enrichment"),
@@ -375,7 +338,7 @@ def test_customer_enrichment_mirrors_seed_004() -> None:
         ("output_failure", "output", "Enrichment Failed"),
     ]
     assert [s for s, _, _ in _sequence(template)] == ["input", "lookup", "enrich_data", "decision"]
-    assert steps_of(template)[3]["config"] == {
+    assert template.workflow["steps"][3]["config"] == {
         "conditions": [{"condition": "$.enrich_data.success == true", "next": "output_success"}],
         "default": "output_failure",
     }
