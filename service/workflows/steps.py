@@ -54,7 +54,7 @@ def seconds(value: object) -> float | None:
     """A protobuf JSON duration ("1.5s") in seconds, or None if it is not one."""
     if not isinstance(value, str):
         return None
-    match = DURATION.match(value)
+    match = DURATION.fullmatch(value)
     return None if match is None else float(match.group(1) + (match.group(2) or ""))
 
 
@@ -80,7 +80,7 @@ def check_step(
         report.error("invalid_step", "a step must be an object", field=where)
         return None
     step_id = step.get("id")
-    if not isinstance(step_id, str) or not STEP_ID.match(step_id):
+    if not isinstance(step_id, str) or not STEP_ID.fullmatch(step_id):
         report.error(
             "invalid_step_id",
             "a step id is 1-63 letters, digits, '_' or '-', starting with a letter or '_'",

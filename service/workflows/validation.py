@@ -22,6 +22,9 @@ MAX_NAME_LENGTH = 200
 def validate_workflow(definition: Mapping[str, Any], limits: PlanLimits | None) -> Report:
     """Every error and warning of a workflow definition (name, input_schema, steps)."""
     report = Report()
+    if not isinstance(definition, Mapping):
+        report.error("invalid_field", "a workflow definition is an object", field="workflow")
+        return report
     name = definition.get("name")
     if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME_LENGTH:
         report.error("invalid_field", f"name is 1 to {MAX_NAME_LENGTH} characters", field="name")
@@ -129,7 +132,7 @@ def _check_graph(facts: dict[str, StepFacts], report: Report) -> None:
             step_id=extra,
             field="steps",
         )
-    _check_cycles(facts, successors, report)
+    _check_cycles(facts, report)
     if not entries:
         return
     reachable = _reachable(entries[:1], successors)
@@ -200,17 +203,24 @@ def _check_references(
                 )
 
 
-def _check_cycles(
-    facts: dict[str, StepFacts], successors: Mapping[str, Sequence[str]], report: Report
-) -> None:
-    for component in _cycles(successors):
-        if not any(facts[step_id].type == "loop" for step_id in component):
-            ordered = sorted(component, key=list(facts).index)
-            report.error(
-                "invalid_cycle",
-                f"steps {' -> '.join(ordered)} form a cycle; only a loop step may repeat steps",
-                step_id=ordered[0],
-            )
+def _check_cycles(facts: dict[str, StepFacts], report: Report) -> None:
+    """Only a loop's body may lead back: any cycle left without the body edges is refused."""
+    without_bodies = {
+        step.id: [
+            target
+            for target, field in step.edges
+            if target in facts and not (step.type == "loop" and field.endswith(".config.body"))
+        ]
+        for step in facts.values()
+    }
+    for component in _cycles(without_bodies):
+        ordered = sorted(component, key=list(facts).index)
+        report.error(
+            "invalid_cycle",
+            f"steps {' -> '.join(ordered)} form a cycle that no loop step's body makes; "
+            "only a loop may repeat steps",
+            step_id=ordered[0],
+        )
 
 
 def _cycles(successors: Mapping[str, Sequence[str]]) -> list[set[str]]:
