@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from service.workflows.issues import Report
-from service.workflows.steps import INPUT_ROOT, StepFacts, check_step
+from service.workflows.steps import INPUT_ROOT, Reference, StepFacts, check_step
 from tiers import PlanLimits
 
 MAX_NAME_LENGTH = 200
@@ -82,14 +82,18 @@ def validate_step(
     for reference in facts.references:
         root = reference.path.root
         if root != INPUT_ROOT and root not in known:
-            report.error(
-                "unknown_path_reference",
-                f"path {reference.path.render()} names no step of this workflow",
-                step_id=facts.id,
-                field=reference.field,
-                position=reference.path.position,
-            )
+            _unknown_path(reference, facts.id, report)
     return report
+
+
+def _unknown_path(reference: Reference, step_id: str, report: Report) -> None:
+    report.error(
+        "unknown_path_reference",
+        f"path {reference.path.render()} names no step of this workflow",
+        step_id=step_id,
+        field=reference.field,
+        position=reference.path.position,
+    )
 
 
 def _check_input_schema(schema: object, field: str, report: Report) -> None:
@@ -185,13 +189,7 @@ def _check_references(
             if root == INPUT_ROOT or root in before:
                 continue
             if root not in facts:
-                report.error(
-                    "unknown_path_reference",
-                    f"path {reference.path.render()} names no step of this workflow",
-                    step_id=step.id,
-                    field=reference.field,
-                    position=reference.path.position,
-                )
+                _unknown_path(reference, step.id, report)
             else:
                 report.warn(
                     "reference_not_before",
