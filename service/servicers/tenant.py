@@ -8,9 +8,8 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
-from service.errors import PermissionDenied
 from service.persistence.database import Database
-from service.tenants import repository
+from service.tenants.service import registered
 from tenancy import current_tenant
 from tiers import Allowance, Quota, TenantPlan, Tier, plan_for, quotas
 from wfe.v1 import tenant_pb2, tenant_pb2_grpc
@@ -31,11 +30,7 @@ class TenantServicer(tenant_pb2_grpc.TenantServiceServicer):
     ) -> tenant_pb2.GetTenantResponse:
         tenant_id = current_tenant()
         async with self._database.transaction(tenant_id) as session:
-            tenant = await repository.get(session, tenant_id)
-            if tenant is None:
-                raise PermissionDenied(
-                    f"tenant {tenant_id!r} is not registered", metadata={"tenant_id": tenant_id}
-                )
+            tenant = await registered(session, tenant_id)
             plan = plan_for(tenant.id, tenant.tier, tenant.limit_overrides)
             used = await quotas.usage(session, plan)
         return tenant_pb2.GetTenantResponse(

@@ -85,11 +85,17 @@ async def list_all(session: AsyncSession) -> Sequence[Tenant]:
     return await repository.list_all(session)
 
 
-async def plan_of(session: AsyncSession, tenant_id: str) -> TenantPlan:
-    """The plan in force for a registered tenant; PermissionDenied for an unknown one."""
+async def registered(session: AsyncSession, tenant_id: str) -> Tenant:
+    """The calling tenant's row; PermissionDenied when a token grants an unregistered tenant."""
     tenant = await repository.get(session, tenant_id)
     if tenant is None:
         raise PermissionDenied(
             f"tenant {tenant_id!r} is not registered", metadata={"tenant_id": tenant_id}
         )
+    return tenant
+
+
+async def plan_of(session: AsyncSession, tenant_id: str) -> TenantPlan:
+    """The plan in force for a registered tenant."""
+    tenant = await registered(session, tenant_id)
     return plan_for(tenant.id, tenant.tier, tenant.limit_overrides)

@@ -220,6 +220,11 @@ async def get_version(
 ) -> WorkflowVersion:
     require_feature(plan, "versioning", Versioning.BASIC)
     await get(session, workflow_id)
+    return await _stored_version(session, workflow_id, version)
+
+
+async def _stored_version(session: AsyncSession, workflow_id: str, version: int) -> WorkflowVersion:
+    """A version of a workflow the caller has already found."""
     stored = await repository.get_version(session, workflow_id, version)
     if stored is None:
         raise WorkflowNotFound(
@@ -241,8 +246,9 @@ async def revert(
     session: AsyncSession, plan: TenantPlan, actor: str, workflow_id: str, version: int
 ) -> Workflow:
     """Make `version`'s definition current again, as a new version (history is never rewritten)."""
-    stored = await get_version(session, plan, workflow_id, version)
+    require_feature(plan, "versioning", Versioning.BASIC)
     workflow = await get(session, workflow_id, for_update=True)
+    stored = await _stored_version(session, workflow_id, version)
     return await _replace_definition(session, plan, actor, workflow, dict(stored.definition))
 
 
@@ -257,7 +263,7 @@ async def publish(
     """Mark a stored version published with its release notes (once)."""
     require_feature(plan, "versioning", Versioning.FULL)
     workflow = await get(session, workflow_id, for_update=True)
-    stored = await get_version(session, plan, workflow_id, version or workflow.version)
+    stored = await _stored_version(session, workflow_id, version or workflow.version)
     if stored.published_at is not None:
         raise InvalidInput(
             f"version {stored.version} is already published",
