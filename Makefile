@@ -24,7 +24,7 @@ test: $(STAMP) lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check service tenancy tiers tests
+	$(BIN)/ruff format --check service tenancy tiers workers tests bench
 	$(BIN)/mypy
 
 protos: $(STAMP)

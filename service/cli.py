@@ -83,17 +83,30 @@ async def _admin(settings: Settings, work: Any) -> Any:
         await database.dispose()
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, *, embedded: bool = False) -> None:
+    """Serve; `embedded` also runs the engine in this process on an in-memory broker."""
+    from workers.app import create_app
+    from workers.embedded import EmbeddedEngine
+    from workers.publisher import BackgroundPublisher, CeleryPublisher
+
     database = Database(
         settings.effective_database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
     )
-    running = await start_server(settings, database, verifier_for(settings))
+    local = EmbeddedEngine(settings, database) if embedded else None
+    publisher = (
+        local.publisher if local else BackgroundPublisher(CeleryPublisher(create_app(settings)))
+    )
+    if local is not None:
+        await local.start()
+    running = await start_server(settings, database, verifier_for(settings), publisher)
     typer.echo(f"wfe listening on {settings.listen_address.rsplit(':', 1)[0]}:{running.port}")
     try:
         await run_until_signalled(running, settings.shutdown_grace_seconds)
     finally:
+        if local is not None:
+            await local.stop()
         await database.dispose()
 
 
@@ -117,7 +130,8 @@ def migrate() -> None:
 def dev(
     address: Annotated[str, typer.Option(help="host:port to listen on")] = "127.0.0.1:50051",
 ) -> None:
-    """Run everything embedded: SQLite file, migrations, demo tenants, dev tokens."""
+    """Run everything embedded: SQLite file, migrations, demo tenants, dev tokens, and the
+    engine with an in-process worker (no broker or database server needed)."""
     base = _settings()
     secret = base.jwt_secret or SecretStr(dev_secret(base.data_dir))
     settings = _settings(listen_address=address, jwt_secret=secret, jwt_jwks_url=None)
@@ -149,7 +163,51 @@ def dev(
         f'  grpcurl -plaintext -H "authorization: Bearer $WFE_TOKEN_FREE" '
         f"-H 'x-tenant-id: demo-free' {address} wfe.v1.TenantService/GetTenant\n"
     )
-    asyncio.run(_serve(settings))
+    asyncio.run(_serve(settings, embedded=True))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="step tasks at once (default WFE_WORKER_CONCURRENCY)")
+    ] = None,
+    pool: Annotated[str, typer.Option(help="prefork, threads or solo")] = "prefork",
+    name: Annotated[str, typer.Option(help="worker node name")] = "wfe@%h",
+) -> None:
+    """Run a Celery worker that executes step tasks from WFE_BROKER_URL."""
+    from workers.app import create_app
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    celery = create_app(settings)
+    celery.worker_main(
+        [
+            "worker",
+            f"--queues={settings.queue_name}",
+            f"--concurrency={concurrency or settings.worker_concurrency}",
+            f"--pool={pool}",
+            f"--hostname={name}",
+            f"--loglevel={settings.log_level}",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
+
+
+@app.command()
+def beat() -> None:
+    """Run the periodic jobs: the sweeper (re-publishes overdue steps) and the history purge."""
+    from workers.app import create_app
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery = create_app(settings)
+    celery.Beat(
+        schedule=str(settings.data_dir / "beat-schedule"),
+        loglevel=settings.log_level,
+        max_interval=min(settings.sweep_interval_seconds, 5.0),
+    ).run()
 
 
 @app.command()

@@ -12,6 +12,7 @@ Every failure a client can see is a `WfeError`; one interceptor turns it into a
     ├── WorkflowNotFound           (WORKFLOW_NOT_FOUND)
     ├── ExecutionNotFound          (EXECUTION_NOT_FOUND)
     ├── WorkflowExecutionError     (WORKFLOW_EXECUTION_ERROR)
+    │   └── ExecutionStateConflict not in a state that allows the action
     ├── ExecutionTimeout           (TIMEOUT)
     └── TierRestriction            (TIER_RESTRICTION)
         ├── QuotaExhausted         a quota is used up
@@ -147,6 +148,10 @@ class WorkflowExecutionError(WfeError):
     reason = Reason.WORKFLOW_EXECUTION_ERROR
 
 
+class ExecutionStateConflict(WorkflowExecutionError):
+    """The execution (or its workflow) is not in a state that allows the action."""
+
+
 class ExecutionTimeout(WfeError):
     """An execution ran past its plan's maximum time."""
 
@@ -177,6 +182,7 @@ STATUS_CODES: Final[Mapping[type[WfeError], grpc.StatusCode]] = {
     WorkflowNotFound: grpc.StatusCode.NOT_FOUND,
     ExecutionNotFound: grpc.StatusCode.NOT_FOUND,
     WorkflowExecutionError: grpc.StatusCode.ABORTED,
+    ExecutionStateConflict: grpc.StatusCode.FAILED_PRECONDITION,
     ExecutionTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     TierRestriction: grpc.StatusCode.FAILED_PRECONDITION,
     QuotaExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -11,20 +11,30 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service.engine.dispatch import Publisher
 from service.interceptors import ErrorInterceptor, RequestIdInterceptor
 from service.persistence.database import Database
+from service.servicers.execution import ExecutionServicer
 from service.servicers.tenant import TenantServicer
 from service.servicers.workflow import WorkflowServicer
 from service.settings import Settings
 from tenancy.interceptor import AuthInterceptor
 from tenancy.tokens import TokenVerifier
-from wfe.v1 import tenant_pb2, tenant_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from wfe.v1 import (
+    execution_pb2,
+    execution_pb2_grpc,
+    tenant_pb2,
+    tenant_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
     tenant_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name,
     workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
+    execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
 )
 
 
@@ -58,9 +68,17 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
 
 
 async def start_server(
-    settings: Settings, database: Database, verifier: TokenVerifier, *, address: str | None = None
+    settings: Settings,
+    database: Database,
+    verifier: TokenVerifier,
+    publisher: Publisher,
+    *,
+    address: str | None = None,
 ) -> RunningServer:
-    """Build and start the server on `address` (default: the settings'); port 0 picks one."""
+    """Build and start the server on `address` (default: the settings'); port 0 picks one.
+
+    `publisher` sends the step tasks that calls make due to the workers.
+    """
     server = aio.server(
         interceptors=[RequestIdInterceptor(), ErrorInterceptor(), AuthInterceptor(verifier)],
         options=server_options(settings),
@@ -68,6 +86,9 @@ async def start_server(
     )
     tenant_pb2_grpc.add_TenantServiceServicer_to_server(TenantServicer(database), server)
     workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(database), server)
+    execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
+        ExecutionServicer(database, settings, publisher), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

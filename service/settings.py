@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -57,11 +57,65 @@ class Settings(BaseSettings):
 
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Celery broker (redis:// or amqp://); `wfe dev` uses an in-process one.",
+    )
+    queue_name: str = Field("wfe", min_length=1, max_length=100, description="Broker queue.")
+    worker_concurrency: int = Field(2, ge=1, le=256, description="Step tasks run at once.")
+    lease_seconds: float = Field(
+        30.0, gt=0, le=3600, description="A running step not heard from this long is re-run."
+    )
+    dispatch_grace_seconds: float = Field(
+        15.0, gt=0, le=3600, description="A due step not started this long after is re-sent."
+    )
+    sweep_interval_seconds: float = Field(5.0, gt=0, le=3600)
+    purge_interval_seconds: float = Field(3600.0, gt=0)
+    default_step_timeout_seconds: float = Field(300.0, gt=0, le=86400)
+    max_lease_takeovers: int = Field(
+        3, ge=1, le=100, description="Times a step lost with its worker is re-run before failing."
+    )
+
+    http_allowed_schemes: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset({"https", "http"}), description="Schemes http_request may call."
+    )
+    http_allowed_ports: Annotated[frozenset[int], NoDecode] = Field(
+        frozenset({80, 443, 8080, 8443}), description="Ports http_request may call."
+    )
+    http_allowed_networks: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="CIDRs the operator allows although private or loopback (e.g. 10.0.0.0/8).",
+    )
+    http_max_response_bytes: int = Field(1024 * 1024, ge=1, le=64 * 1024 * 1024)
+    http_max_redirects: int = Field(5, ge=0, le=20)
+    http_default_timeout_seconds: float = Field(30.0, gt=0, le=300)
+
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: object) -> object:
         if isinstance(value, str):
             return frozenset(part.strip().upper() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("http_allowed_schemes", mode="before")
+    @classmethod
+    def _split_schemes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("http_allowed_ports", mode="before")
+    @classmethod
+    def _split_ports(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("http_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @model_validator(mode="after")
@@ -95,3 +149,8 @@ class Settings(BaseSettings):
     @property
     def effective_admin_database_url(self) -> str:
         return self.admin_database_url or self.effective_database_url
+
+
+def from_environment(**overrides: Any) -> Settings:
+    """Settings from `WFE_*` variables, with `overrides` on top."""
+    return Settings(**overrides)

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from grpc import aio
 
+from service.engine.dispatch import Publisher
 from service.persistence.database import Database
 from service.server import RunningServer, start_server
 from service.settings import Settings
@@ -27,19 +28,29 @@ from tests.databases import (
     postgres_unavailable_reason,
     sqlite_database,
 )
+from tests.engine_stack import (
+    ENGINE_SETTINGS,
+    broker_engine,
+    broker_unavailable_reason,
+    broker_url,
+    unique_queue,
+)
 
 SECRET = "test-secret-" + "x" * 40
 ISSUER = "wfe-test"
 AUDIENCE = "wfe"
 
 
-def _require_postgres() -> None:
-    reason = postgres_unavailable_reason()
+def _require(reason: str | None, what: str) -> None:
     if reason is None:
         return
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true requires PostgreSQL: {reason}")
+        pytest.fail(f"CI=true requires {what}: {reason}")
     pytest.skip(reason)
+
+
+def _require_postgres() -> None:
+    _require(postgres_unavailable_reason(), "PostgreSQL")
 
 
 @pytest.fixture(
@@ -86,16 +97,46 @@ def server_settings(**overrides: Any) -> Settings:
         "jwt_audience": AUDIENCE,
         "listen_address": "127.0.0.1:0",
         "shutdown_grace_seconds": 1.0,
+        **ENGINE_SETTINGS,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
 
 
 @pytest.fixture(scope="session")
-async def server(database: Database) -> AsyncIterator[RunningServer]:
+async def engine(
+    test_database: ThrowawayDatabase,
+    database: Database,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Publisher]:
+    """The execution engine behind the server; yields the server's publisher.
+
+    SQLite: embedded, as `wfe dev` runs it. PostgreSQL: a real `wfe worker` process
+    and `wfe beat` on a real broker.
+    """
+    if test_database.backend == "sqlite":
+        from workers.embedded import EmbeddedEngine
+
+        embedded = EmbeddedEngine(server_settings(), database)
+        await embedded.start()
+        yield embedded.publisher
+        await embedded.stop()
+        return
+    url = broker_url()
+    _require(broker_unavailable_reason(url), "a message broker")
+    settings = server_settings(broker_url=url, queue_name=unique_queue())
+    with broker_engine(settings, test_database.service_url, tmp_path_factory.mktemp("workers")) as (
+        publisher,
+        _,
+    ):
+        yield publisher
+
+
+@pytest.fixture(scope="session")
+async def server(database: Database, engine: Publisher) -> AsyncIterator[RunningServer]:
     settings = server_settings()
     verifier = SharedSecretVerifier(SECRET, ClaimRules(ISSUER, AUDIENCE))
-    running = await start_server(settings, database, verifier)
+    running = await start_server(settings, database, verifier, engine)
     yield running
     await running.stop(0)
 

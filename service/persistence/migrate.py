@@ -14,15 +14,20 @@ from service.persistence.base import Base
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 # What the service role may do per table; anything not listed it may not touch.
-# The event log is append-only for the service: no UPDATE, no DELETE; nor does it delete
-# workflows (deletion is soft).
+# The event log is append-only for the service: no UPDATE, and DELETE only for the history
+# retention purge; nor does it delete workflows (deletion is soft).
 SERVICE_GRANTS: dict[str, tuple[str, ...]] = {
     "tenants": ("SELECT",),
     "usage_counters": ("SELECT", "INSERT", "UPDATE"),
-    "events": ("SELECT", "INSERT"),
+    "events": ("SELECT", "INSERT", "DELETE"),
     "workflows": ("SELECT", "INSERT", "UPDATE"),
     # Versions are immutable; only their publication is filled in later.
     "workflow_versions": ("SELECT", "INSERT", "UPDATE (release_notes, published_at, published_by)"),
+    # Executions are deleted only by the retention purge; attempts with them.
+    "executions": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "step_attempts": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    # Ids and times only, read across tenants by the sweeper; no row-level security.
+    "dispatch_queue": ("SELECT", "INSERT", "UPDATE", "DELETE"),
 }
 
 

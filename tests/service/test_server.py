@@ -9,6 +9,7 @@ import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service.engine.dispatch import Publisher
 from service.persistence.database import Database
 from service.server import RunningServer, start_server
 from tenancy.tokens import ClaimRules, SharedSecretVerifier
@@ -32,11 +33,11 @@ async def test_oversized_request_is_refused(channel: aio.Channel, new_tenant: Ne
 
 
 async def test_shutdown_reports_not_serving_then_drains(
-    database: Database, new_tenant: NewTenant
+    database: Database, engine: Publisher, new_tenant: NewTenant
 ) -> None:
     settings = server_settings()
     verifier = SharedSecretVerifier(SECRET, ClaimRules(ISSUER, AUDIENCE))
-    running: RunningServer = await start_server(settings, database, verifier)
+    running: RunningServer = await start_server(settings, database, verifier, engine)
     tenant_id = await new_tenant()
     async with aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from grpc import aio
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from service.engine.dispatch import Publisher
 from service.persistence.database import Database
 from service.server import start_server
 from tenancy.tokens import JwksVerifier
@@ -139,7 +140,7 @@ Connect = Callable[..., Awaitable[aio.Channel]]
 
 
 @pytest.fixture
-async def connect(database: Database) -> AsyncIterator[Connect]:
+async def connect(database: Database, engine: Publisher) -> AsyncIterator[Connect]:
     """Starts a server in JWKS mode for `url` (plus settings overrides); returns a channel."""
     async with AsyncExitStack() as stack:
 
@@ -148,7 +149,7 @@ async def connect(database: Database) -> AsyncIterator[Connect]:
             verifier = verifier_for(settings)
             assert isinstance(verifier, JwksVerifier)
             stack.push_async_callback(verifier.aclose)
-            running = await start_server(settings, database, verifier)
+            running = await start_server(settings, database, verifier, engine)
             stack.push_async_callback(running.stop, 0)
             channel = aio.insecure_channel(f"127.0.0.1:{running.port}")
             return await stack.enter_async_context(channel)

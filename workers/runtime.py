@@ -1,0 +1,69 @@
+"""What a process needs to run engine code from synchronous Celery tasks.
+
+The engine is async; a Celery task is not. Each worker process keeps one event loop
+in a thread, with its own database pool, and tasks hand it coroutines. `wfe dev`
+installs its own runtime instead, whose loop is the server's, so the in-process
+worker and the server share one embedded database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from service.engine.dispatch import Publisher
+from service.engine.engine import Engine
+from service.engine.tools import ToolRegistry
+from service.persistence.database import Database
+from service.settings import from_environment
+
+T = TypeVar("T")
+
+
+@dataclass
+class Runtime:
+    engine: Engine
+    loop: asyncio.AbstractEventLoop
+    publisher: Publisher
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the runtime's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+_owner_pid: int | None = None
+
+
+def install(runtime: Runtime) -> None:
+    """Use `runtime` in this process (embedded mode)."""
+    global _runtime, _owner_pid
+    with _lock:
+        _runtime, _owner_pid = runtime, os.getpid()
+
+
+def current(publisher_factory: Any) -> Runtime:
+    """This process's runtime, built on first use (after a fork, built again)."""
+    global _runtime, _owner_pid
+    with _lock:
+        if _runtime is None or _owner_pid != os.getpid():
+            _runtime, _owner_pid = _build(publisher_factory()), os.getpid()
+        return _runtime
+
+
+def _build(publisher: Publisher) -> Runtime:
+    settings = from_environment()
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="wfe-engine-loop", daemon=True).start()
+    database = Database(
+        settings.effective_database_url,
+        pool_size=max(2, settings.worker_concurrency),
+        max_overflow=2,
+    )
+    engine = Engine(database, ToolRegistry(settings), settings)
+    return Runtime(engine, loop, publisher)
