@@ -33,7 +33,16 @@ POLICY_NAMES: Final = {
 
 def step_to_dict(step: workflow_pb2.Step) -> dict[str, Any]:
     """A step message in the stored form."""
-    document: dict[str, Any] = json_format.MessageToDict(step, preserving_proto_field_name=True)
+    try:
+        document: dict[str, Any] = json_format.MessageToDict(
+            step, preserving_proto_field_name=True
+        )
+    except json_format.SerializeToJsonError as error:
+        # A Struct holding NaN or Infinity has no JSON form.
+        raise InvalidWorkflowDefinition(
+            f"step {step.id!r} holds a value JSON cannot carry: {error}",
+            violations=[FieldViolation("steps", str(error))],
+        ) from None
     policy = document.pop("on_error", None)
     if policy is not None:
         # An unknown enum number stays a number, for validation to refuse.
@@ -142,7 +151,7 @@ def _duration(value: object) -> object:
 def _parse(document: object, message: Any, field: str) -> None:
     try:
         # Round-trip through JSON so YAML's dates and other non-JSON scalars are refused plainly.
-        json_format.Parse(json.dumps(document, default=_refuse), message)
+        json_format.Parse(json.dumps(document, default=_refuse, allow_nan=False), message)
     except (json_format.ParseError, TypeError, ValueError) as error:
         raise InvalidWorkflowDefinition(
             f"the definition does not match the workflow format: {error}",

@@ -509,3 +509,17 @@ async def test_tokens_without_the_tenant_cannot_create(
             metadata=(("authorization", f"Bearer {token([other])}"), ("x-tenant-id", tenant)),
         )
     assert error_info(caught.value)[1] == "PERMISSION_DENIED"
+
+
+async def test_a_config_value_json_cannot_carry_is_refused_as_invalid(
+    channel: aio.Channel, new_tenant: NewTenant
+) -> None:
+    tenant = await new_tenant("free")
+    proposed = message(definition())
+    proposed.steps[1].config["arguments"]["timeout_seconds"] = float("inf")
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub(channel).ValidateWorkflow(
+            workflow_pb2.ValidateWorkflowRequest(workflow=proposed), metadata=auth(tenant)
+        )
+    code, reason, _ = error_info(caught.value)
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_WORKFLOW_DEFINITION")
