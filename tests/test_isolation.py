@@ -16,8 +16,16 @@ from grpc import aio
 
 from service.server import SERVICE_NAMES
 from tests.conftest import NewTenant, auth, error_info, token
+from tests.execution_helpers import (
+    active_workflow,
+    executions,
+    start,
+    struct,
+    three_steps,
+    wait_until,
+)
 from tests.workflow_helpers import create, definition, message, stub, update_steps
-from wfe.v1 import tenant_pb2, tenant_pb2_grpc, workflow_pb2
+from wfe.v1 import execution_pb2, tenant_pb2, tenant_pb2_grpc, workflow_pb2
 
 Case = Callable[[aio.Channel, str, str], Awaitable[None]]
 
@@ -121,6 +129,57 @@ def header_case(method: str, request: object) -> Case:
     return case
 
 
+async def finished_execution(channel: aio.Channel, tenant: str) -> execution_pb2.Execution:
+    workflow_id = await active_workflow(channel, tenant, three_steps())
+    started = await start(channel, tenant, workflow_id, {"name": "A"})
+    return await wait_until(channel, tenant, started.id)
+
+
+def execution_case(method: str, build: Callable[[str], object]) -> Case:
+    """B names A's execution id: NOT_FOUND, exactly as for a missing one; A's is untouched."""
+
+    async def case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
+        owned = await finished_execution(channel, tenant_a)
+        call = getattr(executions(channel), method)
+        for execution_id in (owned.id, str(uuid.uuid4())):
+            with pytest.raises(grpc.RpcError) as caught:
+                await call(build(execution_id), metadata=auth(tenant_b))
+            code, reason, _ = error_info(caught.value)
+            assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "EXECUTION_NOT_FOUND")
+        again = await executions(channel).GetExecution(
+            execution_pb2.GetExecutionRequest(execution_id=owned.id), metadata=auth(tenant_a)
+        )
+        assert again.execution == owned
+
+    return case
+
+
+async def start_execution_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
+    workflow_id = await active_workflow(channel, tenant_a, three_steps())
+    await assert_not_found(start(channel, tenant_b, workflow_id))
+    # The same idempotency key in another tenant is another tenant's key.
+    request_id = str(uuid.uuid4())
+    owned = await start(channel, tenant_a, workflow_id, request_id=request_id)
+    mine = await start(
+        channel,
+        tenant_b,
+        await active_workflow(channel, tenant_b, three_steps()),
+        request_id=request_id,
+    )
+    assert mine.id != owned.id
+
+
+async def list_executions_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
+    owned = await finished_execution(channel, tenant_a)
+    for request in (
+        execution_pb2.ListExecutionsRequest(),
+        execution_pb2.ListExecutionsRequest(workflow_id=owned.workflow_id),
+    ):
+        listed = await executions(channel).ListExecutions(request, metadata=auth(tenant_b))
+        assert list(listed.executions) == []
+
+
+EXECUTION = "/wfe.v1.ExecutionService/"
 WORKFLOW = "/wfe.v1.WorkflowService/"
 CASES: dict[str, Case] = {
     "/wfe.v1.TenantService/GetTenant": get_tenant_case,
@@ -171,6 +230,23 @@ CASES: dict[str, Case] = {
     ),
     WORKFLOW + "ListStepTypes": header_case("ListStepTypes", workflow_pb2.ListStepTypesRequest()),
     WORKFLOW + "ListTemplates": header_case("ListTemplates", workflow_pb2.ListTemplatesRequest()),
+    EXECUTION + "StartExecution": start_execution_case,
+    EXECUTION + "ListExecutions": list_executions_case,
+    EXECUTION + "GetExecution": execution_case(
+        "GetExecution", lambda i: execution_pb2.GetExecutionRequest(execution_id=i)
+    ),
+    EXECUTION + "CancelExecution": execution_case(
+        "CancelExecution", lambda i: execution_pb2.CancelExecutionRequest(execution_id=i)
+    ),
+    EXECUTION + "RetryExecution": execution_case(
+        "RetryExecution", lambda i: execution_pb2.RetryExecutionRequest(execution_id=i)
+    ),
+    EXECUTION + "RerunExecution": execution_case(
+        "RerunExecution",
+        lambda i: execution_pb2.RerunExecutionRequest(
+            execution_id=i, from_step="shape", input_patch=struct({"name": "B"})
+        ),
+    ),
 }
 
 
