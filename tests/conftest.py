@@ -28,6 +28,7 @@ from tests.databases import (
     postgres_unavailable_reason,
     sqlite_database,
 )
+from tests.effects_stub import Effects, serve_effects
 from tests.engine_stack import (
     ENGINE_SETTINGS,
     broker_engine,
@@ -103,10 +104,22 @@ def server_settings(**overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)
 
 
+def ports(effects: Effects) -> frozenset[int]:
+    return frozenset({80, 443, effects.port})
+
+
+@pytest.fixture(scope="session")
+def effects() -> Iterator[Effects]:
+    """The external system steps call; its port is one the engine may reach."""
+    with serve_effects() as running:
+        yield running
+
+
 @pytest.fixture(scope="session")
 async def engine(
     test_database: ThrowawayDatabase,
     database: Database,
+    effects: Effects,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Publisher]:
     """The execution engine behind the server; yields the server's publisher.
@@ -117,14 +130,16 @@ async def engine(
     if test_database.backend == "sqlite":
         from workers.embedded import EmbeddedEngine
 
-        embedded = EmbeddedEngine(server_settings(), database)
+        embedded = EmbeddedEngine(server_settings(http_allowed_ports=ports(effects)), database)
         await embedded.start()
         yield embedded.publisher
         await embedded.stop()
         return
     url = broker_url()
     _require(broker_unavailable_reason(url), "a message broker")
-    settings = server_settings(broker_url=url, queue_name=unique_queue())
+    settings = server_settings(
+        broker_url=url, queue_name=unique_queue(), http_allowed_ports=ports(effects)
+    )
     with broker_engine(settings, test_database.service_url, tmp_path_factory.mktemp("workers")) as (
         publisher,
         _,

@@ -70,7 +70,6 @@ def worker_environment(
         WFE_QUEUE_NAME=queue,
         WFE_DATA_DIR=str(data_dir),
         WFE_LOG_LEVEL="WARNING",
-        WFE_HTTP_ALLOWED_PORTS="80,443,8080,8443",
     )
     for name, value in ENGINE_SETTINGS.items():
         text = ",".join(value) if isinstance(value, tuple) else str(value)
@@ -143,6 +142,7 @@ def broker_engine(
 ) -> Iterator[tuple[Publisher, Processes]]:
     """Real worker processes (and beat) on the broker of `settings`, and a server publisher."""
     env = worker_environment(database_url, settings.broker_url, settings.queue_name, data_dir)
+    env["WFE_HTTP_ALLOWED_PORTS"] = ",".join(map(str, sorted(settings.http_allowed_ports)))
     data_dir.mkdir(parents=True, exist_ok=True)
     processes = Processes(env, data_dir)
     publisher = BackgroundPublisher(CeleryPublisher(create_app(settings)))
