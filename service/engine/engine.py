@@ -273,7 +273,7 @@ class Engine:
     async def purge(self, batch: int = 500) -> int:
         """Delete finished executions (and their events) older than each tenant's retention."""
         async with self.database.transaction(None) as session:
-            tenant_ids = [t.id for t in await tenant_rows.list_all(session)]
+            tenant_ids = await tenant_rows.all_ids(session)
         purged = 0
         for tenant_id in tenant_ids:
             async with self.database.transaction(TenantId(tenant_id)) as session:

@@ -31,6 +31,10 @@ SERVICE_GRANTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Functions the service role may call: each tells it only what its name says.
+SERVICE_FUNCTIONS: tuple[str, ...] = ("wfe_tenant_ids()",)
+
+
 def sync_url(url: str | URL) -> URL:
     """The synchronous twin of an async database URL (migrations run synchronously)."""
     parsed = make_url(url)
@@ -67,6 +71,8 @@ def grant_service_role(connection: Connection, role: str) -> None:
     for table, privileges in SERVICE_GRANTS.items():
         connection.execute(text(f"REVOKE ALL ON {table} FROM {quoted}"))
         connection.execute(text(f"GRANT {', '.join(privileges)} ON {table} TO {quoted}"))
+    for function in SERVICE_FUNCTIONS:
+        connection.execute(text(f"GRANT EXECUTE ON FUNCTION {function} TO {quoted}"))
 
 
 def service_role_of(service_url: str, admin_url: str) -> str | None:

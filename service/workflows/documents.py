@@ -34,9 +34,7 @@ POLICY_NAMES: Final = {
 def step_to_dict(step: workflow_pb2.Step) -> dict[str, Any]:
     """A step message in the stored form."""
     try:
-        document: dict[str, Any] = json_format.MessageToDict(
-            step, preserving_proto_field_name=True
-        )
+        document: dict[str, Any] = json_format.MessageToDict(step, preserving_proto_field_name=True)
     except json_format.SerializeToJsonError as error:
         # A Struct holding NaN or Infinity has no JSON form.
         raise InvalidWorkflowDefinition(

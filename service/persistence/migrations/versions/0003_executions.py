@@ -118,10 +118,18 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for table in TENANT_TABLES:
             enable_tenant_rls(table)
+        # The retention purge visits every tenant; the service role sees none without a
+        # tenant set. This function (run as the owner) tells it the ids, and nothing else.
+        op.execute(
+            "CREATE FUNCTION wfe_tenant_ids() RETURNS SETOF text LANGUAGE sql STABLE "
+            "SECURITY DEFINER SET search_path = public AS $$ SELECT id FROM tenants ORDER BY id $$"
+        )
+        op.execute("REVOKE ALL ON FUNCTION wfe_tenant_ids() FROM PUBLIC")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS wfe_tenant_ids()")
         for table in TENANT_TABLES:
             disable_tenant_rls(table)
     op.drop_table("dispatch_queue")
