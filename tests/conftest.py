@@ -42,7 +42,7 @@ ISSUER = "wfe-test"
 AUDIENCE = "wfe"
 
 
-def _require(reason: str | None, what: str) -> None:
+def require(reason: str | None, what: str) -> None:
     if reason is None:
         return
     if os.environ.get("CI", "").lower() == "true":
@@ -51,7 +51,7 @@ def _require(reason: str | None, what: str) -> None:
 
 
 def _require_postgres() -> None:
-    _require(postgres_unavailable_reason(), "PostgreSQL")
+    require(postgres_unavailable_reason(), "PostgreSQL")
 
 
 @pytest.fixture(
@@ -136,7 +136,7 @@ async def engine(
         await embedded.stop()
         return
     url = broker_url()
-    _require(broker_unavailable_reason(url), "a message broker")
+    require(broker_unavailable_reason(url), "a message broker")
     settings = server_settings(
         broker_url=url, queue_name=unique_queue(), http_allowed_ports=ports(effects)
     )
