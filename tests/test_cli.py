@@ -20,6 +20,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from tests.execution_helpers import struct, three_steps
+from tests.workflow_helpers import message
+from wfe.v1 import execution_pb2, execution_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+
 WFE = [sys.executable, "-m", "service.cli"]
 
 
@@ -39,6 +43,8 @@ def run_wfe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 def wfe_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
     env["WFE_DATA_DIR"] = str(tmp_path / "data")
+    # Nothing listens here: dev mode must not need a broker.
+    env["WFE_BROKER_URL"] = "redis://127.0.0.1:9/0"
     return env
 
 
@@ -215,3 +221,40 @@ def test_workflow_create_from_a_yaml_file_prints_the_stored_draft(
     flow.write_text("name: [unclosed")
     unreadable = run_wfe(wfe_env, "workflow", "create", "-f", str(flow), *target)
     assert unreadable.returncode == 2 and "not valid JSON or YAML" in unreadable.stderr
+
+
+def test_dev_mode_runs_executions_with_no_broker_or_database_server(
+    dev_server: tuple[subprocess.Popen[str], str, float], wfe_env: dict[str, str]
+) -> None:
+    _, address, _ = dev_server
+    bearer = run_wfe(wfe_env, "token", "--tenant", "demo-free").stdout.strip()
+    metadata = (("authorization", f"Bearer {bearer}"), ("x-tenant-id", "demo-free"))
+    with grpc.insecure_channel(address) as channel:
+        workflows = workflow_pb2_grpc.WorkflowServiceStub(channel)
+        created = workflows.CreateWorkflow(
+            workflow_pb2.CreateWorkflowRequest(workflow=message(three_steps())),
+            metadata=metadata,
+        ).workflow
+        workflows.ActivateWorkflow(
+            workflow_pb2.ActivateWorkflowRequest(id=created.id), metadata=metadata
+        )
+        runs = execution_pb2_grpc.ExecutionServiceStub(channel)
+        started = runs.StartExecution(
+            execution_pb2.StartExecutionRequest(
+                workflow_id=created.id, input=struct({"name": "dev"})
+            ),
+            metadata=metadata,
+        ).execution
+        ends = time.monotonic() + 30
+        while True:
+            current = runs.GetExecution(
+                execution_pb2.GetExecutionRequest(execution_id=started.id), metadata=metadata
+            ).execution
+            if (
+                current.status == execution_pb2.EXECUTION_STATUS_COMPLETED
+                or time.monotonic() > ends
+            ):
+                break
+            time.sleep(0.1)
+    assert current.status == execution_pb2.EXECUTION_STATUS_COMPLETED
+    assert dict(current.result) == {"greeting": "dev"}
