@@ -127,6 +127,20 @@ class Processes:
         self.running.clear()
 
 
+def wait_for_workers(app: Any, names: list[str], patience: float = 90.0) -> None:
+    """Block until the named workers answer a ping, so tests never time the workers' start.
+
+    Other runs' workers may share the broker; only replies from these names count.
+    """
+    ends = time.monotonic() + patience
+    while time.monotonic() < ends:
+        replies = app.control.ping(timeout=1.0) or []
+        answered = {node.split("@", 1)[0] for reply in replies for node in reply}
+        if answered >= set(names):
+            return
+    raise RuntimeError(f"workers {names} did not start within {patience}s")
+
+
 def purge_queue(url: str, queue: str) -> None:
     """Drop what a run left on the broker under its own queue name."""
     if url.startswith("redis"):
@@ -145,12 +159,15 @@ def broker_engine(
     env["WFE_HTTP_ALLOWED_PORTS"] = ",".join(map(str, sorted(settings.http_allowed_ports)))
     data_dir.mkdir(parents=True, exist_ok=True)
     processes = Processes(env, data_dir)
-    publisher = BackgroundPublisher(CeleryPublisher(create_app(settings)))
+    app = create_app(settings)
+    publisher = BackgroundPublisher(CeleryPublisher(app))
     try:
-        for _ in range(workers):
-            processes.worker()
+        names = [f"{settings.queue_name}-{n}" for n in range(workers)]
+        for name in names:
+            processes.worker(f"--name={name}@%h")
         if beat:
             processes.beat()
+        wait_for_workers(app, names)
         yield publisher, processes
     finally:
         publisher.close()

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.persistence.models import Dispatch
@@ -127,29 +127,39 @@ async def drop_execution(session: AsyncSession, execution_id: str) -> None:
 async def take_overdue(
     session: AsyncSession, now: datetime, *, grace: timedelta, limit: int
 ) -> list[TaskRef]:
-    """Rows whose time passed, pushed `grace` ahead so the next sweep leaves them be.
+    """Rows whose time passed, marked so that the next sweep leaves them be for `grace`.
 
-    Returns the refs to publish now. Waiting rows that fall due within `grace` are
-    published with a countdown. Rows locked by a running transaction are skipped.
+    Returns the refs to publish now. A due row moves its `fire_at` ahead by `grace`; a
+    running row keeps its expired lease (the task that takes it over checks it) and
+    records when it was published instead. Waiting rows that fall due within `grace`
+    are published with a countdown. Rows locked by a running transaction are skipped.
     """
     horizon = now + grace
     statement = (
         select(Dispatch)
-        .where(Dispatch.fire_at <= horizon)
+        .where(
+            Dispatch.fire_at <= horizon,
+            or_(
+                Dispatch.state != State.RUNNING,
+                Dispatch.published_at.is_(None),
+                Dispatch.published_at <= now - grace,
+            ),
+        )
         .order_by(Dispatch.fire_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     refs: list[TaskRef] = []
     for row in (await session.scalars(statement)).all():
+        countdown = 0.0
         if row.state == State.WAITING:
             countdown = max((row.fire_at - now).total_seconds(), 0.0)
             row.state = State.DUE
-        elif row.fire_at <= now:
-            countdown = 0.0
-        else:
+            row.fire_at = row.fire_at + grace
+        elif row.fire_at > now:
             continue
-        row.fire_at = max(row.fire_at, now) + grace
+        elif row.state == State.DUE:
+            row.fire_at = now + grace
         row.published_at = now
         refs.append(
             TaskRef(

@@ -22,7 +22,7 @@ import pytest
 from grpc import aio
 
 from service.persistence.database import Database
-from tests.conftest import _require
+from tests.conftest import require
 from tests.databases import ThrowawayDatabase
 from tests.effects_stub import Effects
 from tests.engine_stack import Processes, broker_unavailable_reason, broker_url
@@ -53,13 +53,13 @@ PENDING = execution_pb2.EXECUTION_STATUS_PENDING
 def shared_broker() -> str:
     """The machine's broker; each stack uses a queue of its own on it."""
     url = broker_url()
-    _require(broker_unavailable_reason(url), "a message broker")
+    require(broker_unavailable_reason(url), "a message broker")
     return url
 
 
 @pytest.fixture
 def redis_binary() -> None:
-    _require(None if shutil.which("redis-server") else "redis-server not installed", "redis-server")
+    require(None if shutil.which("redis-server") else "redis-server not installed", "redis-server")
 
 
 def calling(effects: Effects, **query: Any) -> dict[str, Any]:
@@ -173,7 +173,9 @@ async def test_a_broker_restart_during_100_executions_loses_none(
             workers=[("--concurrency", "4"), ("--concurrency", "4")],
         ) as stack:
             workflow_id = await active_workflow(stack.channel, tenant, calling(effects, sleep=0.5))
+            t0 = time.monotonic()
             ids = await start_many(stack.channel, tenant, workflow_id, 100)
+            print("started", time.monotonic() - t0, flush=True)
 
             ends = time.monotonic() + 60
             while (done := await count_by_status(stack.database, tenant, ids))["completed"] < 10:
@@ -185,6 +187,19 @@ async def test_a_broker_restart_during_100_executions_loses_none(
             broker.crash()
             await asyncio.sleep(1.0)
             broker.start()
+            print("restarted", time.monotonic() - t0, done, lost, flush=True)
+
+            async def watch():
+                while True:
+                    print(
+                        round(time.monotonic() - t0, 1),
+                        await count_by_status(stack.database, tenant, ids),
+                        broker.queued(),
+                        flush=True,
+                    )
+                    await asyncio.sleep(2)
+
+            watcher = asyncio.ensure_future(watch())
             # Mid-run: most executions were still to finish, and the messages waiting in
             # the broker went with it.
             assert done["completed"] <= 60, done
