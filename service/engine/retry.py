@@ -27,10 +27,11 @@ class RetryPolicy:
         Exponential from `initial_interval`, capped at `max_interval`, then spread by
         up to ±`jitter` of itself (never below zero), as Temporal and Celery do.
         """
-        base = min(
-            self.initial_interval * self.backoff_coefficient ** max(attempt - 1, 0),
-            self.max_interval,
-        )
+        try:
+            growth = self.initial_interval * self.backoff_coefficient ** max(attempt - 1, 0)
+        except OverflowError:
+            growth = self.max_interval
+        base = min(growth, self.max_interval)
         if self.jitter <= 0:
             return base
         spread = base * self.jitter
