@@ -32,7 +32,7 @@ async def _append(
         **fields,
         "timestamp": iso(now),
     }
-    await events.append(
+    events.record(
         session, kind, payload, workflow_id=execution.workflow_id, execution_id=execution.id
     )
 

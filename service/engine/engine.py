@@ -106,25 +106,39 @@ class Engine:
             if not await self._may_claim(unit, execution, attempt):
                 publish += unit.publish
                 return None
-            await transitions.claim(unit, execution, attempt, task_id)
             step = dict(Graph(execution.definition).step(key.step_id))
             context = context_of(execution.input, execution.outputs)
             timeout, bounded = self._timeout_for(step, execution, unit.now)
-            if runs_inline(step, self.tools):
-                call = _call(key, timeout)
-                try:
-                    outcome = await run_step(step, context, call, self.tools)
-                except StepFailure as failure:
-                    await transitions.fail_attempt(unit, execution, attempt, failure)
-                else:
-                    await announcements.log_lines(
-                        session, execution, unit.now, key.step_id, call.log
-                    )
-                    await transitions.succeed(unit, execution, attempt, outcome)
-                publish += unit.publish
-                return None
+            inline = runs_inline(step, self.tools)
+            # One flush at commit writes the whole transition: each row once.
+            with session.no_autoflush:
+                await transitions.claim(unit, execution, attempt, task_id, lease=not inline)
+                if inline:
+                    await self._run_inline(unit, execution, attempt, step, context, timeout)
             publish += unit.publish
+            if inline:
+                return None
             return Claimed(key, attempt.claims, step, context, timeout, bounded)
+
+    async def _run_inline(
+        self,
+        unit: Unit,
+        execution: Execution,
+        attempt: StepAttempt,
+        step: dict[str, Any],
+        context: dict[str, Any],
+        limit_seconds: float,
+    ) -> None:
+        """Run a step with no outside effect and record it, in the claiming transaction."""
+        key = AttemptKey(execution.tenant_id, execution.id, attempt.step_id, attempt.attempt)
+        call = _call(key, limit_seconds)
+        try:
+            outcome = await run_step(step, context, call, self.tools)
+        except StepFailure as failure:
+            await transitions.fail_attempt(unit, execution, attempt, failure)
+            return
+        await announcements.log_lines(unit.session, execution, unit.now, attempt.step_id, call.log)
+        await transitions.succeed(unit, execution, attempt, outcome)
 
     async def _may_claim(self, unit: Unit, execution: Execution, attempt: StepAttempt) -> bool:
         """Whether this delivery should run the attempt; settles the ones it should not."""
@@ -256,11 +270,12 @@ class Engine:
                 logger.info("dropping the result of %s: the attempt is no longer ours", key)
                 return []
             unit = await self._unit(session, key.tenant_id)
-            await announcements.log_lines(session, execution, unit.now, key.step_id, log)
-            if isinstance(result, StepFailure):
-                await transitions.fail_attempt(unit, execution, attempt, result)
-            else:
-                await transitions.succeed(unit, execution, attempt, result)
+            with session.no_autoflush:
+                await announcements.log_lines(session, execution, unit.now, key.step_id, log)
+                if isinstance(result, StepFailure):
+                    await transitions.fail_attempt(unit, execution, attempt, result)
+                else:
+                    await transitions.succeed(unit, execution, attempt, result)
             return unit.publish
 
     async def sweep(self, limit: int = 500) -> list[TaskRef]:

@@ -70,8 +70,12 @@ async def schedule_step(
     *,
     attempt: int | None = None,
     due_at: datetime | None = None,
+    slots: int | None = None,
 ) -> None:
-    """Make an attempt of `step_id` due (now, or at `due_at` but never past the deadline)."""
+    """Make an attempt of `step_id` due (now, or at `due_at` but never past the deadline).
+
+    `slots` is the tenant's slots in use, when the caller knows it already.
+    """
     number = attempt or await next_attempt_number(unit.session, execution.id, step_id)
     due = due_at or unit.now
     if execution.deadline_at is not None and due > execution.deadline_at:
@@ -85,7 +89,8 @@ async def schedule_step(
             due_at=due,
         )
     )
-    slots = await admission.slots_in_use(unit.session, execution.tenant_id)
+    if slots is None:
+        slots = await admission.slots_in_use(unit.session, execution.tenant_id)
     ref = await dispatch.schedule(
         unit.session,
         tenant_id=execution.tenant_id,
@@ -102,8 +107,11 @@ async def schedule_step(
         unit.publish.append(ref)
 
 
-async def admit(unit: Unit, execution: Execution) -> None:
-    """A slot is held for it: the clock starts and its first step becomes due."""
+async def admit(unit: Unit, execution: Execution, slots: int, *, fresh: bool = False) -> None:
+    """A slot is held for it (`slots` now in use): the clock starts, its first step is due.
+
+    A `fresh` execution has never run a step, so its first attempt is number 1.
+    """
     execution.status = "pending"
     execution.holds_slot = True
     execution.started_at = unit.now
@@ -114,13 +122,23 @@ async def admit(unit: Unit, execution: Execution) -> None:
         unit.session, execution, unit.now, message="admitted; waiting for a worker"
     )
     graph = Graph(execution.definition)
-    await schedule_step(unit, execution, execution.resume_from or graph.entry)
+    await schedule_step(
+        unit,
+        execution,
+        execution.resume_from or graph.entry,
+        attempt=1 if fresh else None,
+        slots=slots,
+    )
 
 
 async def claim(
-    unit: Unit, execution: Execution, attempt: StepAttempt, task_id: str | None
+    unit: Unit, execution: Execution, attempt: StepAttempt, task_id: str | None, *, lease: bool
 ) -> None:
-    """The attempt starts: step and execution in progress, lease taken."""
+    """The attempt starts: step and execution in progress, and (if `lease`) its lease taken.
+
+    A step run inside this same transaction needs no lease: it ends before anyone
+    else can see that it started.
+    """
     graph = Graph(execution.definition)
     attempt.status = "running"
     attempt.claims += 1
@@ -144,9 +162,14 @@ async def claim(
     await announcements.execution_update(
         unit.session, execution, unit.now, step_name=name, started_at=unit.now, message=note
     )
-    await dispatch.hold(
-        unit.session, execution.id, attempt.step_id, attempt.attempt, unit.now + unit.timing.lease
-    )
+    if lease:
+        await dispatch.hold(
+            unit.session,
+            execution.id,
+            attempt.step_id,
+            attempt.attempt,
+            unit.now + unit.timing.lease,
+        )
 
 
 async def succeed(unit: Unit, execution: Execution, attempt: StepAttempt, outcome: Outcome) -> None:
@@ -331,6 +354,7 @@ async def _end(unit: Unit, execution: Execution) -> None:
 async def admit_waiting(unit: Unit, limit: int = 10) -> None:
     """Admit the tenant's oldest queued executions while slots are free (lock held)."""
     for waiting in await admission.oldest_queued(unit.session, limit):
-        if await admission.try_take_slot(unit.session, unit.plan) is None:
+        slots = await admission.try_take_slot(unit.session, unit.plan)
+        if slots is None:
             return
-        await admit(unit, waiting)
+        await admit(unit, waiting, slots, fresh=waiting.started_at is None)

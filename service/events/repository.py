@@ -20,11 +20,24 @@ async def append(
     execution_id: str | None = None,
 ) -> Event:
     """Add an event in the caller's transaction, so it commits with the state change."""
+    event = record(session, event_type, payload, workflow_id=workflow_id, execution_id=execution_id)
+    await session.flush()
+    return event
+
+
+def record(
+    session: AsyncSession,
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    workflow_id: str | None = None,
+    execution_id: str | None = None,
+) -> Event:
+    """As `append`, but written with the transaction's next flush (its id comes then)."""
     event = Event(
         type=event_type, payload=payload, workflow_id=workflow_id, execution_id=execution_id
     )
     session.add(event)
-    await session.flush()
     return event
 
 

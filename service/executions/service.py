@@ -88,10 +88,11 @@ async def get(unit: Unit, execution_id: str, *, for_update: bool = False) -> Exe
     return execution
 
 
-async def _admit_or_queue(unit: Unit, execution: Execution) -> None:
+async def _admit_or_queue(unit: Unit, execution: Execution, *, fresh: bool) -> None:
     await admission.lock_tenant(unit.session, unit.plan.tenant_id)
-    if await admission.try_take_slot(unit.session, unit.plan) is not None:
-        await transitions.admit(unit, execution)
+    slots = await admission.try_take_slot(unit.session, unit.plan)
+    if slots is not None:
+        await transitions.admit(unit, execution, slots, fresh=fresh)
         return
     execution.status = "queued"
     ahead = await admission.queued_ahead(unit.session, execution)
@@ -153,8 +154,7 @@ def _new(
 
 async def _begin(unit: Unit, execution: Execution) -> None:
     unit.session.add(execution)
-    await unit.session.flush()
-    await _admit_or_queue(unit, execution)
+    await _admit_or_queue(unit, execution, fresh=True)
 
 
 async def cancel(unit: Unit, actor: str, execution_id: str, reason: str) -> Execution:
@@ -199,7 +199,7 @@ async def retry(unit: Unit, actor: str, execution_id: str) -> Execution:
     await announcements.control(
         unit.session, execution, unit.now, action="retry", actor=actor, from_step=failed_step
     )
-    await _admit_or_queue(unit, execution)
+    await _admit_or_queue(unit, execution, fresh=False)
     return execution
 
 
