@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.persistence.models import Dispatch
@@ -86,6 +86,7 @@ async def schedule(
             state=State.DUE if soon else State.WAITING,
             fire_at=due_at + grace if soon else due_at,
             published_at=now if soon else None,
+            publishes=1 if soon else 0,
             priority=rank,
         )
     )
@@ -110,7 +111,7 @@ async def hold(
     await session.execute(
         update(Dispatch)
         .where(*_key(execution_id, step_id, attempt))
-        .values(state=State.RUNNING, fire_at=lease_until)
+        .values(state=State.RUNNING, lease_until=lease_until, fire_at=lease_until, publishes=0)
     )
 
 
@@ -124,27 +125,28 @@ async def drop_execution(session: AsyncSession, execution_id: str) -> None:
     await session.execute(delete(Dispatch).where(Dispatch.execution_id == execution_id))
 
 
+def resend_delay(grace: timedelta, publishes: int) -> timedelta:
+    """How long to wait for a published task before publishing it again.
+
+    Doubles with each publish (up to 64 graces), so a backlog longer than the grace
+    period is not multiplied by the sweeper while the first messages still wait in it.
+    """
+    return grace * (1 << min(max(publishes - 1, 0), 6))
+
+
 async def take_overdue(
     session: AsyncSession, now: datetime, *, grace: timedelta, limit: int
 ) -> list[TaskRef]:
-    """Rows whose time passed, marked so that the next sweep leaves them be for `grace`.
+    """Rows whose time passed: the refs to publish now, each row's next check set later.
 
-    Returns the refs to publish now. A due row moves its `fire_at` ahead by `grace`; a
-    running row keeps its expired lease (the task that takes it over checks it) and
-    records when it was published instead. Waiting rows that fall due within `grace`
-    are published with a countdown. Rows locked by a running transaction are skipped.
+    A due row was published but not claimed in time; a running row's lease ran out
+    (`lease_until` stays as it was: the task that takes the attempt over checks it).
+    Waiting rows that fall due within `grace` are published with a countdown. Rows
+    locked by a running transaction are skipped.
     """
-    horizon = now + grace
     statement = (
         select(Dispatch)
-        .where(
-            Dispatch.fire_at <= horizon,
-            or_(
-                Dispatch.state != State.RUNNING,
-                Dispatch.published_at.is_(None),
-                Dispatch.published_at <= now - grace,
-            ),
-        )
+        .where(Dispatch.fire_at <= now + grace)
         .order_by(Dispatch.fire_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -155,12 +157,11 @@ async def take_overdue(
         if row.state == State.WAITING:
             countdown = max((row.fire_at - now).total_seconds(), 0.0)
             row.state = State.DUE
-            row.fire_at = row.fire_at + grace
         elif row.fire_at > now:
             continue
-        elif row.state == State.DUE:
-            row.fire_at = now + grace
+        row.publishes += 1
         row.published_at = now
+        row.fire_at = now + timedelta(seconds=countdown) + resend_delay(grace, row.publishes)
         refs.append(
             TaskRef(
                 row.tenant_id, row.execution_id, row.step_id, row.attempt, countdown, row.priority

@@ -149,7 +149,7 @@ class Engine:
                 return False  # early duplicate: the due delivery or the sweeper will come
         elif attempt.status == "running":
             lease = await unit.session.scalar(
-                select(Dispatch.fire_at).where(
+                select(Dispatch.lease_until).where(
                     Dispatch.execution_id == attempt.execution_id,
                     Dispatch.step_id == attempt.step_id,
                     Dispatch.attempt == attempt.attempt,

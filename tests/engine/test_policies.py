@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from service.engine import progress
-from service.engine.dispatch import MAX_RANK, rank_for
+from service.engine.dispatch import MAX_RANK, rank_for, resend_delay
 from service.engine.progress import StepStatus
 from service.engine.retry import DEFAULT_RETRY, RetryPolicy, policy_of
 from workers.app import broker_priority
@@ -100,3 +101,10 @@ def test_the_steps_record_counts_done_steps_and_keeps_the_seed_keys(
         assert {"name", "status", "started_at", "completed_at", "error"} <= set(item)
     again = progress.reset(finished, set(ids))
     assert progress.fraction_done(again) == 0.0
+
+
+@given(st.integers(0, 1000))
+def test_republishing_waits_longer_each_time_up_to_64_graces(publishes: int) -> None:
+    grace = timedelta(seconds=1)
+    assert resend_delay(grace, publishes) <= resend_delay(grace, publishes + 1)
+    assert grace <= resend_delay(grace, publishes) <= grace * 64

@@ -92,7 +92,9 @@ async def test_a_step_whose_worker_vanished_is_taken_over_with_the_same_idempote
                 tenant_id=tenant,
                 state="running",
                 fire_at=past,
+                lease_until=past,
                 published_at=past,
+                publishes=1,
             )
         )
     done = await wait_until(channel, tenant, execution_id, patience=20)

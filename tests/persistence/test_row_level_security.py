@@ -124,7 +124,9 @@ def test_the_cross_tenant_dispatch_queue_holds_ids_and_times_only() -> None:
         "tenant_id",
         "state",
         "fire_at",
+        "lease_until",
         "published_at",
+        "publishes",
         "priority",
     }
     assert "JSON" not in columns.values()

@@ -98,7 +98,8 @@ class Dispatch(Base):
 
     It holds ids and times only, no tenant data, and is the one table read across
     tenants: the sweeper finds rows whose `fire_at` passed (a due attempt never
-    started, a running one whose worker went silent) and publishes their task again.
+    started, a running one whose worker let `lease_until` pass) and publishes their
+    task again, waiting longer after each of its `publishes`.
     """
 
     __tablename__ = "dispatch_queue"
@@ -112,5 +113,7 @@ class Dispatch(Base):
     tenant_id: Mapped[str] = mapped_column(String(63))
     state: Mapped[str] = mapped_column(String(16))
     fire_at: Mapped[datetime] = mapped_column()
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
     published_at: Mapped[datetime | None] = mapped_column(default=None)
+    publishes: Mapped[int] = mapped_column(SmallInteger, default=0)
     priority: Mapped[int] = mapped_column(SmallInteger, default=0)
