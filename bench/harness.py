@@ -1,0 +1,367 @@
+"""The system under test, and the floors beside it, for one bench run.
+
+One throwaway PostgreSQL database (owner + RLS service role, migrated), a real
+`wfe serve` process, `wfe worker` and `wfe beat` processes on the chosen broker,
+and next to them the floors: a no-op Celery worker started the same way and a
+no-op grpc.aio server. The engine keeps its production clocks (lease, grace,
+sweep interval), because the tests' short clocks would make the sweeper re-publish
+any backlog older than a second. Everything started here is stopped, and the
+database dropped, when the context ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from celery import Celery
+from grpc import aio
+from sqlalchemy.engine import make_url
+
+from bench import floor_app
+from service.persistence.database import Database
+from service.tenants import service as tenants
+from tests.conftest import AUDIENCE, ISSUER, SECRET, auth
+from tests.databases import postgres_admin_url, postgres_database
+from tests.engine_stack import purge_queue
+from tests.execution_helpers import active_workflow
+
+Metadata = tuple[tuple[str, str], ...]
+LISTENING = re.compile(rb"listening on [\w.\-]+:(\d+)")
+TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    broker_url: str
+    concurrency: int
+    log_dir: Path
+
+
+@dataclass
+class Spawned:
+    """Child processes in their own sessions, so a stop reaches their prefork children too."""
+
+    log_dir: Path
+    running: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Path:
+        log = self.log_dir / f"{name}.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, *argv],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.running.append(process)
+        return log
+
+    def port_of(self, log: Path, timeout: float = 60.0) -> int:
+        """The port a child printed as `... listening on HOST:PORT`."""
+        process = self.running[-1]
+        ends = time.monotonic() + timeout
+        while time.monotonic() < ends:
+            match = LISTENING.search(log.read_bytes())
+            if match:
+                return int(match.group(1))
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)
+        tail = log.read_bytes()[-2000:].decode(errors="replace")
+        raise RuntimeError(f"{log.name}: no port announced\n{tail}")
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        ends = time.monotonic() + 10
+        for process in self.running:
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(max(ends - time.monotonic(), 0.1))
+            if process.poll() is None:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+        self.running.clear()
+
+
+@dataclass(frozen=True)
+class BenchTenant:
+    """A tenant with one active workflow, and the call metadata that grants it."""
+
+    id: str
+    workflow_id: str
+    metadata: Metadata
+
+
+class Observer:
+    """Reads the bench database as the superuser (RLS does not apply), without committing.
+
+    All reads share one READ COMMITTED transaction that is rolled back, never
+    committed, so polling leaves `pg_stat_database.xact_commit` untouched and each
+    statement still sees what committed before it.
+    """
+
+    def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        self._connection = connection
+        self.pid = connection.info.backend_pid
+
+    async def _one(self, sql: str, *args: Any) -> Any:
+        cursor = await self._connection.execute(sql, args)
+        return await cursor.fetchone()
+
+    async def _all(self, sql: str, *args: Any) -> list[Any]:
+        cursor = await self._connection.execute(sql, args)
+        return await cursor.fetchall()
+
+    async def release(self) -> None:
+        """End the read transaction (a rollback) so it pins nothing between phases."""
+        await self._connection.rollback()
+
+    async def outcome(self, tenant_id: str) -> tuple[int, int]:
+        """(completed, failed or cancelled) executions of the tenant."""
+        row = await self._one(
+            "SELECT count(*) FILTER (WHERE status = 'completed'),"
+            " count(*) FILTER (WHERE status IN ('failed', 'cancelled'))"
+            " FROM executions WHERE tenant_id = %s",
+            tenant_id,
+        )
+        return int(row[0]), int(row[1])
+
+    async def unfinished(self) -> int:
+        row = await self._one(f"SELECT count(*) FROM executions WHERE status NOT IN {TERMINAL_SQL}")
+        return int(row[0])
+
+    async def last_completion(self, tenant_id: str) -> datetime:
+        row = await self._one(
+            "SELECT max(completed_at) FROM executions WHERE tenant_id = %s", tenant_id
+        )
+        moment: datetime = row[0]
+        return moment
+
+    async def first_failure(self, tenant_id: str) -> str:
+        row = await self._one(
+            "SELECT error_detail FROM executions WHERE tenant_id = %s"
+            " AND status IN ('failed', 'cancelled') LIMIT 1",
+            tenant_id,
+        )
+        return str(row[0]) if row else ""
+
+    async def steps(self, execution_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The `steps` record (the seed's per-step progress) of each execution."""
+        rows = await self._all(
+            "SELECT id, steps FROM executions WHERE id = ANY(%s)", list(execution_ids)
+        )
+        return {str(row[0]): row[1] for row in rows}
+
+    async def wait(
+        self, tenant_id: str, expected: int, patience: float, interval: float = 0.1
+    ) -> None:
+        """Until `expected` executions of the tenant completed; one query per `interval`."""
+        ends = time.monotonic() + patience
+        while True:
+            completed, failed = await self.outcome(tenant_id)
+            if failed:
+                raise RuntimeError(
+                    f"{failed} execution(s) of {tenant_id} failed: "
+                    f"{await self.first_failure(tenant_id)}"
+                )
+            if completed >= expected:
+                return
+            if time.monotonic() > ends:
+                raise TimeoutError(f"{tenant_id}: {completed}/{expected} completed in {patience}s")
+            await asyncio.sleep(interval)
+
+    async def drain(self, patience: float = 180.0) -> None:
+        """Until no execution of any tenant is still queued, pending or running."""
+        ends = time.monotonic() + patience
+        while (left := await self.unfinished()) > 0:
+            if time.monotonic() > ends:
+                raise TimeoutError(f"{left} execution(s) still unfinished after {patience}s")
+            await asyncio.sleep(0.2)
+        await self.release()
+
+
+@dataclass
+class Stack:
+    """Addresses and handles of everything one bench run talks to."""
+
+    options: StackOptions
+    database_name: str
+    admin_database: Database
+    setup_channel: aio.Channel
+    server_port: int
+    noop_port: int
+    effects_port: int
+    queue: str
+    floor_queue: str
+    floor: Celery
+    observer: Observer
+    stats: psycopg.AsyncConnection[Any]
+    marker_url: str
+
+    @property
+    def server_target(self) -> str:
+        return f"127.0.0.1:{self.server_port}"
+
+    @property
+    def noop_target(self) -> str:
+        return f"127.0.0.1:{self.noop_port}"
+
+    def effects_url(self, **query: object) -> str:
+        params = "&".join(f"{name}={value}" for name, value in query.items())
+        return f"http://127.0.0.1:{self.effects_port}/effects" + (f"?{params}" if params else "")
+
+    async def tenant(self, document: dict[str, Any], **overrides: int | None) -> BenchTenant:
+        """A fresh enterprise tenant (with limit overrides) and an active workflow of its own."""
+        tenant_id = f"b-{uuid.uuid4().hex[:12]}"
+        async with self.admin_database.transaction(None) as session:
+            await tenants.create(session, tenant_id, tenant_id, "enterprise", dict(overrides))
+        workflow_id = await active_workflow(self.setup_channel, tenant_id, document)
+        return BenchTenant(tenant_id, workflow_id, auth(tenant_id))
+
+    async def commits(self) -> int:
+        """`xact_commit` of the bench database, with every backend's share counted.
+
+        A backend publishes its counts at most once a second and, when idle, only
+        eventually (PostgreSQL 15 left some idle for over 25 s in trials);
+        `pg_stat_force_next_flush()` reaches only the caller. A backend that exits
+        flushes at once, so the idle connections of the run's pools are ended first;
+        their pools' pre-ping reconnects on the next checkout.
+        """
+        await self.stats.execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+            " WHERE datname = %s AND backend_type = 'client backend'"
+            " AND state = 'idle' AND pid <> %s",
+            (self.database_name, self.observer.pid),
+        )
+        await self.stats.execute("SELECT pg_stat_clear_snapshot()")
+        cursor = await self.stats.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (self.database_name,)
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def _libpq(url: Any) -> str:
+    return str(make_url(str(url) if isinstance(url, str) else url).set(drivername="postgresql"))
+
+
+def _engine_environment(
+    database_url: str, options: StackOptions, queue: str, effects_port: int
+) -> dict[str, str]:
+    """`WFE_*` for serve, worker and beat: production clocks; loopback allowed for the stub."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
+    env.update(
+        PYTHONUNBUFFERED="1",
+        WFE_DATABASE_URL=database_url,
+        WFE_BROKER_URL=options.broker_url,
+        WFE_QUEUE_NAME=queue,
+        WFE_DATA_DIR=str(options.log_dir / "data"),
+        WFE_LOG_LEVEL="WARNING",
+        WFE_WORKER_CONCURRENCY=str(options.concurrency),
+        WFE_HTTP_ALLOWED_NETWORKS="127.0.0.0/8",
+        WFE_HTTP_ALLOWED_PORTS=f"80,443,{effects_port}",
+        WFE_JWT_SECRET=SECRET,
+        WFE_JWT_ISSUER=ISSUER,
+        WFE_JWT_AUDIENCE=AUDIENCE,
+        WFE_LISTEN_ADDRESS="127.0.0.1:0",
+    )
+    return env
+
+
+def purge(broker_url: str, queue: str) -> None:
+    """Drop what the run left under its queue name (never anything else on the broker)."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        purge_queue(broker_url, queue)
+        return
+    from kombu import Connection, Queue  # type: ignore[attr-defined]
+
+    with suppress(Exception), Connection(broker_url, connect_timeout=3) as connection:  # type: ignore[no-untyped-call]
+        Queue(queue).bind(connection.default_channel).delete()  # type: ignore[no-untyped-call]
+
+
+def marker_url(broker_url: str) -> str:
+    """Where the floor's last task records its finish: the broker if Redis, else local Redis."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        return broker_url
+    return os.environ.get("BENCH_MARKER_URL", "redis://127.0.0.1:6379/0")
+
+
+@asynccontextmanager
+async def open_stack(options: StackOptions) -> AsyncIterator[Stack]:
+    """Start the system and the floors; stop and clean up all of it on the way out."""
+    options.log_dir.mkdir(parents=True, exist_ok=True)
+    suffix = uuid.uuid4().hex[:10]
+    queue, floor_queue = f"wfe-bench-{suffix}", f"wfe-bench-floor-{suffix}"
+    marker = marker_url(options.broker_url)
+    spawned = Spawned(options.log_dir)
+    async with AsyncExitStack() as stack:
+        database = stack.enter_context(postgres_database())
+        stack.callback(purge, marker, floor_queue)
+        stack.callback(purge, options.broker_url, floor_queue)
+        stack.callback(purge, options.broker_url, queue)
+        stack.callback(spawned.stop_all)
+        name = make_url(database.service_url).database
+        assert name is not None
+
+        effects_log = spawned.start("effects", ["-m", "bench.effects_server"], dict(os.environ))
+        effects_port = spawned.port_of(effects_log)
+        env = _engine_environment(database.service_url, options, queue, effects_port)
+        server_log = spawned.start("serve", ["-m", "service.cli", "serve"], env)
+        server_port = spawned.port_of(server_log)
+        worker = ["-m", "service.cli", "worker", f"--name={queue}@%h"]
+        spawned.start("worker", worker, env)
+        spawned.start("beat", ["-m", "service.cli", "beat"], env)
+        floor_env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            floor_app.ENV_BROKER: options.broker_url,
+            floor_app.ENV_QUEUE: floor_queue,
+            floor_app.ENV_CONCURRENCY: str(options.concurrency),
+            floor_app.ENV_MARKER: marker,
+        }
+        spawned.start("floor-worker", ["-m", "bench.floor_app"], floor_env)
+        noop_log = spawned.start("noop-server", ["-m", "bench.noop_server"], dict(os.environ))
+        noop_port = spawned.port_of(noop_log)
+
+        admin = Database(database.admin_url, pool_size=1, max_overflow=1)
+        stack.push_async_callback(admin.dispose)
+        channel = await stack.enter_async_context(aio.insecure_channel(f"127.0.0.1:{server_port}"))
+        superuser = make_url(postgres_admin_url())
+        observed = await psycopg.AsyncConnection.connect(_libpq(superuser.set(database=name)))
+        stack.push_async_callback(observed.close)
+        stats = await psycopg.AsyncConnection.connect(_libpq(superuser), autocommit=True)
+        stack.push_async_callback(stats.close)
+        yield Stack(
+            options=options,
+            database_name=name,
+            admin_database=admin,
+            setup_channel=channel,
+            server_port=server_port,
+            noop_port=noop_port,
+            effects_port=effects_port,
+            queue=queue,
+            floor_queue=floor_queue,
+            floor=floor_app.create_floor_app(options.broker_url, floor_queue, options.concurrency),
+            observer=Observer(observed),
+            stats=stats,
+            marker_url=marker,
+        )

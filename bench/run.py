@@ -1,0 +1,204 @@
+"""`python -m bench.run [--executions N] [--quick]`: the four ratios of issue requirement 10.
+
+Each round measures every floor and its system counterpart back to back, the order
+alternating between rounds so drift on a noisy machine falls on both sides; the table
+reports the median ratio and its spread over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from bench import floors, scenarios
+from bench.harness import StackOptions, open_stack
+from bench.report import Metric, p99, table
+from tests.engine_stack import broker_unavailable_reason
+from tests.execution_helpers import three_steps
+
+F = TypeVar("F")
+S = TypeVar("S")
+CLIENTS = 16
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int
+    executions: int
+    calls_per_client: int
+    light: int
+    light_spacing: float
+    heavy: int  # the least flood; see flood_size
+    warmup: int
+
+
+def plan_of(args: argparse.Namespace) -> Plan:
+    quick = bool(args.quick)
+    executions = args.executions or (60 if quick else 200)
+    return Plan(
+        rounds=args.rounds or (1 if quick else 3),
+        executions=executions,
+        calls_per_client=args.calls or (8 if quick else 15),
+        light=10 if quick else 40,
+        # Well under the system's own capacity, so that alone really is alone.
+        light_spacing=0.4,
+        heavy=max(executions, 120),
+        warmup=12 if quick else 30,
+    )
+
+
+def flood_size(plan: Plan, steps_per_second: float) -> int:
+    """Enough slow executions to keep the workers busy through the light series, with margin.
+
+    Sized from this round's (a) rate (no-op executions; the flood's are slower), so a
+    quiet machine gets a bigger flood than a busy one and both stay saturated.
+    """
+    window = plan.light * plan.light_spacing + 5.0
+    return max(plan.heavy, math.ceil(1.5 * window * steps_per_second / 3))
+
+
+def metrics() -> dict[str, Metric]:
+    return {
+        "a": Metric("a", "3-step no-op workflows, steps/s", "steps/s", "tasks/s", 0.7, True),
+        "b": Metric("b", f"StartExecution p99 @{CLIENTS} clients", "ms", "ms", 3.0, False),
+        "c": Metric("c", "PostgreSQL commits per completed step", "commits", "steps", 2.0, False),
+        "d": Metric("d", "light tenant start-to-first-step p99", "ms", "ms", 1.5, False),
+    }
+
+
+async def in_order(
+    system_first: bool,
+    floor: Callable[[], Awaitable[F]],
+    system: Callable[[], Awaitable[S]],
+) -> tuple[F, S]:
+    """(floor result, system result), run in the round's order."""
+    if system_first:
+        second = await system()
+        return await floor(), second
+    first = await floor()
+    return first, await system()
+
+
+async def bench(plan: Plan, options: StackOptions) -> dict[str, Metric]:
+    results = metrics()
+    a, b, c, d = (results[k] for k in "abcd")
+    began = time.monotonic()
+    async with open_stack(options) as stack:
+        print(f"stack up in {time.monotonic() - began:.0f}s; logs in {options.log_dir}", flush=True)
+        await scenarios.warm_up(stack, plan.warmup)
+        await floors.celery_chain_rate(stack, plan.warmup)
+        tenant = await stack.tenant(three_steps())
+        request = scenarios.start_request(tenant)
+        await floors.noop_latencies(stack, request, tenant.metadata, clients=CLIENTS, calls=3)
+        print(f"warmed up at {time.monotonic() - began:.0f}s", flush=True)
+        for number in range(plan.rounds):
+            system_first = number % 2 == 1
+            print(
+                f"round {number + 1}/{plan.rounds} ({'system' if system_first else 'floor'} first)"
+            )
+
+            rate, run = await in_order(
+                system_first,
+                lambda: floors.celery_chain_rate(stack, plan.executions),
+                lambda: scenarios.steps_per_second(stack, plan.executions, count_commits=True),
+            )
+            print("  " + a.describe(a.add(run.rate, rate)), flush=True)
+            print("  " + c.describe(c.add(run.commits, run.steps)), flush=True)
+            expected = run.executions + run.steps
+            c.notes.append(
+                f"round {number + 1}: {run.commits} commits for {run.steps} steps; one "
+                f"transaction per StartExecution and per step would be {expected} "
+                f"({expected / run.steps:.2f}/step); the rest: pool pre-pings, sweeper "
+                f"re-deliveries and sweeps, autovacuum. Starts took {run.starts_seconds:.1f}s "
+                f"of the {run.seconds:.1f}s"
+            )
+
+            noop, starts = await in_order(
+                system_first,
+                lambda: floors.noop_latencies(
+                    stack, request, tenant.metadata, clients=CLIENTS, calls=plan.calls_per_client
+                ),
+                lambda: scenarios.start_latencies(
+                    stack, clients=CLIENTS, calls=plan.calls_per_client
+                ),
+            )
+            print("  " + b.describe(b.add(p99(starts) * 1000, p99(noop) * 1000)), flush=True)
+
+            flood = flood_size(plan, run.rate)
+            alone, loaded = await in_order(
+                system_first,
+                lambda: scenarios.light_alone(stack, plan.light, plan.light_spacing),
+                partial(scenarios.light_under_load, stack, plan.light, plan.light_spacing, flood),
+            )
+            measured = d.add(p99(loaded.latencies) * 1000, p99(alone.latencies) * 1000)
+            print("  " + d.describe(measured), flush=True)
+            if not loaded.saturated:
+                d.notes.append(
+                    f"round {number + 1}: the heavy flood ended before the light tenant's "
+                    "last first step; raise --executions (the least flood)"
+                )
+            for label, side in (("under load", loaded), ("alone", alone)):
+                print(
+                    f"  (d) {label}: start-to-first-step {scenarios.summary(side.latencies)}; "
+                    f"of which the StartExecution call {scenarios.summary(side.start_calls)}",
+                    flush=True,
+                )
+            print(
+                f"  (d) heavy executions still unfinished when the light ones were: "
+                f"{loaded.heavy_backlog_at_end} of {flood}",
+                flush=True,
+            )
+        c.notes.append(
+            "bench polling commits nothing (its reads share one transaction, rolled back); "
+            "tenant and workflow set-up commit before the window opens"
+        )
+    print(f"finished in {time.monotonic() - began:.0f}s", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument(
+        "--executions",
+        type=int,
+        help="(a) executions and chains per round; the (d) flood is at least max(N, 120)",
+    )
+    parser.add_argument("--quick", action="store_true", help="one small round (< 2 min)")
+    parser.add_argument("--rounds", type=int, help="rounds (default 3, quick 1)")
+    parser.add_argument("--calls", type=int, help="(b) StartExecution calls per client")
+    parser.add_argument(
+        "--broker", default="redis://127.0.0.1:6379/0", help="Celery broker for both sides"
+    )
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes per side")
+    parser.add_argument("--log-dir", type=Path, help="where process logs go (default: a temp dir)")
+    args = parser.parse_args(argv)
+    reason = broker_unavailable_reason(args.broker)
+    if reason:
+        print(reason, file=sys.stderr)
+        return 2
+    plan = plan_of(args)
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="wfe-bench-"))
+    options = StackOptions(args.broker, args.concurrency, log_dir)
+    print(
+        f"plan: {plan.rounds} round(s); (a) {plan.executions} executions vs chains; "
+        f"(b) {CLIENTS} clients x {plan.calls_per_client} calls; (d) {plan.light} light starts "
+        f"every {plan.light_spacing * 1000:.0f} ms vs a flood of at least {plan.heavy}; "
+        f"broker {args.broker}, worker concurrency {args.concurrency}",
+        flush=True,
+    )
+    results = asyncio.run(bench(plan, options))
+    table(list(results.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
