@@ -9,9 +9,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Final, Protocol, TypeVar
 
 from service.errors import FieldViolation, InvalidInput
+
+Row = TypeVar("Row")
 
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_PAGE_SIZE: Final = 200
@@ -54,3 +58,25 @@ def decode(token: str, tenant: str, listing: str) -> list[Any] | None:
         )
     key: list[Any] = content["k"]
     return key
+
+
+def next_token(
+    rows: Sequence[Row], size: int, tenant: str, listing: str, key: Callable[[Row], list[Any]]
+) -> str:
+    """The token of the page after `rows` (fetched `size + 1` to tell); empty at the end."""
+    if len(rows) <= size:
+        return ""
+    return encode(tenant, listing, key(rows[size - 1]))
+
+
+class Created(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def creation_key(row: Created) -> list[Any]:
+    """Where a newest-first listing by (created_at, id) resumes: after this row."""
+    return [row.created_at.isoformat(), row.id]

@@ -26,22 +26,20 @@ from service.errors import (
     InvalidInput,
 )
 from service.executions import repository
+from service.idempotency import check_request_id
 from service.persistence.models import Execution
 from service.workflows import service as workflows
 from service.workflows.steps import MINIMUM_TIER
 from service.workflows.steptypes import STEP_TYPES
 from tiers import Quota, TenantPlan, consume
 
-MAX_REQUEST_ID = 64
 
-
-def checked_request_id(request_id: str) -> str:
-    if len(request_id) > MAX_REQUEST_ID:
-        raise InvalidInput(
-            "request_id is at most 64 characters",
-            violations=[FieldViolation("request_id", "at most 64 characters")],
-        )
-    return request_id
+async def find_started(unit: Unit, request_id: str) -> Execution | None:
+    """The execution an earlier call with this request id started, if any."""
+    if not request_id:
+        return None
+    check_request_id(request_id)
+    return await repository.get_by_request(unit.session, request_id)
 
 
 def check_input(definition: Mapping[str, Any], value: Mapping[str, Any], field: str) -> None:
@@ -113,10 +111,9 @@ async def start(
     request_id: str = "",
 ) -> Execution:
     """Start an active workflow's current version; with a known `request_id`, that execution."""
-    if request_id:
-        existing = await repository.get_by_request(unit.session, checked_request_id(request_id))
-        if existing is not None:
-            return existing
+    existing = await find_started(unit, request_id)
+    if existing is not None:
+        return existing
     workflow = await workflows.get(unit.session, workflow_id)
     if workflow.status != workflows.Status.ACTIVE:
         raise ExecutionStateConflict(
@@ -219,10 +216,9 @@ async def rerun(
     request_id: str = "",
 ) -> Execution:
     """A new execution of the same pinned version, starting at `from_step` of a finished one."""
-    if request_id:
-        existing = await repository.get_by_request(unit.session, checked_request_id(request_id))
-        if existing is not None:
-            return existing
+    existing = await find_started(unit, request_id)
+    if existing is not None:
+        return existing
     original = await get(unit, execution_id)
     if original.status not in TERMINAL:
         raise ExecutionStateConflict(

@@ -202,10 +202,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         async with self._unit() as unit:
             rows = await repository.list_page(unit.session, where, after=after, limit=size + 1)
         page = [execution_message(row, with_outputs=False) for row in rows[:size]]
-        token = ""
-        if len(rows) > size:
-            last = rows[size - 1]
-            token = pagination.encode(tenant, listing, [last.created_at.isoformat(), last.id])
+        token = pagination.next_token(rows, size, tenant, listing, pagination.creation_key)
         return execution_pb2.ListExecutionsResponse(executions=page, next_page_token=token)
 
     async def CancelExecution(

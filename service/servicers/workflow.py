@@ -184,10 +184,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                 limit=size + 1,
             )
             page = [workflow_message(row) for row in rows[:size]]
-        token = ""
-        if len(rows) > size:
-            last = rows[size - 1]
-            token = pagination.encode(tenant, listing, [last.created_at.isoformat(), last.id])
+        token = pagination.next_token(rows, size, tenant, listing, pagination.creation_key)
         return workflow_pb2.ListWorkflowsResponse(workflows=page, next_page_token=token)
 
     async def UpdateWorkflow(
@@ -302,9 +299,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                 limit=size + 1,
             )
             page = [version_message(row) for row in rows[:size]]
-        token = ""
-        if len(rows) > size:
-            token = pagination.encode(tenant, listing, [rows[size - 1].version])
+        token = pagination.next_token(rows, size, tenant, listing, lambda row: [row.version])
         return workflow_pb2.ListWorkflowVersionsResponse(versions=page, next_page_token=token)
 
     async def GetWorkflowVersion(

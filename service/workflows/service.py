@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import FieldViolation, InvalidInput, InvalidWorkflowDefinition, WorkflowNotFound
 from service.events import repository as events
+from service.idempotency import check_request_id
 from service.persistence.models import Workflow, WorkflowVersion
 from service.workflows import repository
 from service.workflows.issues import Issue
@@ -101,11 +102,7 @@ async def find_created(session: AsyncSession, request_id: str) -> Workflow | Non
     """The workflow an earlier create with this idempotency key made, if any."""
     if not request_id:
         return None
-    if len(request_id) > 64:
-        raise InvalidInput(
-            "request_id is at most 64 characters",
-            violations=[FieldViolation("request_id", "at most 64 characters")],
-        )
+    check_request_id(request_id)
     return await repository.get_by_request(session, request_id)
 
 

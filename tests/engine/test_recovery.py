@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from grpc import aio
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from service.engine.engine import AttemptKey, Engine, timing_of, utcnow
 from service.engine.tools import ToolRegistry
@@ -65,12 +65,7 @@ async def test_a_step_whose_worker_vanished_is_taken_over_with_the_same_idempote
             .where(StepAttempt.execution_id == execution_id)
             .values(status="completed", started_at=past, finished_at=past)
         )
-        await session.execute(
-            update(Dispatch).where(Dispatch.execution_id == execution_id).values(state="gone")
-        )
-        await session.execute(
-            Dispatch.__table__.delete().where(Dispatch.execution_id == execution_id)
-        )
+        await session.execute(delete(Dispatch).where(Dispatch.execution_id == execution_id))
         execution.outputs = {"input": {}}
         execution.status = "in_progress"
         session.add(
