@@ -15,8 +15,8 @@ from typing import Any, Final
 import redis
 from celery import Celery
 
+from foundation.settings import Settings
 from service import logs
-from service.settings import Settings
 from workers.app import create_app
 
 NOOP_TASK: Final = "bench.noop"

@@ -32,8 +32,8 @@ from grpc import aio
 from sqlalchemy.engine import make_url
 
 from bench import floor_app
-from service.persistence.database import Database
 from service.tenants import service as tenants
+from tenancy.database import TenantDatabase
 from tests.conftest import AUDIENCE, ISSUER, SECRET, auth
 from tests.databases import postgres_admin_url, postgres_database
 from tests.engine_stack import purge_queue
@@ -204,7 +204,7 @@ class Stack:
 
     options: StackOptions
     database_name: str
-    admin_database: Database
+    admin_database: TenantDatabase
     setup_channel: aio.Channel
     server_port: int
     noop_port: int
@@ -325,11 +325,11 @@ async def open_stack(options: StackOptions) -> AsyncIterator[Stack]:
         effects_log = spawned.start("effects", ["-m", "bench.effects_server"], dict(os.environ))
         effects_port = spawned.port_of(effects_log)
         env = _engine_environment(database.service_url, options, queue, effects_port)
-        server_log = spawned.start("serve", ["-m", "service.cli", "serve"], env)
+        server_log = spawned.start("serve", ["-m", "cli.main", "serve"], env)
         server_port = spawned.port_of(server_log)
-        worker = ["-m", "service.cli", "worker", f"--name={queue}@%h"]
+        worker = ["-m", "cli.main", "worker", f"--name={queue}@%h"]
         spawned.start("worker", worker, env)
-        spawned.start("beat", ["-m", "service.cli", "beat"], env)
+        spawned.start("beat", ["-m", "cli.main", "beat"], env)
         floor_env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
@@ -342,7 +342,7 @@ async def open_stack(options: StackOptions) -> AsyncIterator[Stack]:
         noop_log = spawned.start("noop-server", ["-m", "bench.noop_server"], dict(os.environ))
         noop_port = spawned.port_of(noop_log)
 
-        admin = Database(database.admin_url, pool_size=1, max_overflow=1)
+        admin = TenantDatabase(database.admin_url, pool_size=1, max_overflow=1)
         stack.push_async_callback(admin.dispose)
         channel = await stack.enter_async_context(aio.insecure_channel(f"127.0.0.1:{server_port}"))
         superuser = make_url(postgres_admin_url())

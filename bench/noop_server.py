@@ -14,8 +14,8 @@ from typing import Any, Final
 import grpc
 from grpc import aio
 
+from foundation.settings import Settings
 from service.server import server_options
-from service.settings import Settings
 
 SERVICE: Final = "bench.v1.Noop"
 METHOD: Final = f"/{SERVICE}/Call"

@@ -1,1 +1,1 @@
-"""The gRPC service: server, servicers, engine core and persistence."""
+"""The gRPC service: server, interceptors, servicers and the domain services behind them."""

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 
-from service.errors import FieldViolation, InvalidInput
+from foundation.errors import FieldViolation, InvalidInput
+from tenancy import TenantId
 
 Row = TypeVar("Row")
 
@@ -31,12 +32,12 @@ def page_size(requested: int) -> int:
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-def encode(tenant: str, listing: str, key: list[Any]) -> str:
+def encode(tenant: TenantId, listing: str, key: list[Any]) -> str:
     raw = json.dumps({"t": tenant, "l": listing, "k": key}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode(token: str, tenant: str, listing: str) -> list[Any] | None:
+def decode(token: str, tenant: TenantId, listing: str) -> list[Any] | None:
     """The key after which the next page starts; None for the first page."""
     if not token:
         return None
@@ -61,7 +62,7 @@ def decode(token: str, tenant: str, listing: str) -> list[Any] | None:
 
 
 def next_token(
-    rows: Sequence[Row], size: int, tenant: str, listing: str, key: Callable[[Row], list[Any]]
+    rows: Sequence[Row], size: int, tenant: TenantId, listing: str, key: Callable[[Row], list[Any]]
 ) -> str:
     """The token of the page after `rows` (fetched `size + 1` to tell); empty at the end."""
     if len(rows) <= size:

@@ -11,13 +11,14 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from service.engine.dispatch import Publisher
+from engine.dispatch import Publisher
+from foundation.settings import Settings
+from service.executions.service import ExecutionService
 from service.interceptors import ErrorInterceptor, RequestIdInterceptor
-from service.persistence.database import Database
 from service.servicers.execution import ExecutionServicer
 from service.servicers.tenant import TenantServicer
 from service.servicers.workflow import WorkflowServicer
-from service.settings import Settings
+from tenancy.database import TenantDatabase
 from tenancy.interceptor import AuthInterceptor
 from tenancy.tokens import TokenVerifier
 from wfe.v1 import (
@@ -69,7 +70,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
 
 async def start_server(
     settings: Settings,
-    database: Database,
+    database: TenantDatabase,
     verifier: TokenVerifier,
     publisher: Publisher,
     *,
@@ -87,7 +88,7 @@ async def start_server(
     tenant_pb2_grpc.add_TenantServiceServicer_to_server(TenantServicer(database), server)
     workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(database), server)
     execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionServicer(database, settings, publisher), server
+        ExecutionServicer(ExecutionService(database, settings, publisher)), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

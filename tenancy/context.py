@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import NewType
+from typing import Final, NewType
 
-from service.errors import Unauthenticated
+from foundation.errors import Unauthenticated
 
 TenantId = NewType("TenantId", str)
 """A tenant id that an authenticated call was granted; only `tenancy` produces one."""
+
+TENANT_ID_FORMAT: Final = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+"""What a tenant id looks like: 1-63 lowercase letters, digits or inner dashes."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from typing import Any, Final
 
 from grpc import aio
 
-from service.errors import PermissionDenied, Unauthenticated
-from service.interceptors.hooks import HookInterceptor
+from foundation.errors import PermissionDenied, Unauthenticated
+from foundation.hooks import HookInterceptor
 from tenancy.context import CallIdentity, TenantId, bind_identity
 from tenancy.tokens import TokenVerifier
 

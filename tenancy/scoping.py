@@ -17,10 +17,9 @@ from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.selectable import FromClause
 from sqlalchemy.sql.util import find_tables
 
-from service.persistence.base import Base, TenantOwned
+from foundation.database import SCOPE_KEY as TENANT_KEY
+from foundation.orm import Base, TenantOwned
 from tenancy.context import TenantId
-
-TENANT_KEY = "wfe.tenant_id"
 
 
 class MissingTenantScope(RuntimeError):

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import jwt
 from jwt.exceptions import InvalidTokenError
 
-from service.errors import Unauthenticated
+from foundation.errors import Unauthenticated
 from tenancy.jwks import JwksKeySet, JwksUnavailable
 
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]

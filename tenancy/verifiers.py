@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.settings import Settings
+from foundation.settings import Settings
 from tenancy.jwks import JwksKeySet
 from tenancy.tokens import ClaimRules, JwksVerifier, SharedSecretVerifier, TokenVerifier
 

@@ -15,11 +15,11 @@ import grpc
 import pytest
 from grpc import aio
 
-from service.engine.dispatch import Publisher
-from service.persistence.database import Database
+from engine.dispatch import Publisher
+from foundation.settings import Settings
 from service.server import RunningServer, start_server
-from service.settings import Settings
 from service.tenants import service as tenants
+from tenancy.database import TenantDatabase
 from tenancy.dev_tokens import mint_token
 from tenancy.tokens import ClaimRules, SharedSecretVerifier
 from tests.databases import (
@@ -54,6 +54,41 @@ def _require_postgres() -> None:
     require(postgres_unavailable_reason(), "PostgreSQL")
 
 
+# Tiers (`make check` runs the fast ones). A test is `integration` when it needs
+# something started for it: a database, a server (gRPC or HTTP), a broker or a
+# subprocess; `postgres` when that database is PostgreSQL; `faults` when it breaks real
+# processes on purpose; `unit` otherwise. Fixtures count through their dependencies.
+INTEGRATION_FIXTURES = frozenset(
+    {
+        # here: databases, the effects HTTP server, the engine (workers), the gRPC server
+        *("test_database", "postgres", "database", "admin_database", "effects", "engine"),
+        *("server", "channel"),  # also tests/workers/test_http_tool.py's HTTP server
+        "probe_channel",  # tests/service/test_error_model.py: a gRPC server
+        "jwks",  # tests/tenancy/test_jwks.py: a JWKS HTTP server
+        *("wfe_env", "dev_server"),  # tests/test_cli.py: `wfe` subprocesses
+        *("amqp_channel", "shared_broker", "redis_binary"),  # brokers
+    }
+)
+SUBPROCESS_MODULES = frozenset({"test_protos.py"})  # protoc and buf, no fixture
+FAULT_MODULES = frozenset({"engine/test_faults.py"})  # SIGKILLed workers, crashed brokers
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = os.path.dirname(__file__)
+    for item in items:
+        module = os.path.relpath(str(item.path), tests_dir)
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if module in FAULT_MODULES:
+            item.add_marker(pytest.mark.faults)
+        if params.get("test_database") == "postgresql" or "postgres" in names:
+            item.add_marker(pytest.mark.postgres)
+        if names & INTEGRATION_FIXTURES or module in SUBPROCESS_MODULES | FAULT_MODULES:
+            item.add_marker(pytest.mark.integration)
+        elif item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(
     scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
@@ -78,15 +113,15 @@ def postgres() -> Iterator[ThrowawayDatabase]:
 
 
 @pytest.fixture(scope="session")
-async def database(test_database: ThrowawayDatabase) -> AsyncIterator[Database]:
-    db = Database(test_database.service_url, pool_size=5, max_overflow=5)
+async def database(test_database: ThrowawayDatabase) -> AsyncIterator[TenantDatabase]:
+    db = TenantDatabase(test_database.service_url, pool_size=5, max_overflow=5)
     yield db
     await db.dispose()
 
 
 @pytest.fixture(scope="session")
-async def admin_database(test_database: ThrowawayDatabase) -> AsyncIterator[Database]:
-    db = Database(test_database.admin_url, pool_size=2, max_overflow=2)
+async def admin_database(test_database: ThrowawayDatabase) -> AsyncIterator[TenantDatabase]:
+    db = TenantDatabase(test_database.admin_url, pool_size=2, max_overflow=2)
     yield db
     await db.dispose()
 
@@ -118,7 +153,7 @@ def effects() -> Iterator[Effects]:
 @pytest.fixture(scope="session")
 async def engine(
     test_database: ThrowawayDatabase,
-    database: Database,
+    database: TenantDatabase,
     effects: Effects,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Publisher]:
@@ -148,7 +183,7 @@ async def engine(
 
 
 @pytest.fixture(scope="session")
-async def server(database: Database, engine: Publisher) -> AsyncIterator[RunningServer]:
+async def server(database: TenantDatabase, engine: Publisher) -> AsyncIterator[RunningServer]:
     settings = server_settings()
     verifier = SharedSecretVerifier(SECRET, ClaimRules(ISSUER, AUDIENCE))
     running = await start_server(settings, database, verifier, engine)
@@ -166,7 +201,7 @@ NewTenant = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
-def new_tenant(admin_database: Database) -> NewTenant:
+def new_tenant(admin_database: TenantDatabase) -> NewTenant:
     """Registers a fresh tenant (unique id) and returns its id."""
 
     async def create(tier: str = "free", overrides: dict[str, Any] | None = None) -> str:

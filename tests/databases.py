@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
-from service.persistence.migrate import upgrade
+from persistence.migrate import upgrade
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

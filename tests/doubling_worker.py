@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from service.engine.dispatch import TaskRef
-from service.engine.engine import AttemptKey, Engine
+from engine.dispatch import TaskRef
+from engine.engine import AttemptKey, Engine
 from workers.publisher import CeleryPublisher
 
 _publish = CeleryPublisher.publish
@@ -48,7 +48,7 @@ def install() -> None:
 
 def main(argv: list[str]) -> Any:
     install()
-    from service.cli import app
+    from cli.main import app
 
     return app(argv)
 

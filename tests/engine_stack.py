@@ -22,8 +22,8 @@ from typing import Any
 
 import redis
 
-from service.engine.dispatch import Publisher
-from service.settings import Settings
+from engine.dispatch import Publisher
+from foundation.settings import Settings
 from workers.app import create_app
 from workers.publisher import BackgroundPublisher, CeleryPublisher
 
@@ -90,7 +90,7 @@ class Processes:
         self.started += 1
         with open(self.log_dir / f"{command}-{self.started}.log", "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", command, *args],
+                [sys.executable, "-m", "cli.main", command, *args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

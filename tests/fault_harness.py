@@ -29,13 +29,13 @@ import redis
 from grpc import aio
 from sqlalchemy import func, select
 
-from service.engine.dispatch import Publisher, TaskRef
-from service.persistence.database import Database
-from service.persistence.models import Dispatch, Execution, StepAttempt
+from engine.dispatch import Publisher, TaskRef
+from foundation.settings import Settings
+from persistence.models import Dispatch, Execution, StepAttempt
 from service.server import RunningServer, start_server
-from service.settings import Settings
 from service.tenants import service as tenants
 from tenancy.context import TenantId
+from tenancy.database import TenantDatabase
 from tenancy.tokens import ClaimRules, SharedSecretVerifier
 from tests.conftest import AUDIENCE, ISSUER, SECRET, server_settings
 from tests.databases import ThrowawayDatabase
@@ -170,7 +170,7 @@ class Stack:
     settings: Settings
     env: dict[str, str]
     processes: Processes
-    database: Database
+    database: TenantDatabase
     channel: aio.Channel
     log_dir: Path
     worker_module: str | None = None
@@ -235,7 +235,7 @@ def engine_env(settings: Settings, database_url: str, data_dir: Path) -> dict[st
 
 @asynccontextmanager
 async def in_process_server(
-    settings: Settings, database: Database, publisher: Publisher
+    settings: Settings, database: TenantDatabase, publisher: Publisher
 ) -> AsyncIterator[aio.Channel]:
     verifier = SharedSecretVerifier(SECRET, ClaimRules(ISSUER, AUDIENCE))
     running: RunningServer = await start_server(settings, database, verifier, publisher)
@@ -270,7 +270,7 @@ async def engine_stack(
     env = engine_env(settings, postgres.service_url, directory)
     env.update(extra_env or {})
     processes = Processes(env, directory)
-    database = Database(postgres.service_url, pool_size=5, max_overflow=5)
+    database = TenantDatabase(postgres.service_url, pool_size=5, max_overflow=5)
     background = BackgroundPublisher(CeleryPublisher(create_app(settings)))
     publisher: Publisher = wrap_publisher(background) if wrap_publisher else background
     try:
@@ -334,7 +334,7 @@ async def create_tenant(
     postgres: ThrowawayDatabase, tier: str, overrides: dict[str, Any] | None = None
 ) -> str:
     tenant_id = f"t-{uuid.uuid4().hex[:12]}"
-    admin = Database(postgres.admin_url, pool_size=1, max_overflow=0)
+    admin = TenantDatabase(postgres.admin_url, pool_size=1, max_overflow=0)
     try:
         async with admin.transaction(None) as session:
             await tenants.create(session, tenant_id, f"Tenant {tenant_id}", tier, overrides)
@@ -343,7 +343,9 @@ async def create_tenant(
     return tenant_id
 
 
-async def count_by_status(database: Database, tenant: str, ids: Sequence[str]) -> Counter[str]:
+async def count_by_status(
+    database: TenantDatabase, tenant: str, ids: Sequence[str]
+) -> Counter[str]:
     async with database.transaction(TenantId(tenant)) as session:
         rows = await session.execute(
             select(Execution.status, func.count())
@@ -387,7 +389,7 @@ async def wait_all_finished(
 
 
 async def leftovers(
-    database: Database, tenant: str, ids: Sequence[str]
+    database: TenantDatabase, tenant: str, ids: Sequence[str]
 ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int, str]]]:
     """Step attempts still 'running', and dispatch rows still queued, for these executions."""
     async with database.transaction(TenantId(tenant)) as session:
@@ -405,7 +407,7 @@ async def leftovers(
 
 
 async def attempts_of(
-    database: Database, tenant: str, ids: Sequence[str]
+    database: TenantDatabase, tenant: str, ids: Sequence[str]
 ) -> list[tuple[str, str, int, str, int]]:
     """(execution, step, attempt, status, claims) of every step attempt of these executions."""
     async with database.transaction(TenantId(tenant)) as session:
@@ -422,7 +424,7 @@ async def attempts_of(
 
 
 async def assert_settled(
-    database: Database,
+    database: TenantDatabase,
     effects: Effects,
     tenant: str,
     finished: Sequence[execution_pb2.Execution],
@@ -470,7 +472,7 @@ def forget_unacked(url: str, queue: str) -> int:
         client.close()
 
 
-async def lease_report(database: Database, tenant: str, ids: Sequence[str]) -> str:
+async def lease_report(database: TenantDatabase, tenant: str, ids: Sequence[str]) -> str:
     """Unfinished attempts and dispatch rows (times relative to now): why a step did not move."""
     async with database.transaction(TenantId(tenant)) as session:
         attempts = (

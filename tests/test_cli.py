@@ -24,7 +24,7 @@ from tests.execution_helpers import struct, three_steps
 from tests.workflow_helpers import message
 from wfe.v1 import execution_pb2, execution_pb2_grpc, workflow_pb2, workflow_pb2_grpc
 
-WFE = [sys.executable, "-m", "service.cli"]
+WFE = [sys.executable, "-m", "cli.main"]
 
 
 def free_port() -> int:

@@ -17,6 +17,7 @@ from tiers.plans import (
 )
 from tiers.policy import TenantPlan, plan_for, require_feature, require_within
 from tiers.quotas import Allowance, Quota, allowance, consume, release, usage
+from tiers.work import PlannedSession, planned_transaction
 
 __all__ = [
     "PLANS",
@@ -24,6 +25,7 @@ __all__ = [
     "LogDetail",
     "Monitoring",
     "PlanLimits",
+    "PlannedSession",
     "Quota",
     "StepTypeAccess",
     "TemplateAccess",
@@ -33,6 +35,7 @@ __all__ = [
     "allowance",
     "consume",
     "plan_for",
+    "planned_transaction",
     "release",
     "require_feature",
     "require_within",

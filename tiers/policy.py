@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from service.errors import FeatureNotInPlan, QuotaExhausted
+from foundation.errors import FeatureNotInPlan, QuotaExhausted
+from tenancy import TenantId
 from tiers.plans import PLANS, PlanLimits, Tier
 
 
@@ -14,12 +15,12 @@ from tiers.plans import PLANS, PlanLimits, Tier
 class TenantPlan:
     """A tenant's tier and the limits in force for it."""
 
-    tenant_id: str
+    tenant_id: TenantId
     tier: Tier
     limits: PlanLimits
 
 
-def plan_for(tenant_id: str, tier: str, overrides: dict[str, Any] | None = None) -> TenantPlan:
+def plan_for(tenant_id: TenantId, tier: str, overrides: dict[str, Any] | None = None) -> TenantPlan:
     """The effective plan: the tier's limits, with overrides applied on Enterprise only.
 
     Overrides stored for a tenant that was later moved off Enterprise are ignored, so a

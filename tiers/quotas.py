@@ -8,7 +8,7 @@ from enum import Enum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.errors import QuotaExhausted
+from foundation.errors import QuotaExhausted
 from tiers import repository
 from tiers.plans import Tier
 from tiers.policy import TenantPlan

@@ -6,17 +6,23 @@ from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.persistence.models import UsageCounter
+from persistence.models import UsageCounter
+from tenancy import TenantId
 
 
-async def _ensure(session: AsyncSession, tenant_id: str, metric: str, window: str) -> None:
+async def _ensure(session: AsyncSession, tenant_id: TenantId, metric: str, window: str) -> None:
     values = {"tenant_id": tenant_id, "metric": metric, "window": window, "used": 0}
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     await session.execute(dialect.insert(UsageCounter).values(values).on_conflict_do_nothing())
 
 
 async def increment(
-    session: AsyncSession, tenant_id: str, metric: str, window: str, amount: int, limit: int | None
+    session: AsyncSession,
+    tenant_id: TenantId,
+    metric: str,
+    window: str,
+    amount: int,
+    limit: int | None,
 ) -> int | None:
     """Add `amount` unless that would pass `limit`; the new value, or None if refused."""
     await _ensure(session, tenant_id, metric, window)
@@ -36,7 +42,7 @@ async def increment(
 
 
 async def decrement(
-    session: AsyncSession, tenant_id: str, metric: str, window: str, amount: int
+    session: AsyncSession, tenant_id: TenantId, metric: str, window: str, amount: int
 ) -> None:
     """Subtract `amount`, never below zero."""
     await session.execute(
@@ -50,7 +56,7 @@ async def decrement(
     )
 
 
-async def read(session: AsyncSession, tenant_id: str, metric: str, window: str) -> int:
+async def read(session: AsyncSession, tenant_id: TenantId, metric: str, window: str) -> int:
     used = await session.scalar(
         select(UsageCounter.used).where(
             UsageCounter.tenant_id == tenant_id,

@@ -19,8 +19,8 @@ from typing import Any, Final
 from celery import Celery
 from kombu.entity import Queue
 
-from service.engine.dispatch import MAX_RANK
-from service.settings import Settings
+from engine.dispatch import MAX_RANK
+from foundation.settings import Settings
 
 STEP_TASK: Final = "steps.run"
 SWEEP_TASK: Final = "executions.sweep"

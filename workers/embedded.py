@@ -13,10 +13,10 @@ import logging
 import threading
 from typing import Any
 
-from service.engine.engine import Engine
-from service.engine.tools import ToolRegistry
-from service.persistence.database import Database
-from service.settings import Settings
+from engine.engine import Engine
+from engine.tools import ToolRegistry
+from foundation.settings import Settings
+from tenancy.database import TenantDatabase
 from workers import runtime
 from workers.app import create_app
 from workers.publisher import BackgroundPublisher, CeleryPublisher
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 class EmbeddedEngine:
     """An in-process worker and periodic jobs sharing the server's loop and database."""
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(self, settings: Settings, database: TenantDatabase) -> None:
         self.settings = settings
         self.app = create_app(settings, broker_url="memory://")
         self.engine = Engine(database, ToolRegistry(settings), settings)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from service.engine.dispatch import Publisher, TaskRef
+from engine.dispatch import Publisher, TaskRef
 from workers.app import STEP_TASK, broker_priority
 
 logger = logging.getLogger(__name__)

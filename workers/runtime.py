@@ -15,11 +15,11 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from service.engine.dispatch import Publisher
-from service.engine.engine import Engine
-from service.engine.tools import ToolRegistry
-from service.persistence.database import Database
-from service.settings import from_environment
+from engine.dispatch import Publisher
+from engine.engine import Engine
+from engine.tools import ToolRegistry
+from foundation.settings import from_environment
+from tenancy.database import TenantDatabase
 
 T = TypeVar("T")
 
@@ -60,7 +60,7 @@ def _build(publisher: Publisher) -> Runtime:
     settings = from_environment()
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="wfe-engine-loop", daemon=True).start()
-    database = Database(
+    database = TenantDatabase(
         settings.effective_database_url,
         pool_size=max(2, settings.worker_concurrency),
         max_overflow=2,

@@ -7,7 +7,8 @@ from typing import Any
 
 from celery import Task, current_app, shared_task
 
-from service.engine.engine import AttemptKey
+from engine.engine import AttemptKey
+from tenancy import decode_tenant
 from workers import runtime
 from workers.app import PURGE_TASK, STEP_TASK, SWEEP_TASK
 from workers.publisher import CeleryPublisher
@@ -25,7 +26,7 @@ def run_step(
 ) -> None:
     """Run one step attempt if it is still due; publish the steps it made due."""
     active = _runtime()
-    key = AttemptKey(tenant_id, execution_id, step_id, attempt)
+    key = AttemptKey(decode_tenant(tenant_id), execution_id, step_id, attempt)
     refs = active.call(active.engine.run_attempt(key, task_id=task.request.id))
     active.publisher.publish(refs)
 

@@ -1,281 +1,130 @@
-"""Starting, cancelling, retrying and rerunning executions, within the caller's transaction.
+"""Executions for the calling tenant: start, read, list, cancel, retry and rerun.
 
-Each operation returns the execution and leaves the step tasks it made due in the
-`Unit`, for the caller to publish after the transaction commits.
+Each change is one transaction through the engine's control operations; the step
+tasks it made due are published after that transaction commits (if that publish is
+lost, the sweeper publishes them later).
 """
 
 from __future__ import annotations
 
-import copy
-import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
-from service.engine import admission, announcements, progress, transitions
-from service.engine.graph import Graph
-from service.engine.progress import StepStatus
-from service.engine.transitions import TERMINAL, Unit
-from service.errors import (
-    ExecutionNotFound,
-    ExecutionStateConflict,
-    FeatureNotInPlan,
-    FieldViolation,
-    InvalidInput,
-)
-from service.executions import repository
-from service.idempotency import check_request_id
-from service.persistence.models import Execution
+from engine import control
+from engine import executions as repository
+from engine.dispatch import Publisher
+from engine.executions import Filter
+from engine.units import Unit, open_unit, timing_of
+from foundation.errors import ExecutionStateConflict
+from foundation.settings import Settings
+from persistence.models import Execution
+from service.idempotency import create_once
 from service.workflows import service as workflows
-from service.workflows.steps import MINIMUM_TIER
-from service.workflows.steptypes import STEP_TYPES
-from tiers import Quota, TenantPlan, consume
+from tenancy import CallIdentity, TenantId
+from tenancy.database import TenantDatabase
+
+__all__ = ["ExecutionService", "Filter"]
 
 
-async def find_started(unit: Unit, request_id: str) -> Execution | None:
-    """The execution an earlier call with this request id started, if any."""
-    if not request_id:
-        return None
-    check_request_id(request_id)
-    return await repository.get_by_request(unit.session, request_id)
+class ExecutionService:
+    """The execution operations of the API, each in its own unit of work."""
 
+    def __init__(self, database: TenantDatabase, settings: Settings, publisher: Publisher) -> None:
+        self._database = database
+        self._timing = timing_of(settings)
+        self._publisher = publisher
 
-def check_input(definition: Mapping[str, Any], value: Mapping[str, Any], field: str) -> None:
-    """INVALID_INPUT with one violation per problem when `value` breaks the input schema."""
-    schema = definition.get("input_schema") or {}
-    try:
-        problems = sorted(
-            Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.absolute_path)
-        )
-    except SchemaError as error:
-        raise InvalidInput(f"the workflow's input_schema is invalid: {error.message}") from None
-    if problems:
-        violations = [
-            FieldViolation(
-                ".".join([field, *(str(part) for part in problem.absolute_path)]), problem.message
-            )
-            for problem in problems[:50]
-        ]
-        raise InvalidInput(
-            f"the input does not match the workflow's input_schema: {problems[0].message}",
-            metadata={"problems": len(problems)},
-            violations=violations,
-        )
+    async def start(
+        self,
+        caller: CallIdentity,
+        workflow_id: str,
+        execution_input: dict[str, Any],
+        request_id: str = "",
+    ) -> Execution:
+        """Start an active workflow's current version; with a known `request_id`, that execution."""
 
-
-def check_step_types(definition: Mapping[str, Any], plan: TenantPlan) -> None:
-    """A workflow made on a higher tier runs only if today's plan admits its step types."""
-    for step in definition.get("steps", []):
-        step_type = STEP_TYPES.get(step.get("type", ""))
-        if step_type is not None and step_type.access > plan.limits.step_types:
-            raise FeatureNotInPlan(
-                f"step {step['id']!r} is a {step_type.category} step ({step_type.name}), "
-                f"which needs the {MINIMUM_TIER[step_type.access]} tier",
-                metadata={"tier": plan.tier, "step_id": step["id"], "step_type": step_type.name},
+        async def work(unit: Unit) -> Execution:
+            workflow = await workflows.get(unit.session, workflow_id)
+            if workflow.status != workflows.Status.ACTIVE:
+                raise ExecutionStateConflict(
+                    f"workflow {workflow_id!r} is {workflow.status}; only active workflows run",
+                    metadata={"workflow_id": workflow_id, "status": workflow.status},
+                )
+            return await control.start(
+                unit,
+                caller.subject,
+                workflow.id,
+                workflow.version,
+                workflow.definition,
+                execution_input,
+                request_id,
             )
 
+        return await self._create(caller.tenant_id, request_id, work)
 
-async def get(unit: Unit, execution_id: str, *, for_update: bool = False) -> Execution:
-    execution = await repository.get(unit.session, execution_id, for_update=for_update)
-    if execution is None:
-        raise ExecutionNotFound(
-            f"no execution {execution_id!r}", metadata={"execution_id": execution_id}
+    async def get(self, tenant: TenantId, execution_id: str) -> Execution:
+        async with open_unit(self._database, tenant, self._timing) as unit:
+            return await control.get(unit, execution_id)
+
+    async def list_page(
+        self, tenant: TenantId, where: Filter, *, after: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[Execution]:
+        """Newest first; `after` is the (created_at, id) of the previous page's last row."""
+        async with open_unit(self._database, tenant, self._timing) as unit:
+            return await repository.list_page(unit.session, where, after=after, limit=limit)
+
+    async def cancel(self, caller: CallIdentity, execution_id: str, reason: str) -> Execution:
+        return await self._change(
+            caller.tenant_id,
+            lambda unit: control.cancel(unit, caller.subject, execution_id, reason),
         )
-    return execution
 
-
-async def _admit_or_queue(unit: Unit, execution: Execution, *, fresh: bool) -> None:
-    await admission.lock_tenant(unit.session, unit.plan.tenant_id)
-    slots = await admission.try_take_slot(unit.session, unit.plan)
-    if slots is not None:
-        await transitions.admit(unit, execution, slots, fresh=fresh)
-        return
-    execution.status = "queued"
-    ahead = await admission.queued_ahead(unit.session, execution)
-    limit = unit.plan.limits.max_concurrent_executions
-    await announcements.execution_update(
-        unit.session,
-        execution,
-        unit.now,
-        message=f"queued: {limit} executions are running, {ahead} queued before this one",
-    )
-
-
-async def start(
-    unit: Unit,
-    actor: str,
-    workflow_id: str,
-    execution_input: dict[str, Any],
-    request_id: str = "",
-) -> Execution:
-    """Start an active workflow's current version; with a known `request_id`, that execution."""
-    existing = await find_started(unit, request_id)
-    if existing is not None:
-        return existing
-    workflow = await workflows.get(unit.session, workflow_id)
-    if workflow.status != workflows.Status.ACTIVE:
-        raise ExecutionStateConflict(
-            f"workflow {workflow_id!r} is {workflow.status}; only active workflows run",
-            metadata={"workflow_id": workflow_id, "status": workflow.status},
+    async def retry(self, caller: CallIdentity, execution_id: str) -> Execution:
+        return await self._change(
+            caller.tenant_id, lambda unit: control.retry(unit, caller.subject, execution_id)
         )
-    check_input(workflow.definition, execution_input, "input")
-    check_step_types(workflow.definition, unit.plan)
-    execution = _new(unit, actor, workflow.id, workflow.version, workflow.definition)
-    execution.input = execution_input
-    execution.request_id = request_id or None
-    await _begin(unit, execution)
-    return execution
 
+    async def rerun(
+        self,
+        caller: CallIdentity,
+        execution_id: str,
+        from_step: str,
+        input_patch: dict[str, Any],
+        request_id: str = "",
+    ) -> Execution:
+        """A new execution from `from_step` of a finished one; with a known `request_id`, that."""
 
-def _new(
-    unit: Unit, actor: str, workflow_id: str, version: int, definition: dict[str, Any]
-) -> Execution:
-    return Execution(
-        id=str(uuid.uuid4()),
-        workflow_id=workflow_id,
-        workflow_version=version,
-        definition=definition,
-        status="queued",
-        steps=progress.initial(definition),
-        outputs={},
-        progress=0.0,
-        holds_slot=False,
-        created_at=unit.now,
-        updated_at=unit.now,
-        created_by=actor,
-    )
+        async def work(unit: Unit) -> Execution:
+            return await control.rerun(
+                unit, caller.subject, execution_id, from_step, input_patch, request_id
+            )
 
+        return await self._create(caller.tenant_id, request_id, work)
 
-async def _begin(unit: Unit, execution: Execution) -> None:
-    """Store a new execution, count it against the day, then admit or queue it.
+    async def _change(
+        self, tenant: TenantId, work: Callable[[Unit], Awaitable[Execution]]
+    ) -> Execution:
+        """Run `work` in one transaction; publish what it made due once it has committed."""
+        async with open_unit(self._database, tenant, self._timing) as unit:
+            execution = await work(unit)
+        self._publisher.publish(unit.publish)
+        return execution
 
-    The tenant's counters are taken last: their row locks serialise the tenant's
-    starts until commit, so the less work after them, the more starts per second.
-    A refusal rolls the whole transaction back, so the order loses nothing.
-    """
-    unit.session.add(execution)
-    await unit.session.flush()
-    await consume(unit.session, unit.plan, Quota.EXECUTIONS_PER_DAY, now=unit.now)
-    await _admit_or_queue(unit, execution, fresh=True)
+    async def _create(
+        self, tenant: TenantId, request_id: str, work: Callable[[Unit], Awaitable[Execution]]
+    ) -> Execution:
+        """`work`, once per request id: a repeated id answers with what the first call made."""
 
+        async def started(unit: Unit) -> Execution:
+            if request_id:
+                found = await repository.get_by_request(unit.session, request_id)
+                if found is not None:
+                    return found
+            return await work(unit)
 
-async def cancel(unit: Unit, actor: str, execution_id: str, reason: str) -> Execution:
-    execution = await get(unit, execution_id, for_update=True)
-    if execution.status in TERMINAL:
-        raise ExecutionStateConflict(
-            f"execution {execution_id!r} is already {execution.status}",
-            metadata={"execution_id": execution_id, "status": execution.status},
-        )
-    await announcements.control(
-        unit.session, execution, unit.now, action="cancel", actor=actor, reason=reason
-    )
-    await transitions.cancel(unit, execution, actor)
-    return execution
+        async def find() -> Execution | None:
+            async with self._database.transaction(tenant) as session:
+                return await repository.get_by_request(session, request_id)
 
-
-async def retry(unit: Unit, actor: str, execution_id: str) -> Execution:
-    """Resume a failed execution from its failed step; completed steps keep their outputs."""
-    execution = await get(unit, execution_id, for_update=True)
-    if execution.status != "failed":
-        raise ExecutionStateConflict(
-            f"only failed executions can be retried; {execution_id!r} is {execution.status}",
-            metadata={"execution_id": execution_id, "status": execution.status},
-        )
-    check_step_types(execution.definition, unit.plan)
-    failed_step = (execution.error or {}).get("step_id") or execution.current_step
-    if not failed_step:
-        failed_step = Graph(execution.definition).entry
-    unfinished = {
-        item["id"]
-        for item in execution.steps["step_list"]
-        if item["status"] != StepStatus.COMPLETED.value
-    }
-    execution.steps = progress.reset(execution.steps, unfinished)
-    execution.progress = progress.fraction_done(execution.steps)
-    execution.resume_from = failed_step
-    execution.error = None
-    execution.error_detail = None
-    execution.result = None
-    execution.completed_at = None
-    execution.updated_at = unit.now
-    await announcements.control(
-        unit.session, execution, unit.now, action="retry", actor=actor, from_step=failed_step
-    )
-    await _admit_or_queue(unit, execution, fresh=False)
-    return execution
-
-
-async def rerun(
-    unit: Unit,
-    actor: str,
-    execution_id: str,
-    from_step: str,
-    input_patch: dict[str, Any],
-    request_id: str = "",
-) -> Execution:
-    """A new execution of the same pinned version, starting at `from_step` of a finished one."""
-    existing = await find_started(unit, request_id)
-    if existing is not None:
-        return existing
-    original = await get(unit, execution_id)
-    if original.status not in TERMINAL:
-        raise ExecutionStateConflict(
-            f"execution {execution_id!r} is {original.status}; rerun a finished one",
-            metadata={"execution_id": execution_id, "status": original.status},
-        )
-    graph = Graph(original.definition)
-    start_at = from_step or graph.entry
-    if start_at not in graph.steps:
-        raise InvalidInput(
-            f"the workflow has no step {start_at!r}",
-            violations=[FieldViolation("from_step", "must name a step of the execution")],
-        )
-    new_input = {**original.input, **input_patch}
-    check_input(original.definition, new_input, "input_patch")
-    check_step_types(original.definition, unit.plan)
-    execution = _new(
-        unit, actor, original.workflow_id, original.workflow_version, original.definition
-    )
-    execution.input = new_input
-    execution.request_id = request_id or None
-    execution.rerun_of = original.id
-    execution.rerun_from_step = start_at
-    execution.resume_from = start_at
-    reused = {
-        step_id
-        for step_id in graph.before(start_at)
-        if progress.entry(original.steps, step_id)["status"] == StepStatus.COMPLETED.value
-        and step_id in original.outputs
-    }
-    execution.outputs = {k: copy.deepcopy(v) for k, v in original.outputs.items() if k in reused}
-    if graph.entry in execution.outputs:
-        execution.outputs[graph.entry] = new_input
-    steps = execution.steps
-    for step_id in reused:
-        before = progress.entry(original.steps, step_id)
-        steps = progress.update(
-            steps,
-            step_id,
-            status=StepStatus.COMPLETED.value,
-            started_at=before["started_at"],
-            completed_at=before["completed_at"],
-            attempts=before.get("attempts", 1),
-            duration_ms=before.get("duration_ms"),
-            reused_from=original.id,
-        )
-    execution.steps = steps
-    execution.progress = progress.fraction_done(steps)
-    await _begin(unit, execution)
-    await announcements.control(
-        unit.session,
-        execution,
-        unit.now,
-        action="rerun",
-        actor=actor,
-        rerun_of=original.id,
-        from_step=start_at,
-        patched_fields=sorted(input_patch),
-    )
-    return execution
+        return await create_once(request_id, lambda: self._change(tenant, started), find)

@@ -17,8 +17,8 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 from grpc_status import rpc_status
 
-from service.errors import DOMAIN, WfeError
-from service.interceptors.hooks import HookInterceptor
+from foundation.errors import DOMAIN, WfeError
+from foundation.hooks import HookInterceptor
 from service.interceptors.request_id import current_request_id
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Any
 
 from grpc import aio
 
-from service.interceptors.hooks import HookInterceptor
+from foundation.hooks import HookInterceptor
 
 REQUEST_ID_HEADER = "x-request-id"
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

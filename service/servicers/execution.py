@@ -1,32 +1,18 @@
-"""`wfe.v1.ExecutionService`: messages in and out; the work is in `service.executions`.
-
-Step tasks that an operation makes due are published after its transaction commits;
-if that publish is lost, the sweeper publishes them later.
-"""
+"""`wfe.v1.ExecutionService`: messages in and out; the work is in `service.executions`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from google.protobuf import json_format, struct_pb2
 from grpc import aio
-from sqlalchemy.exc import IntegrityError
 
+from foundation.errors import FieldViolation, InvalidInput
+from persistence.models import Execution
 from service import pagination
-from service.engine.dispatch import Publisher
-from service.engine.engine import timing_of, utcnow
-from service.engine.transitions import Timing, Unit
-from service.errors import ExecutionNotFound, FieldViolation, InvalidInput
-from service.executions import repository
-from service.executions import service as executions
-from service.persistence.database import Database
-from service.persistence.models import Execution
-from service.servicers.tenant import timestamp
-from service.settings import Settings
-from service.tenants.service import plan_of
+from service.executions.service import ExecutionService, Filter
+from service.servicers.messages import timestamp
 from tenancy import current_identity
 from wfe.v1 import execution_pb2, execution_pb2_grpc
 
@@ -125,58 +111,25 @@ def execution_message(row: Execution, *, with_outputs: bool = True) -> execution
 
 
 class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
-    def __init__(self, database: Database, settings: Settings, publisher: Publisher) -> None:
-        self._database = database
-        self._timing: Timing = timing_of(settings)
-        self._publisher = publisher
-
-    @asynccontextmanager
-    async def _unit(self) -> AsyncIterator[Unit]:
-        """The call's transaction in its tenant, with the plan in force."""
-        tenant = current_identity().tenant_id
-        async with self._database.transaction(tenant) as session:
-            yield Unit(session, await plan_of(session, tenant), utcnow(), self._timing)
-
-    async def _change(
-        self, work: Callable[[Unit], Awaitable[Execution]], *, request_id: str = ""
-    ) -> execution_pb2.Execution:
-        """Run `work` in a transaction, publish what it made due, answer with the execution."""
-        try:
-            async with self._unit() as unit:
-                row = await work(unit)
-                message = execution_message(row)
-            self._publisher.publish(unit.publish)
-            return message
-        except IntegrityError:
-            if not request_id:
-                raise
-        # A concurrent call with the same request_id won the insert: answer with its execution.
-        async with self._unit() as unit:
-            found = await repository.get_by_request(unit.session, request_id)
-            if found is None:
-                raise ExecutionNotFound(f"no execution for request {request_id!r}")
-            return execution_message(found)
+    def __init__(self, executions: ExecutionService) -> None:
+        self._executions = executions
 
     async def StartExecution(
         self, request: execution_pb2.StartExecutionRequest, context: Context
     ) -> execution_pb2.StartExecutionResponse:
-        actor = current_identity().subject
-        payload = json_format.MessageToDict(request.input)
-
-        async def work(unit: Unit) -> Execution:
-            return await executions.start(
-                unit, actor, request.workflow_id, payload, request.request_id
-            )
-
-        started = await self._change(work, request_id=request.request_id)
-        return execution_pb2.StartExecutionResponse(execution=started)
+        started = await self._executions.start(
+            current_identity(),
+            request.workflow_id,
+            json_format.MessageToDict(request.input),
+            request.request_id,
+        )
+        return execution_pb2.StartExecutionResponse(execution=execution_message(started))
 
     async def GetExecution(
         self, request: execution_pb2.GetExecutionRequest, context: Context
     ) -> execution_pb2.GetExecutionResponse:
-        async with self._unit() as unit:
-            row = await executions.get(unit, request.execution_id)
-            return execution_pb2.GetExecutionResponse(execution=execution_message(row))
+        row = await self._executions.get(current_identity().tenant_id, request.execution_id)
+        return execution_pb2.GetExecutionResponse(execution=execution_message(row))
 
     async def ListExecutions(
         self, request: execution_pb2.ListExecutionsRequest, context: Context
@@ -189,7 +142,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
                 f"unknown status filter {unknown[0]}",
                 violations=[FieldViolation("statuses", "known execution statuses only")],
             )
-        where = repository.Filter(
+        where = Filter(
             workflow_id=request.workflow_id,
             statuses=tuple(STATUS_FILTERS[s] for s in request.statuses),
             created_after=_moment(request, "created_after"),
@@ -199,8 +152,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         listing = f"executions:{where.fingerprint()}"
         key = pagination.decode(request.page_token, tenant, listing)
         after = (datetime.fromisoformat(key[0]), str(key[1])) if key else None
-        async with self._unit() as unit:
-            rows = await repository.list_page(unit.session, where, after=after, limit=size + 1)
+        rows = await self._executions.list_page(tenant, where, after=after, limit=size + 1)
         page = [execution_message(row, with_outputs=False) for row in rows[:size]]
         token = pagination.next_token(rows, size, tenant, listing, pagination.creation_key)
         return execution_pb2.ListExecutionsResponse(executions=page, next_page_token=token)
@@ -208,36 +160,28 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     async def CancelExecution(
         self, request: execution_pb2.CancelExecutionRequest, context: Context
     ) -> execution_pb2.CancelExecutionResponse:
-        actor = current_identity().subject
-
-        async def work(unit: Unit) -> Execution:
-            return await executions.cancel(unit, actor, request.execution_id, request.reason)
-
-        return execution_pb2.CancelExecutionResponse(execution=await self._change(work))
+        row = await self._executions.cancel(
+            current_identity(), request.execution_id, request.reason
+        )
+        return execution_pb2.CancelExecutionResponse(execution=execution_message(row))
 
     async def RetryExecution(
         self, request: execution_pb2.RetryExecutionRequest, context: Context
     ) -> execution_pb2.RetryExecutionResponse:
-        actor = current_identity().subject
-
-        async def work(unit: Unit) -> Execution:
-            return await executions.retry(unit, actor, request.execution_id)
-
-        return execution_pb2.RetryExecutionResponse(execution=await self._change(work))
+        row = await self._executions.retry(current_identity(), request.execution_id)
+        return execution_pb2.RetryExecutionResponse(execution=execution_message(row))
 
     async def RerunExecution(
         self, request: execution_pb2.RerunExecutionRequest, context: Context
     ) -> execution_pb2.RerunExecutionResponse:
-        actor = current_identity().subject
-        patch = json_format.MessageToDict(request.input_patch)
-
-        async def work(unit: Unit) -> Execution:
-            return await executions.rerun(
-                unit, actor, request.execution_id, request.from_step, patch, request.request_id
-            )
-
-        rerun = await self._change(work, request_id=request.request_id)
-        return execution_pb2.RerunExecutionResponse(execution=rerun)
+        rerun = await self._executions.rerun(
+            current_identity(),
+            request.execution_id,
+            request.from_step,
+            json_format.MessageToDict(request.input_patch),
+            request.request_id,
+        )
+        return execution_pb2.RerunExecutionResponse(execution=execution_message(rerun))
 
 
 def _moment(request: execution_pb2.ListExecutionsRequest, field: str) -> datetime | None:

@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
-from service.persistence.database import Database
-from service.tenants.service import registered
+from service.servicers.messages import TIERS, timestamp
+from service.tenants import service as tenants
 from tenancy import current_tenant
-from tiers import Allowance, Quota, TenantPlan, Tier, plan_for, quotas
+from tenancy.database import TenantDatabase
+from tiers import Allowance, Quota, TenantPlan
 from wfe.v1 import tenant_pb2, tenant_pb2_grpc
-
-TIERS = {
-    Tier.FREE: tenant_pb2.TIER_FREE,
-    Tier.PROFESSIONAL: tenant_pb2.TIER_PROFESSIONAL,
-    Tier.ENTERPRISE: tenant_pb2.TIER_ENTERPRISE,
-}
 
 
 class TenantServicer(tenant_pb2_grpc.TenantServiceServicer):
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: TenantDatabase) -> None:
         self._database = database
 
     async def GetTenant(
         self, request: tenant_pb2.GetTenantRequest, context: aio.ServicerContext[Any, Any]
     ) -> tenant_pb2.GetTenantResponse:
-        tenant_id = current_tenant()
-        async with self._database.transaction(tenant_id) as session:
-            tenant = await registered(session, tenant_id)
-            plan = plan_for(tenant.id, tenant.tier, tenant.limit_overrides)
-            used = await quotas.usage(session, plan)
+        tenant, plan, used = await tenants.overview(self._database, current_tenant())
         return tenant_pb2.GetTenantResponse(
             tenant=tenant_pb2.Tenant(
                 id=tenant.id,
@@ -81,9 +70,3 @@ def usage_message(used: dict[Quota, Allowance]) -> tenant_pb2.TenantUsage:
     if daily.resets_at is not None:
         message.executions_reset_time.CopyFrom(timestamp(daily.resets_at))
     return message
-
-
-def timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp

@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, TypeAlias
 
 from google.protobuf import json_format, struct_pb2
 from grpc import aio
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.steptypes import MINIMUM_TIER, STEP_TYPES, TOOLS
+from foundation.errors import FieldViolation, InvalidInput
+from persistence.models import Workflow, WorkflowVersion
 from service import pagination
-from service.errors import FieldViolation, InvalidInput, WorkflowNotFound
-from service.persistence.database import Database
-from service.persistence.models import Workflow, WorkflowVersion
-from service.servicers.tenant import TIERS, timestamp
-from service.tenants.service import plan_of
-from service.workflows import documents, repository, templates
+from service.idempotency import create_once
+from service.servicers.messages import TIERS, timestamp
+from service.workflows import documents, templates
 from service.workflows import service as workflows
 from service.workflows.diagram import mermaid
 from service.workflows.diff import FieldChange, diff
 from service.workflows.issues import Report
-from service.workflows.steps import MINIMUM_TIER
-from service.workflows.steptypes import STEP_TYPES, TOOLS
 from service.workflows.validation import validate_step, validate_workflow
 from tenancy import current_identity
-from tiers import TenantPlan, Tier, Versioning, require_feature
+from tenancy.database import TenantDatabase
+from tiers import PlannedSession, TenantPlan, Tier, Versioning, planned_transaction, require_feature
 from wfe.v1 import workflow_pb2, workflow_pb2_grpc
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
@@ -117,37 +113,31 @@ def change_message(change: FieldChange) -> workflow_pb2.FieldChange:
 
 
 class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: TenantDatabase) -> None:
         self._database = database
 
-    @asynccontextmanager
-    async def _unit(self) -> AsyncIterator[tuple[AsyncSession, TenantPlan]]:
+    def _unit(self) -> AbstractAsyncContextManager[PlannedSession]:
         """The call's transaction in its tenant, with the plan in force."""
-        tenant = current_identity().tenant_id
-        async with self._database.transaction(tenant) as session:
-            yield session, await plan_of(session, tenant)
+        return planned_transaction(self._database, current_identity().tenant_id)
 
     async def _plan(self) -> TenantPlan:
-        async with self._unit() as (_, plan):
-            return plan
+        async with self._unit() as work:
+            return work.plan
 
     async def _create(self, definition: dict[str, Any], request_id: str) -> workflow_pb2.Workflow:
         actor = current_identity().subject
-        try:
-            async with self._unit() as (session, plan):
-                created = await workflows.create(
-                    session, plan, actor, definition, request_id=request_id
+
+        async def create() -> Workflow:
+            async with self._unit() as work:
+                return await workflows.create(
+                    work.session, work.plan, actor, definition, request_id=request_id
                 )
-                return workflow_message(created)
-        except IntegrityError:
-            if not request_id:
-                raise
-        # A concurrent call with the same request_id won the insert: answer with its workflow.
-        async with self._unit() as (session, _):
-            found = await workflows.find_created(session, request_id)
-            if found is None:
-                raise WorkflowNotFound(f"no workflow for request {request_id!r}")
-            return workflow_message(found)
+
+        async def find() -> Workflow | None:
+            async with self._unit() as work:
+                return await workflows.find_created(work.session, request_id)
+
+        return workflow_message(await create_once(request_id, create, find))
 
     async def CreateWorkflow(
         self, request: workflow_pb2.CreateWorkflowRequest, context: Context
@@ -158,8 +148,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def GetWorkflow(
         self, request: workflow_pb2.GetWorkflowRequest, context: Context
     ) -> workflow_pb2.GetWorkflowResponse:
-        async with self._unit() as (session, _):
-            row = await workflows.get(session, request.id)
+        async with self._unit() as work:
+            row = await workflows.get(work.session, request.id)
             return workflow_pb2.GetWorkflowResponse(workflow=workflow_message(row))
 
     async def ListWorkflows(
@@ -175,9 +165,9 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         listing = f"workflows:{status or ''}:{request.name_prefix}"
         key = pagination.decode(request.page_token, tenant, listing)
         after = (datetime.fromisoformat(key[0]), str(key[1])) if key else None
-        async with self._unit() as (session, _):
-            rows = await repository.list_page(
-                session,
+        async with self._unit() as work:
+            rows = await workflows.list_page(
+                work.session,
                 status=status,
                 name_prefix=request.name_prefix,
                 after=after,
@@ -200,7 +190,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                 ],
             )
         proposed = documents.definition_of(request.workflow)
-        async with self._unit() as (session, plan):
+        async with self._unit() as work:
+            session, plan = work.session, work.plan
             row = await workflows.update(
                 session,
                 plan,
@@ -213,12 +204,14 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def DeleteWorkflow(
         self, request: workflow_pb2.DeleteWorkflowRequest, context: Context
     ) -> workflow_pb2.DeleteWorkflowResponse:
-        async with self._unit() as (session, plan):
+        async with self._unit() as work:
+            session, plan = work.session, work.plan
             await workflows.delete(session, plan, current_identity().subject, request.id)
         return workflow_pb2.DeleteWorkflowResponse()
 
     async def _set_status(self, workflow_id: str, target: Status) -> workflow_pb2.Workflow:
-        async with self._unit() as (session, plan):
+        async with self._unit() as work:
+            session, plan = work.session, work.plan
             row = await workflows.change_status(
                 session, plan, current_identity().subject, workflow_id, target
             )
@@ -290,7 +283,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         tenant = current_identity().tenant_id
         listing = f"versions:{request.workflow_id}"
         key = pagination.decode(request.page_token, tenant, listing)
-        async with self._unit() as (session, plan):
+        async with self._unit() as work:
+            session, plan = work.session, work.plan
             rows = await workflows.list_versions(
                 session,
                 plan,
@@ -305,14 +299,16 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def GetWorkflowVersion(
         self, request: workflow_pb2.GetWorkflowVersionRequest, context: Context
     ) -> workflow_pb2.GetWorkflowVersionResponse:
-        async with self._unit() as (session, plan):
+        async with self._unit() as work:
+            session, plan = work.session, work.plan
             row = await workflows.get_version(session, plan, request.workflow_id, request.version)
             return workflow_pb2.GetWorkflowVersionResponse(version=version_message(row))
 
     async def RevertWorkflow(
         self, request: workflow_pb2.RevertWorkflowRequest, context: Context
     ) -> workflow_pb2.RevertWorkflowResponse:
-        async with self._unit() as (session, plan):
+        async with self._unit() as work:
+            session, plan = work.session, work.plan
             row = await workflows.revert(
                 session, plan, current_identity().subject, request.workflow_id, request.version
             )
@@ -321,7 +317,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def DiffWorkflowVersions(
         self, request: workflow_pb2.DiffWorkflowVersionsRequest, context: Context
     ) -> workflow_pb2.DiffWorkflowVersionsResponse:
-        async with self._unit() as (session, plan):
+        async with self._unit() as work:
+            session, plan = work.session, work.plan
             require_feature(plan, "versioning", Versioning.FULL)
             older = await workflows.get_version(
                 session, plan, request.workflow_id, request.from_version
@@ -345,7 +342,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def PublishWorkflow(
         self, request: workflow_pb2.PublishWorkflowRequest, context: Context
     ) -> workflow_pb2.PublishWorkflowResponse:
-        async with self._unit() as (session, plan):
+        async with self._unit() as work:
+            session, plan = work.session, work.plan
             row = await workflows.publish(
                 session,
                 plan,
@@ -411,7 +409,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def GetWorkflowDiagram(
         self, request: workflow_pb2.GetWorkflowDiagramRequest, context: Context
     ) -> workflow_pb2.GetWorkflowDiagramResponse:
-        async with self._unit() as (session, plan):
+        async with self._unit() as work:
+            session, plan = work.session, work.plan
             row = await workflows.get(session, request.workflow_id)
             definition = row.definition
             if request.version and request.version != row.version:

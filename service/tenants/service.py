@@ -1,19 +1,19 @@
-"""Operator actions on tenants: register one, change its tier or Enterprise limits."""
+"""Tenants: the caller's own overview, and operator actions (register, change tier or limits)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.errors import FieldViolation, InvalidInput, PermissionDenied
-from service.persistence.models import Tenant
-from service.tenants import repository
-from tiers import TenantPlan, Tier, plan_for
-
-TENANT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+from foundation.errors import FieldViolation, InvalidInput
+from persistence.models import Tenant
+from tenancy import TENANT_ID_FORMAT, TenantId
+from tenancy.database import TenantDatabase
+from tiers import PLANS, Allowance, Quota, TenantPlan, Tier, quotas
+from tiers import tenants as repository
+from tiers.tenants import plan_of, registered
 
 
 def _tier(value: str) -> Tier:
@@ -26,14 +26,14 @@ def _tier(value: str) -> Tier:
         ) from None
 
 
-def _checked_overrides(tenant_id: str, tier: Tier, overrides: dict[str, Any]) -> dict[str, Any]:
+def _checked_overrides(tier: Tier, overrides: dict[str, Any]) -> dict[str, Any]:
     if overrides and tier is not Tier.ENTERPRISE:
         raise InvalidInput(
             "limit overrides are for the enterprise tier only",
             violations=[FieldViolation("overrides", "allowed on the enterprise tier only")],
         )
     try:
-        plan_for(tenant_id, tier, overrides)
+        PLANS[tier].with_overrides(overrides)
     except ValueError as exc:
         raise InvalidInput(str(exc), violations=[FieldViolation("overrides", str(exc))]) from exc
     return overrides
@@ -46,7 +46,7 @@ async def create(
     tier: str,
     overrides: dict[str, Any] | None = None,
 ) -> Tenant:
-    if not TENANT_ID.match(tenant_id):
+    if not TENANT_ID_FORMAT.fullmatch(tenant_id):
         raise InvalidInput(
             f"invalid tenant id {tenant_id!r}",
             violations=[FieldViolation("id", "1-63 lowercase letters, digits or inner dashes")],
@@ -61,7 +61,7 @@ async def create(
         id=tenant_id,
         name=name or tenant_id,
         tier=tier_.value,
-        limit_overrides=_checked_overrides(tenant_id, tier_, overrides or {}),
+        limit_overrides=_checked_overrides(tier_, overrides or {}),
     )
     repository.add(session, tenant)
     return tenant
@@ -77,7 +77,7 @@ async def set_tier(
         )
     tier_ = _tier(tier)
     tenant.tier = tier_.value
-    tenant.limit_overrides = _checked_overrides(tenant_id, tier_, overrides or {})
+    tenant.limit_overrides = _checked_overrides(tier_, overrides or {})
     return tenant
 
 
@@ -85,17 +85,11 @@ async def list_all(session: AsyncSession) -> Sequence[Tenant]:
     return await repository.list_all(session)
 
 
-async def registered(session: AsyncSession, tenant_id: str) -> Tenant:
-    """The calling tenant's row; PermissionDenied when a token grants an unregistered tenant."""
-    tenant = await repository.get(session, tenant_id)
-    if tenant is None:
-        raise PermissionDenied(
-            f"tenant {tenant_id!r} is not registered", metadata={"tenant_id": tenant_id}
-        )
-    return tenant
-
-
-async def plan_of(session: AsyncSession, tenant_id: str) -> TenantPlan:
-    """The plan in force for a registered tenant."""
-    tenant = await registered(session, tenant_id)
-    return plan_for(tenant.id, tenant.tier, tenant.limit_overrides)
+async def overview(
+    database: TenantDatabase, tenant_id: TenantId
+) -> tuple[Tenant, TenantPlan, dict[Quota, Allowance]]:
+    """The calling tenant's row, the plan in force and what it has used of each quota."""
+    async with database.transaction(tenant_id) as session:
+        tenant = await registered(session, tenant_id)
+        plan = await plan_of(session, tenant_id)
+        return tenant, plan, await quotas.usage(session, plan)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-from service.workflows.steptypes import STEP_TYPES
+from engine.steptypes import STEP_TYPES
 
 SHAPES: Final = {
     "input": ('(["', '"])'),

@@ -15,7 +15,7 @@ from typing import Any, Final
 import yaml
 from google.protobuf import json_format
 
-from service.errors import FieldViolation, InvalidWorkflowDefinition
+from foundation.errors import FieldViolation, InvalidWorkflowDefinition
 from wfe.v1 import workflow_pb2
 
 DEFINITION_FIELDS: Final = ("name", "description", "input_schema", "steps")

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.persistence.models import Workflow, WorkflowVersion
+from persistence.models import Workflow, WorkflowVersion
 
 
 def _live() -> Select[Workflow]:

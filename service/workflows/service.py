@@ -14,10 +14,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.errors import FieldViolation, InvalidInput, InvalidWorkflowDefinition, WorkflowNotFound
-from service.events import repository as events
+from engine import events
+from foundation.errors import (
+    FieldViolation,
+    InvalidInput,
+    InvalidWorkflowDefinition,
+    WorkflowNotFound,
+)
+from persistence.models import Workflow, WorkflowVersion
 from service.idempotency import check_request_id
-from service.persistence.models import Workflow, WorkflowVersion
 from service.workflows import repository
 from service.workflows.issues import Issue
 from service.workflows.validation import validate_workflow
@@ -96,6 +101,20 @@ async def get(session: AsyncSession, workflow_id: str, *, for_update: bool = Fal
             f"no workflow {workflow_id!r}", metadata={"workflow_id": workflow_id}
         )
     return workflow
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    name_prefix: str,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> Sequence[Workflow]:
+    """Live workflows, newest first; `after` is the previous page's last (created_at, id)."""
+    return await repository.list_page(
+        session, status=status, name_prefix=name_prefix, after=after, limit=limit
+    )
 
 
 async def find_created(session: AsyncSession, request_id: str) -> Workflow | None:

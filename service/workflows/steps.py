@@ -15,19 +15,14 @@ from typing import Any, Final
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from service.workflows import expressions
+from engine import expressions
+from engine.durations import seconds
+from engine.steptypes import MINIMUM_TIER, STEP_ID_PATTERN, STEP_TYPES, TOOLS
 from service.workflows.issues import Report
-from service.workflows.steptypes import STEP_ID_PATTERN, STEP_TYPES, TOOLS
-from tiers import PlanLimits, StepTypeAccess
+from tiers import PlanLimits
 
 STEP_ID: Final = re.compile(STEP_ID_PATTERN)
-DURATION: Final = re.compile(r"^(\d{1,12})(\.\d{1,9})?s$")
 ERROR_POLICIES: Final = ("fail", "retry", "continue")
-MINIMUM_TIER: Final = {
-    StepTypeAccess.BASIC: "free",
-    StepTypeAccess.ADVANCED: "professional",
-    StepTypeAccess.ALL_AND_CUSTOM: "enterprise",
-}
 INPUT_ROOT: Final = "input"
 
 
@@ -48,14 +43,6 @@ class StepFacts:
     edges: list[tuple[str, str]] = field(default_factory=list)  # (target, field)
     references: list[Reference] = field(default_factory=list)
     has_default: bool = True
-
-
-def seconds(value: object) -> float | None:
-    """A protobuf JSON duration ("1.5s") in seconds, or None if it is not one."""
-    if not isinstance(value, str):
-        return None
-    match = DURATION.fullmatch(value)
-    return None if match is None else float(match.group(1) + (match.group(2) or ""))
 
 
 def _schema_errors(schema: dict[str, Any], value: object) -> Iterator[ValidationError]:

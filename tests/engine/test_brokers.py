@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from grpc import aio
 
-from service.persistence.database import Database
 from service.server import start_server
 from service.tenants import service as tenants
+from tenancy.database import TenantDatabase
 from tenancy.tokens import ClaimRules, SharedSecretVerifier
 from tests.conftest import AUDIENCE, ISSUER, SECRET, ports, require, server_settings
 from tests.databases import ThrowawayDatabase
@@ -33,8 +33,8 @@ async def amqp_channel(
     settings = server_settings(
         broker_url=AMQP_URL, queue_name=unique_queue(), http_allowed_ports=ports(effects)
     )
-    database = Database(postgres.service_url, pool_size=4, max_overflow=2)
-    admin = Database(postgres.admin_url, pool_size=1, max_overflow=0)
+    database = TenantDatabase(postgres.service_url, pool_size=4, max_overflow=2)
+    admin = TenantDatabase(postgres.admin_url, pool_size=1, max_overflow=0)
     tenant = f"t-{uuid.uuid4().hex[:12]}"
     async with admin.transaction(None) as session:
         await tenants.create(session, tenant, tenant, "enterprise")

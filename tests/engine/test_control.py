@@ -8,7 +8,7 @@ import grpc
 import pytest
 from grpc import aio
 
-from service.persistence.database import Database
+from tenancy.database import TenantDatabase
 from tests.conftest import NewTenant, auth, error_info, token
 from tests.effects_stub import Effects
 from tests.engine.test_lifecycle import events_of
@@ -42,7 +42,7 @@ async def cancel(channel: aio.Channel, tenant: str, execution_id: str, **kw: str
 
 
 async def test_cancelling_a_running_execution_stops_it_and_starts_no_further_step(
-    channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: Database
+    channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: TenantDatabase
 ) -> None:
     tenant = await new_tenant("free")
     document = workflow(
@@ -86,7 +86,7 @@ async def test_cancelling_a_running_execution_stops_it_and_starts_no_further_ste
 
 
 async def test_retry_resumes_a_failed_execution_from_the_failed_step(
-    channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: Database
+    channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: TenantDatabase
 ) -> None:
     tenant = await new_tenant("free")
     document = workflow(

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from grpc import aio
 
-from service.persistence.database import Database
+from tenancy.database import TenantDatabase
 from tests.conftest import require
 from tests.databases import ThrowawayDatabase
 from tests.effects_stub import Effects
@@ -117,8 +117,8 @@ async def wait_for_step_running(
 
 
 @pytest.fixture
-async def service_database(postgres: ThrowawayDatabase) -> AsyncIterator[Database]:
-    database = Database(postgres.service_url, pool_size=2, max_overflow=2)
+async def service_database(postgres: ThrowawayDatabase) -> AsyncIterator[TenantDatabase]:
+    database = TenantDatabase(postgres.service_url, pool_size=2, max_overflow=2)
     yield database
     await database.dispose()
 
@@ -213,7 +213,7 @@ async def test_a_server_killed_between_commit_and_publish_loses_nothing(
     postgres: ThrowawayDatabase,
     effects: Effects,
     shared_broker: str,
-    service_database: Database,
+    service_database: TenantDatabase,
     tmp_path: Path,
 ) -> None:
     tenant = await create_tenant(postgres, "professional")

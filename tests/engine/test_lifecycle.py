@@ -13,9 +13,9 @@ from grpc import aio
 from grpc_status import rpc_status
 from sqlalchemy import select
 
-from service.persistence.database import Database
-from service.persistence.models import Event
+from persistence.models import Event
 from tenancy.context import TenantId
+from tenancy.database import TenantDatabase
 from tests.conftest import NewTenant, auth, error_info
 from tests.effects_stub import Effects
 from tests.execution_helpers import (
@@ -37,7 +37,9 @@ COMPLETED = execution_pb2.EXECUTION_STATUS_COMPLETED
 SEED_STEP_KEYS = {"name", "status", "started_at", "completed_at", "error"}
 
 
-async def events_of(database: Database, tenant: str, execution_id: str) -> list[dict[str, Any]]:
+async def events_of(
+    database: TenantDatabase, tenant: str, execution_id: str
+) -> list[dict[str, Any]]:
     async with database.transaction(TenantId(tenant)) as session:
         rows = await session.scalars(
             select(Event).where(Event.execution_id == execution_id).order_by(Event.id)
@@ -149,7 +151,7 @@ async def test_a_finished_execution_records_every_step_and_its_result(
 
 
 async def test_each_transition_appends_its_seed_event(
-    channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: Database
+    channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: TenantDatabase
 ) -> None:
     tenant = await new_tenant("free")
     workflow_id = await active_workflow(channel, tenant, branching(effects))

@@ -8,10 +8,10 @@ from datetime import timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.engine import progress
-from service.engine.dispatch import MAX_RANK, rank_for, resend_delay
-from service.engine.progress import StepStatus
-from service.engine.retry import DEFAULT_RETRY, RetryPolicy, policy_of
+from engine import progress
+from engine.dispatch import MAX_RANK, rank_for, resend_delay
+from engine.progress import StepStatus
+from engine.retry import DEFAULT_RETRY, RetryPolicy, policy_of
 from workers.app import broker_priority
 
 policies = st.builds(

@@ -11,11 +11,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 from sqlalchemy import func, select, update
 
-from service.engine.engine import Engine
-from service.engine.tools import ToolRegistry
-from service.persistence.database import Database
-from service.persistence.models import Event, Execution
+from engine.engine import Engine
+from engine.tools import ToolRegistry
+from persistence.models import Event, Execution
 from tenancy.context import TenantId
+from tenancy.database import TenantDatabase
 from tests.conftest import NewTenant, auth, error_info, server_settings, token
 from tests.execution_helpers import (
     active_workflow,
@@ -103,7 +103,7 @@ async def test_list_pages_through_everything_once_and_refuses_a_changed_filter(
 
 
 async def test_the_purge_removes_finished_executions_past_the_plans_retention(
-    channel: aio.Channel, new_tenant: NewTenant, database: Database
+    channel: aio.Channel, new_tenant: NewTenant, database: TenantDatabase
 ) -> None:
     free = await new_tenant("free")  # keeps 7 days
     pro = await new_tenant("professional")  # keeps 30 days

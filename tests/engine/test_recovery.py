@@ -6,19 +6,20 @@ a worker that vanished mid-step); `test_faults.py` causes them with real process
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from grpc import aio
 from sqlalchemy import delete, func, select, update
 
-from service.engine.engine import AttemptKey, Engine, timing_of, utcnow
-from service.engine.tools import ToolRegistry
-from service.engine.transitions import Unit
-from service.executions import service as executions
-from service.persistence.database import Database
-from service.persistence.models import Dispatch, Event, Execution, StepAttempt
-from service.tenants.service import plan_of
-from tenancy.context import TenantId
+from engine.dispatch import TaskRef
+from engine.engine import AttemptKey, Engine
+from engine.tools import ToolRegistry
+from engine.units import utcnow
+from persistence.models import Dispatch, Event, Execution, StepAttempt
+from service.executions.service import ExecutionService
+from tenancy.context import CallIdentity, TenantId
+from tenancy.database import TenantDatabase
 from tests.conftest import NewTenant, server_settings
 from tests.effects_stub import Effects
 from tests.engine.test_retries import calling
@@ -28,18 +29,28 @@ from wfe.v1 import execution_pb2
 COMPLETED = execution_pb2.EXECUTION_STATUS_COMPLETED
 
 
-async def start_unpublished(database: Database, tenant: str, workflow_id: str) -> str:
+class LostPublisher:
+    """A publisher whose messages never reach the broker, as when the server dies after commit."""
+
+    def __init__(self) -> None:
+        self.lost: list[TaskRef] = []
+
+    def publish(self, refs: Sequence[TaskRef]) -> None:
+        self.lost.extend(refs)
+
+
+async def start_unpublished(database: TenantDatabase, tenant: str, workflow_id: str) -> str:
     """Start an execution as the server does, but never publish its first task."""
-    settings = server_settings()
-    async with database.transaction(TenantId(tenant)) as session:
-        unit = Unit(session, await plan_of(session, tenant), utcnow(), timing_of(settings))
-        execution = await executions.start(unit, "user-1", workflow_id, {"name": "lost"})
-        assert unit.publish, "the start made a step due"
-        return execution.id
+    publisher = LostPublisher()
+    executions = ExecutionService(database, server_settings(), publisher)
+    caller = CallIdentity(TenantId(tenant), "user-1", frozenset())
+    execution = await executions.start(caller, workflow_id, {"name": "lost"})
+    assert publisher.lost, "the start made a step due"
+    return execution.id
 
 
 async def test_a_start_whose_publish_was_lost_is_picked_up_by_the_sweeper(
-    channel: aio.Channel, new_tenant: NewTenant, database: Database
+    channel: aio.Channel, new_tenant: NewTenant, database: TenantDatabase
 ) -> None:
     tenant = await new_tenant("free")
     workflow_id = await active_workflow(channel, tenant, three_steps())
@@ -50,7 +61,7 @@ async def test_a_start_whose_publish_was_lost_is_picked_up_by_the_sweeper(
 
 
 async def test_a_step_whose_worker_vanished_is_taken_over_with_the_same_idempotency_key(
-    channel: aio.Channel, new_tenant: NewTenant, database: Database, effects: Effects
+    channel: aio.Channel, new_tenant: NewTenant, database: TenantDatabase, effects: Effects
 ) -> None:
     tenant = await new_tenant("free")
     workflow_id = await active_workflow(channel, tenant, calling(effects.url()))
@@ -109,7 +120,7 @@ async def test_a_step_whose_worker_vanished_is_taken_over_with_the_same_idempote
 
 
 async def test_delivering_a_finished_attempt_again_changes_nothing(
-    channel: aio.Channel, new_tenant: NewTenant, database: Database
+    channel: aio.Channel, new_tenant: NewTenant, database: TenantDatabase
 ) -> None:
     tenant = await new_tenant("free")
     workflow_id = await active_workflow(channel, tenant, three_steps())
@@ -127,7 +138,9 @@ async def test_delivering_a_finished_attempt_again_changes_nothing(
     before = await event_count()
     engine = Engine(database, ToolRegistry(server_settings()), server_settings())
     for step_id in ("input", "shape", "done"):
-        assert await engine.run_attempt(AttemptKey(tenant, execution_id, step_id, 1)) == []
+        assert (
+            await engine.run_attempt(AttemptKey(TenantId(tenant), execution_id, step_id, 1)) == []
+        )
     assert await event_count() == before
     again = await wait_until(channel, tenant, execution_id)
     assert again == done

@@ -8,9 +8,9 @@ from typing import Any
 from grpc import aio
 from sqlalchemy import select
 
-from service.persistence.database import Database
-from service.persistence.models import StepAttempt
+from persistence.models import StepAttempt
 from tenancy.context import TenantId
+from tenancy.database import TenantDatabase
 from tests.conftest import NewTenant
 from tests.effects_stub import Effects
 from tests.engine.test_lifecycle import events_of
@@ -32,7 +32,7 @@ def calling(url: str, **policies: Any) -> dict[str, Any]:
 
 
 async def test_a_failing_step_is_retried_with_backoff_until_it_succeeds(
-    channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: Database
+    channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: TenantDatabase
 ) -> None:
     tenant = await new_tenant("free")
     document = calling(effects.url(fail_first=2), retry=FAST_RETRY)
@@ -64,7 +64,7 @@ async def test_a_failing_step_is_retried_with_backoff_until_it_succeeds(
 
 
 async def test_exhausted_retries_fail_the_execution_with_a_clear_error(
-    channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: Database
+    channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: TenantDatabase
 ) -> None:
     tenant = await new_tenant("free")
     document = calling(effects.url(status=503), retry={**FAST_RETRY, "max_attempts": 2})

@@ -10,8 +10,8 @@ import grpc
 import pytest
 from grpc import aio
 
-from service.persistence.database import Database
 from service.tenants import service as tenants
+from tenancy.database import TenantDatabase
 from tests.conftest import NewTenant, auth, error_info
 from tests.effects_stub import Effects
 from tests.engine.test_retries import calling
@@ -130,7 +130,7 @@ async def test_an_execution_past_the_plans_maximum_time_fails_with_timeout(
 
 
 async def test_a_workflow_beyond_todays_plan_does_not_start(
-    channel: aio.Channel, new_tenant: NewTenant, admin_database: Database
+    channel: aio.Channel, new_tenant: NewTenant, admin_database: TenantDatabase
 ) -> None:
     tenant = await new_tenant("professional")
     workflow_id = await active_workflow(channel, tenant, definition(advanced=True))

@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from service.events import repository as events
-from service.persistence.base import Base
-from service.persistence.database import Database
-from service.persistence.migrate import SERVICE_GRANTS
-from service.persistence.models import Event
+from engine import events
+from foundation.orm import Base
+from persistence.migrate import SERVICE_GRANTS
+from persistence.models import Event
 from service.tenants import service as tenants
 from tenancy.context import TenantId
+from tenancy.database import TenantDatabase
 from tests.databases import ThrowawayDatabase
 from tiers import repository as counters
 
@@ -39,20 +39,20 @@ INSERT_EVENT = text(
 
 
 @pytest.fixture(scope="module")
-async def service_db(postgres: ThrowawayDatabase) -> AsyncIterator[Database]:
-    db = Database(postgres.service_url, pool_size=2, max_overflow=0)
+async def service_db(postgres: ThrowawayDatabase) -> AsyncIterator[TenantDatabase]:
+    db = TenantDatabase(postgres.service_url, pool_size=2, max_overflow=0)
     yield db
     await db.dispose()
 
 
 @pytest.fixture(scope="module")
-async def owner_db(postgres: ThrowawayDatabase) -> AsyncIterator[Database]:
-    db = Database(postgres.admin_url, pool_size=2, max_overflow=0)
+async def owner_db(postgres: ThrowawayDatabase) -> AsyncIterator[TenantDatabase]:
+    db = TenantDatabase(postgres.admin_url, pool_size=2, max_overflow=0)
     yield db
     await db.dispose()
 
 
-async def create_tenants(owner_db: Database, count: int) -> list[TenantId]:
+async def create_tenants(owner_db: TenantDatabase, count: int) -> list[TenantId]:
     ids = [TenantId(f"rls-{uuid.uuid4().hex[:12]}") for _ in range(count)]
     async with owner_db.transaction(None) as session:
         for tenant_id in ids:
@@ -61,7 +61,7 @@ async def create_tenants(owner_db: Database, count: int) -> list[TenantId]:
 
 
 @pytest.fixture
-async def populated(service_db: Database, owner_db: Database) -> list[TenantId]:
+async def populated(service_db: TenantDatabase, owner_db: TenantDatabase) -> list[TenantId]:
     """Two tenants, each with three events and a usage counter."""
     pair = await create_tenants(owner_db, 2)
     for tenant in pair:
@@ -72,7 +72,7 @@ async def populated(service_db: Database, owner_db: Database) -> list[TenantId]:
     return pair
 
 
-async def rows(db: Database, tenant: TenantId | None, sql: str, **params: Any) -> list[Any]:
+async def rows(db: TenantDatabase, tenant: TenantId | None, sql: str, **params: Any) -> list[Any]:
     async with db.transaction(tenant) as session:
         return [row[0] for row in await session.execute(text(sql), params)]
 
@@ -91,7 +91,7 @@ def refused(caught: pytest.ExceptionInfo[DBAPIError], message: str) -> bool:
     )
 
 
-async def test_tenant_tables_have_forced_row_level_security(owner_db: Database) -> None:
+async def test_tenant_tables_have_forced_row_level_security(owner_db: TenantDatabase) -> None:
     catalog = await rows(
         owner_db,
         None,
@@ -133,7 +133,7 @@ def test_the_cross_tenant_dispatch_queue_holds_ids_and_times_only() -> None:
 
 
 async def test_only_the_owner_gets_the_unrestricted_registry_policy(
-    owner_db: Database, postgres: ThrowawayDatabase
+    owner_db: TenantDatabase, postgres: ThrowawayDatabase
 ) -> None:
     policies = await rows(
         owner_db,
@@ -157,7 +157,9 @@ async def test_only_the_owner_gets_the_unrestricted_registry_policy(
     }
 
 
-async def test_service_role_is_powerless(service_db: Database, postgres: ThrowawayDatabase) -> None:
+async def test_service_role_is_powerless(
+    service_db: TenantDatabase, postgres: ThrowawayDatabase
+) -> None:
     role = postgres.service_role
     [attributes] = await rows(
         service_db,
@@ -180,7 +182,7 @@ async def test_service_role_is_powerless(service_db: Database, postgres: Throwaw
 
 
 async def test_service_role_has_exactly_the_declared_grants(
-    service_db: Database, postgres: ThrowawayDatabase
+    service_db: TenantDatabase, postgres: ThrowawayDatabase
 ) -> None:
     """The event log is never rewritten: no UPDATE (DELETE is the retention purge's)."""
     assert "UPDATE" not in SERVICE_GRANTS["events"]
@@ -215,7 +217,7 @@ async def test_service_role_has_exactly_the_declared_grants(
 
 
 async def test_stored_workflow_versions_cannot_be_rewritten(
-    service_db: Database, postgres: ThrowawayDatabase
+    service_db: TenantDatabase, postgres: ThrowawayDatabase
 ) -> None:
     """A version's definition is immutable for the service; only its publication is added."""
     for column, allowed in (("definition", False), ("version", False), ("release_notes", True)):
@@ -230,7 +232,7 @@ async def test_stored_workflow_versions_cannot_be_rewritten(
 
 @pytest.mark.parametrize("table", ["events", "usage_counters", "tenants"])
 async def test_raw_select_sees_only_the_own_tenant(
-    service_db: Database, populated: list[TenantId], table: str
+    service_db: TenantDatabase, populated: list[TenantId], table: str
 ) -> None:
     tenant_a, tenant_b = populated
     seen = await rows(service_db, tenant_a, f"SELECT {owner_column(table)} FROM {table}")
@@ -246,7 +248,7 @@ async def test_raw_select_sees_only_the_own_tenant(
 
 @pytest.mark.parametrize("table", ["events", "usage_counters", "tenants"])
 async def test_without_a_tenant_raw_select_sees_nothing(
-    service_db: Database, populated: list[TenantId], table: str
+    service_db: TenantDatabase, populated: list[TenantId], table: str
 ) -> None:
     assert await rows(service_db, None, f"SELECT {owner_column(table)} FROM {table}") == []
     async with service_db.engine.connect() as connection:  # no session: app.tenant_id never set
@@ -257,7 +259,7 @@ async def test_without_a_tenant_raw_select_sees_nothing(
 
 
 async def test_insert_naming_another_tenant_is_refused(
-    service_db: Database, populated: list[TenantId]
+    service_db: TenantDatabase, populated: list[TenantId]
 ) -> None:
     tenant_a, tenant_b = populated
     before = await rows(service_db, tenant_b, "SELECT id FROM events")
@@ -271,7 +273,7 @@ async def test_insert_naming_another_tenant_is_refused(
 
 
 async def test_counters_cannot_be_changed_or_moved_across_tenants(
-    service_db: Database, populated: list[TenantId]
+    service_db: TenantDatabase, populated: list[TenantId]
 ) -> None:
     tenant_a, tenant_b = populated
     async with service_db.transaction(tenant_a) as session:
@@ -290,7 +292,7 @@ async def test_counters_cannot_be_changed_or_moved_across_tenants(
 
 @pytest.mark.parametrize("statement", ["UPDATE events SET type = 'rewritten'", "TRUNCATE events"])
 async def test_rewriting_the_event_log_is_refused(
-    service_db: Database, populated: list[TenantId], statement: str
+    service_db: TenantDatabase, populated: list[TenantId], statement: str
 ) -> None:
     tenant_a = populated[0]
     with pytest.raises(DBAPIError) as caught:
@@ -301,7 +303,7 @@ async def test_rewriting_the_event_log_is_refused(
 
 
 async def test_the_retention_purge_deletes_only_its_own_tenants_events(
-    service_db: Database, populated: list[TenantId]
+    service_db: TenantDatabase, populated: list[TenantId]
 ) -> None:
     tenant_a, tenant_b = populated
     async with service_db.transaction(tenant_a) as session:
@@ -314,7 +316,7 @@ async def test_pooled_connection_does_not_carry_the_tenant_over(
     postgres: ThrowawayDatabase, populated: list[TenantId]
 ) -> None:
     tenant_a, tenant_b = populated
-    single = Database(postgres.service_url, pool_size=1, max_overflow=0)
+    single = TenantDatabase(postgres.service_url, pool_size=1, max_overflow=0)
     try:
         async with single.transaction(tenant_a) as session:
             pids = [await session.scalar(text("SELECT pg_backend_pid()"))]
@@ -354,7 +356,7 @@ class Rollback(Exception):
 @settings(max_examples=30, deadline=None, database=None)
 @given(waves=st.lists(st.lists(OPERATION, min_size=1, max_size=8), min_size=1, max_size=4))
 async def test_interleaved_tenants_on_two_connections_see_only_their_commits(
-    service_db: Database, owner_db: Database, waves: list[list[tuple[str, int]]]
+    service_db: TenantDatabase, owner_db: TenantDatabase, waves: list[list[tuple[str, int]]]
 ) -> None:
     """Every tenant starts with one event; then waves of operations run concurrently.
 

@@ -15,10 +15,10 @@ from sqlalchemy import Executable, delete, func, insert, literal, select, update
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import DBAPIError
 
-from service.events import repository as events
-from service.persistence.database import Database
-from service.persistence.models import Event, Tenant, UsageCounter
+from engine import events
+from persistence.models import Event, Tenant, UsageCounter
 from tenancy.context import TenantId
+from tenancy.database import TenantDatabase
 from tenancy.scoping import MissingTenantScope
 from tests.conftest import NewTenant
 from tiers import repository as counters
@@ -45,13 +45,13 @@ async def two_tenants(new_tenant: NewTenant) -> tuple[TenantId, TenantId]:
 
 
 async def append_events(
-    database: Database, tenant: TenantId, count: int, **topics: str | None
+    database: TenantDatabase, tenant: TenantId, count: int, **topics: str | None
 ) -> list[int]:
     async with database.transaction(tenant) as session:
         return [(await events.append(session, "e", {"n": n}, **topics)).id for n in range(count)]
 
 
-async def event_ids(database: Database, tenant: TenantId) -> list[int]:
+async def event_ids(database: TenantDatabase, tenant: TenantId) -> list[int]:
     async with database.transaction(tenant) as session:
         return list((await session.scalars(select(Event.id).order_by(Event.id))).all())
 
@@ -60,7 +60,7 @@ def smuggled(tenant: TenantId) -> dict[str, Any]:
     return {"tenant_id": tenant, "type": "smuggled", "payload": {}, "created_at": datetime.now(UTC)}
 
 
-def xfail_on_sqlite(database: Database, request: pytest.FixtureRequest, reason: str) -> None:
+def xfail_on_sqlite(database: TenantDatabase, request: pytest.FixtureRequest, reason: str) -> None:
     """For holes in the application wall that PostgreSQL's row-level security covers."""
     if database.is_sqlite:
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
@@ -72,7 +72,7 @@ def rowcount(result: Result[Any]) -> int:
 
 
 async def test_select_returns_only_the_sessions_tenants_events(
-    database: Database, new_tenant: NewTenant
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_a, tenant_b = await two_tenants(new_tenant)
     await append_events(database, tenant_b, 40)
@@ -85,7 +85,7 @@ async def test_select_returns_only_the_sessions_tenants_events(
 
 
 async def test_read_after_with_topics_stays_in_the_tenant(
-    database: Database, new_tenant: NewTenant
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     """Both tenants use the same topic ids; the topic OR must not widen the tenant filter."""
     tenant_a, tenant_b = await two_tenants(new_tenant)
@@ -102,7 +102,7 @@ async def test_read_after_with_topics_stays_in_the_tenant(
     assert [e.id for e in after_first] == by_execution
 
 
-async def test_statements_without_a_tenant_raise(database: Database) -> None:
+async def test_statements_without_a_tenant_raise(database: TenantDatabase) -> None:
     with pytest.raises(MissingTenantScope):
         async with database.transaction(None) as session:
             await session.scalars(select(Event))
@@ -119,7 +119,7 @@ async def test_statements_without_a_tenant_raise(database: Database) -> None:
 
 
 async def test_adding_another_tenants_row_raises_on_flush_and_stores_nothing(
-    database: Database, new_tenant: NewTenant
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_a, tenant_b = await two_tenants(new_tenant)
     with pytest.raises(MissingTenantScope):
@@ -132,7 +132,7 @@ async def test_adding_another_tenants_row_raises_on_flush_and_stores_nothing(
 
 
 async def test_moving_a_loaded_row_to_another_tenant_raises_on_flush(
-    database: Database, new_tenant: NewTenant
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_a, tenant_b = await two_tenants(new_tenant)
     [own] = await append_events(database, tenant_a, 1)
@@ -146,7 +146,7 @@ async def test_moving_a_loaded_row_to_another_tenant_raises_on_flush(
 
 
 async def test_orm_update_cannot_touch_another_tenants_counters(
-    database: Database, new_tenant: NewTenant
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_a, tenant_b = await two_tenants(new_tenant)
     for tenant, used in ((tenant_a, 2), (tenant_b, 7)):
@@ -165,7 +165,7 @@ async def test_orm_update_cannot_touch_another_tenants_counters(
 
 
 async def test_orm_delete_cannot_touch_another_tenants_rows(
-    admin_database: Database, new_tenant: NewTenant
+    admin_database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     """As the owner: the service role may not DELETE these tables at all on PostgreSQL."""
     tenant_a, tenant_b = await two_tenants(new_tenant)
@@ -180,7 +180,7 @@ async def test_orm_delete_cannot_touch_another_tenants_rows(
 
 
 async def test_get_by_id_of_another_tenants_event_returns_none(
-    database: Database, new_tenant: NewTenant
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_a, tenant_b = await two_tenants(new_tenant)
     [foreign] = await append_events(database, tenant_b, 1)
@@ -189,7 +189,9 @@ async def test_get_by_id_of_another_tenants_event_returns_none(
         assert await session.get(Event, foreign, populate_existing=True) is None
 
 
-async def test_new_rows_take_the_sessions_tenant(database: Database, new_tenant: NewTenant) -> None:
+async def test_new_rows_take_the_sessions_tenant(
+    database: TenantDatabase, new_tenant: NewTenant
+) -> None:
     tenant_a, tenant_b = await two_tenants(new_tenant)
     async with database.transaction(tenant_a) as session:
         added = Event(type="stamped", payload={"k": 1})
@@ -202,7 +204,7 @@ async def test_new_rows_take_the_sessions_tenant(database: Database, new_tenant:
 
 
 async def test_aggregates_and_joins_over_events_are_confined(
-    database: Database, new_tenant: NewTenant
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_a, tenant_b = await two_tenants(new_tenant)
     await append_events(database, tenant_a, 1)
@@ -222,7 +224,7 @@ async def test_aggregates_and_joins_over_events_are_confined(
     assert list(with_events) == [tenant_a]
 
 
-async def test_aggregate_over_events_without_a_tenant_raises(database: Database) -> None:
+async def test_aggregate_over_events_without_a_tenant_raises(database: TenantDatabase) -> None:
     with pytest.raises(MissingTenantScope):
         async with database.transaction(None) as session:
             await session.scalar(select(func.count()).select_from(Event))
@@ -260,7 +262,7 @@ def expression_form(a: TenantId, b: TenantId) -> Executable:
     ids=["values", "multi-values", "from-select", "sql-expression"],
 )
 async def test_orm_insert_naming_another_tenant_is_refused(
-    database: Database,
+    database: TenantDatabase,
     new_tenant: NewTenant,
     request: pytest.FixtureRequest,
     form: InsertForm,
@@ -278,7 +280,7 @@ async def test_orm_insert_naming_another_tenant_is_refused(
 
 
 async def test_orm_bulk_insert_of_own_rows_is_stored(
-    database: Database, new_tenant: NewTenant
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_a, tenant_b = await two_tenants(new_tenant)
     async with database.transaction(tenant_a) as session:
@@ -288,7 +290,7 @@ async def test_orm_bulk_insert_of_own_rows_is_stored(
 
 
 async def test_orm_update_cannot_move_rows_to_another_tenant(
-    database: Database, new_tenant: NewTenant, request: pytest.FixtureRequest
+    database: TenantDatabase, new_tenant: NewTenant, request: pytest.FixtureRequest
 ) -> None:
     xfail_on_sqlite(database, request, BUG_UPDATE_MOVES_ROWS)
     tenant_a, tenant_b = await two_tenants(new_tenant)
@@ -304,7 +306,7 @@ async def test_orm_update_cannot_move_rows_to_another_tenant(
 
 
 async def test_core_table_select_in_a_tenant_session_is_confined(
-    database: Database, new_tenant: NewTenant, request: pytest.FixtureRequest
+    database: TenantDatabase, new_tenant: NewTenant, request: pytest.FixtureRequest
 ) -> None:
     xfail_on_sqlite(database, request, BUG_CORE_TABLES)
     tenant_a, tenant_b = await two_tenants(new_tenant)

@@ -12,7 +12,7 @@ from google.rpc import error_details_pb2
 from grpc import aio
 from grpc_status import rpc_status
 
-from service.errors import STATUS_CODES, FieldViolation, InvalidInput, Reason, WorkflowNotFound
+from foundation.errors import STATUS_CODES, FieldViolation, InvalidInput, Reason, WorkflowNotFound
 from service.interceptors import ErrorInterceptor, RequestIdInterceptor
 from service.interceptors.request_id import RequestIdLogFilter, current_request_id
 from tenancy.interceptor import AuthInterceptor

@@ -9,9 +9,9 @@ import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.engine.dispatch import Publisher
-from service.persistence.database import Database
+from engine.dispatch import Publisher
 from service.server import RunningServer, start_server
+from tenancy.database import TenantDatabase
 from tenancy.tokens import ClaimRules, SharedSecretVerifier
 from tests.conftest import AUDIENCE, ISSUER, SECRET, NewTenant, auth, server_settings
 from wfe.v1 import tenant_pb2, tenant_pb2_grpc
@@ -33,7 +33,7 @@ async def test_oversized_request_is_refused(channel: aio.Channel, new_tenant: Ne
 
 
 async def test_shutdown_reports_not_serving_then_drains(
-    database: Database, engine: Publisher, new_tenant: NewTenant
+    database: TenantDatabase, engine: Publisher, new_tenant: NewTenant
 ) -> None:
     settings = server_settings()
     verifier = SharedSecretVerifier(SECRET, ClaimRules(ISSUER, AUDIENCE))

@@ -6,8 +6,8 @@ import grpc
 import pytest
 from grpc import aio
 
-from service.persistence.database import Database
 from tenancy.context import TenantId
+from tenancy.database import TenantDatabase
 from tests.conftest import NewTenant, auth, error_info, token
 from tiers import Quota, consume, plan_for
 from wfe.v1 import tenant_pb2, tenant_pb2_grpc
@@ -44,7 +44,7 @@ async def test_get_tenant_returns_the_callers_tenant(
 
 
 async def test_get_tenant_reports_current_usage(
-    channel: aio.Channel, database: Database, new_tenant: NewTenant
+    channel: aio.Channel, database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_id = await new_tenant("free")
     plan = plan_for(tenant_id, "free")

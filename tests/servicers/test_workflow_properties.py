@@ -10,9 +10,9 @@ import grpc
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from service.errors import InvalidWorkflowDefinition
+from engine.steptypes import STEP_TYPES
+from foundation.errors import InvalidWorkflowDefinition
 from service.workflows import documents
-from service.workflows.steptypes import STEP_TYPES
 from service.workflows.templates import catalog
 from tests.conftest import NewTenant, auth, error_info
 from tests.workflow_helpers import stub

@@ -12,9 +12,9 @@ from grpc import aio
 from grpc_status import rpc_status
 from sqlalchemy import select
 
-from service.persistence.database import Database
-from service.persistence.models import Event
+from persistence.models import Event
 from tenancy.context import TenantId
+from tenancy.database import TenantDatabase
 from tests.conftest import NewTenant, auth, error_info, token
 from tests.workflow_helpers import create, definition, message, stub, update_steps
 from wfe.v1 import workflow_pb2
@@ -206,7 +206,7 @@ async def test_update_changes_only_the_masked_fields_and_bumps_the_version(
 
 
 async def test_life_cycle_changes_append_workflow_updated_events(
-    channel: aio.Channel, database: Database, new_tenant: NewTenant
+    channel: aio.Channel, database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant = await new_tenant("free")
     created = await create(channel, tenant)
@@ -349,7 +349,7 @@ async def test_enterprise_diffs_versions_step_by_step_and_publishes_with_notes(
 
 
 async def test_downgraded_tenant_reads_its_workflows_but_cannot_write_beyond_its_plan(
-    channel: aio.Channel, admin_database: Database, new_tenant: NewTenant
+    channel: aio.Channel, admin_database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     from service.tenants import service as tenants
 

@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from grpc import aio
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from service.engine.dispatch import Publisher
-from service.persistence.database import Database
+from engine.dispatch import Publisher
 from service.server import start_server
+from tenancy.database import TenantDatabase
 from tenancy.tokens import JwksVerifier
 from tenancy.verifiers import verifier_for
 from tests.conftest import AUDIENCE, ISSUER, NewTenant, error_info, server_settings
@@ -140,7 +140,7 @@ Connect = Callable[..., Awaitable[aio.Channel]]
 
 
 @pytest.fixture
-async def connect(database: Database, engine: Publisher) -> AsyncIterator[Connect]:
+async def connect(database: TenantDatabase, engine: Publisher) -> AsyncIterator[Connect]:
     """Starts a server in JWKS mode for `url` (plus settings overrides); returns a channel."""
     async with AsyncExitStack() as stack:
 

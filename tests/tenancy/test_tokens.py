@@ -7,7 +7,7 @@ import asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.errors import Unauthenticated
+from foundation.errors import Unauthenticated
 from tenancy.tokens import ClaimRules, Principal, SharedSecretVerifier
 from tests.conftest import AUDIENCE, ISSUER, SECRET, token
 

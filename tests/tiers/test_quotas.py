@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from service.errors import FeatureNotInPlan, QuotaExhausted, Reason
-from service.persistence.database import Database
+from foundation.errors import FeatureNotInPlan, QuotaExhausted, Reason
 from tenancy.context import TenantId
+from tenancy.database import TenantDatabase
 from tests.conftest import NewTenant
 from tiers import (
     Quota,
@@ -26,7 +26,7 @@ from tiers import (
 
 
 async def test_parallel_consumers_never_pass_the_limit(
-    database: Database, new_tenant: NewTenant
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_id = await new_tenant("free")
     plan = plan_for(tenant_id, "free")
@@ -48,7 +48,7 @@ async def test_parallel_consumers_never_pass_the_limit(
 
 
 async def test_exhausted_quota_says_tier_limit_and_used(
-    database: Database, new_tenant: NewTenant
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_id = await new_tenant("free")
     plan = plan_for(tenant_id, "free")
@@ -65,7 +65,7 @@ async def test_exhausted_quota_says_tier_limit_and_used(
 
 
 async def test_refused_transaction_gives_its_consumption_back(
-    database: Database, new_tenant: NewTenant
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_id = await new_tenant("free")
     plan = plan_for(tenant_id, "free")
@@ -78,7 +78,7 @@ async def test_refused_transaction_gives_its_consumption_back(
 
 
 async def test_daily_quota_resets_at_utc_midnight(
-    database: Database, new_tenant: NewTenant
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_id = await new_tenant("free")
     plan = plan_for(tenant_id, "free")
@@ -96,7 +96,9 @@ async def test_daily_quota_resets_at_utc_midnight(
     assert (after.used, after.remaining) == (1, 99)
 
 
-async def test_release_never_goes_below_zero(database: Database, new_tenant: NewTenant) -> None:
+async def test_release_never_goes_below_zero(
+    database: TenantDatabase, new_tenant: NewTenant
+) -> None:
     tenant_id = await new_tenant("professional")
     plan = plan_for(tenant_id, "professional")
     async with database.transaction(TenantId(tenant_id)) as session:
@@ -105,7 +107,9 @@ async def test_release_never_goes_below_zero(database: Database, new_tenant: New
         assert (await allowance(session, plan, Quota.WORKFLOWS)).used == 0
 
 
-async def test_unlimited_quota_always_admits(database: Database, new_tenant: NewTenant) -> None:
+async def test_unlimited_quota_always_admits(
+    database: TenantDatabase, new_tenant: NewTenant
+) -> None:
     tenant_id = await new_tenant("enterprise")
     plan = plan_for(tenant_id, "enterprise")
     async with database.transaction(TenantId(tenant_id)) as session:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.tools.addresses import IPNetwork, address_refusal, host_refusal, parse_networks
+from engine.tools.addresses import IPNetwork, address_refusal, host_refusal, parse_networks
 
 ALLOWLISTS = st.sampled_from(
     [(), parse_networks(["127.0.0.0/8"]), parse_networks(["10.0.0.0/8", "fc00::/7"])]

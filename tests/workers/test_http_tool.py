@@ -10,10 +10,10 @@ from urllib.parse import quote
 
 import pytest
 
-from service.engine.tools import StepFailure, Tool, ToolCall
-from service.settings import Settings
+from engine.tools import StepFailure, Tool, ToolCall
+from engine.tools.http import HttpRequestTool, Resolver, http_request
+from foundation.settings import Settings
 from tests.workers.local_server import LocalServer, certificate_for, serve
-from workers.tools.http import HttpRequestTool, Resolver, http_request
 
 NAMES = {
     "api.example.test": ["127.0.0.1"],

@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.steptypes import STEP_TYPES
 from service.workflows.diagram import mermaid
-from service.workflows.steptypes import STEP_TYPES
 from service.workflows.templates import catalog
 
 CUSTOMER_ENRICHMENT = """\

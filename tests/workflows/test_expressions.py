@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.workflows.expressions import (
+from engine.expressions import (
     And,
     Compare,
     EvaluationError,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from engine.steptypes import STEP_ID_PATTERN, STEP_TYPES, TOOLS
 from service.workflows.documents import parse_document
-from service.workflows.steptypes import STEP_ID_PATTERN, STEP_TYPES, TOOLS
 from service.workflows.templates import Template, catalog, parse_template
 from service.workflows.validation import validate_workflow
 from tiers import PLANS, Tier

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.steptypes import STEP_TYPES, TOOLS
 from service.workflows import documents
 from service.workflows.issues import ERROR_CODES, WARNING_CODES, Issue, Report
-from service.workflows.steptypes import STEP_TYPES, TOOLS
 from service.workflows.templates import catalog
 from service.workflows.validation import validate_step, validate_workflow
 from tiers import PLANS, PlanLimits, Tier

@@ -1,0 +1,69 @@
+"""Concurrency slots: who runs now, who waits as queued, and admitting the next in line.
+
+Every decision about a tenant's slots (take one, queue, give one back and admit the
+oldest queued execution) runs under one per-tenant transaction lock on PostgreSQL
+(SQLite serialises writers anyway). So a start racing a finish can never leave an
+execution queued while a slot is free, and parallel starts never take more slots
+than the plan has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from foundation.errors import QuotaExhausted
+from persistence.models import Execution
+from tenancy import TenantId
+from tiers import Quota, TenantPlan, consume, release
+from tiers import repository as counters
+
+
+async def lock_tenant(session: AsyncSession, tenant_id: TenantId) -> None:
+    """Serialise slot decisions of one tenant until the transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"wfe.admission:{tenant_id}"},
+        )
+
+
+async def try_take_slot(session: AsyncSession, plan: TenantPlan) -> int | None:
+    """Take a concurrency slot; the slots now in use, or None when all are taken."""
+    try:
+        allowance = await consume(session, plan, Quota.CONCURRENT_EXECUTIONS)
+    except QuotaExhausted:
+        return None
+    return allowance.used
+
+
+async def give_back_slot(session: AsyncSession, plan: TenantPlan) -> None:
+    await release(session, plan, Quota.CONCURRENT_EXECUTIONS)
+
+
+async def slots_in_use(session: AsyncSession, tenant_id: TenantId) -> int:
+    return await counters.read(session, tenant_id, Quota.CONCURRENT_EXECUTIONS.metric, "")
+
+
+async def oldest_queued(session: AsyncSession, limit: int) -> Sequence[Execution]:
+    """The tenant's longest-waiting queued executions, skipping any another transaction holds."""
+    statement = (
+        select(Execution)
+        .where(Execution.status == "queued")
+        .order_by(Execution.created_at, Execution.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def queued_ahead(session: AsyncSession, execution: Execution) -> int:
+    """How many of the tenant's queued executions were started before this one."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Execution)
+        .where(Execution.status == "queued", Execution.created_at < execution.created_at)
+    )
+    return int(count or 0)

@@ -1,0 +1,263 @@
+"""Starting, cancelling, retrying and rerunning executions, within the caller's transaction.
+
+Each operation returns the execution and leaves the step tasks it made due in the
+`Unit`, for the caller to publish after the transaction commits. What an execution
+runs is given to it (a definition and its version): finding the workflow, and
+answering a repeated request id, are the caller's.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from engine import admission, announcements, progress, transitions
+from engine import executions as repository
+from engine.graph import Graph
+from engine.progress import StepStatus
+from engine.steptypes import MINIMUM_TIER, STEP_TYPES
+from engine.transitions import TERMINAL
+from engine.units import Unit
+from foundation.errors import (
+    ExecutionNotFound,
+    ExecutionStateConflict,
+    FeatureNotInPlan,
+    FieldViolation,
+    InvalidInput,
+)
+from persistence.models import Execution
+from tiers import Quota, TenantPlan, consume
+
+
+def check_input(definition: Mapping[str, Any], value: Mapping[str, Any], field: str) -> None:
+    """INVALID_INPUT with one violation per problem when `value` breaks the input schema."""
+    schema = definition.get("input_schema") or {}
+    try:
+        problems = sorted(
+            Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.absolute_path)
+        )
+    except SchemaError as error:
+        raise InvalidInput(f"the workflow's input_schema is invalid: {error.message}") from None
+    if problems:
+        violations = [
+            FieldViolation(
+                ".".join([field, *(str(part) for part in problem.absolute_path)]), problem.message
+            )
+            for problem in problems[:50]
+        ]
+        raise InvalidInput(
+            f"the input does not match the workflow's input_schema: {problems[0].message}",
+            metadata={"problems": len(problems)},
+            violations=violations,
+        )
+
+
+def check_step_types(definition: Mapping[str, Any], plan: TenantPlan) -> None:
+    """A workflow made on a higher tier runs only if today's plan admits its step types."""
+    for step in definition.get("steps", []):
+        step_type = STEP_TYPES.get(step.get("type", ""))
+        if step_type is not None and step_type.access > plan.limits.step_types:
+            raise FeatureNotInPlan(
+                f"step {step['id']!r} is a {step_type.category} step ({step_type.name}), "
+                f"which needs the {MINIMUM_TIER[step_type.access]} tier",
+                metadata={"tier": plan.tier, "step_id": step["id"], "step_type": step_type.name},
+            )
+
+
+async def get(unit: Unit, execution_id: str, *, for_update: bool = False) -> Execution:
+    execution = await repository.get(unit.session, execution_id, for_update=for_update)
+    if execution is None:
+        raise ExecutionNotFound(
+            f"no execution {execution_id!r}", metadata={"execution_id": execution_id}
+        )
+    return execution
+
+
+async def _admit_or_queue(unit: Unit, execution: Execution, *, fresh: bool) -> None:
+    await admission.lock_tenant(unit.session, unit.plan.tenant_id)
+    slots = await admission.try_take_slot(unit.session, unit.plan)
+    if slots is not None:
+        await transitions.admit(unit, execution, slots, fresh=fresh)
+        return
+    execution.status = "queued"
+    ahead = await admission.queued_ahead(unit.session, execution)
+    limit = unit.plan.limits.max_concurrent_executions
+    await announcements.execution_update(
+        unit.session,
+        execution,
+        unit.now,
+        message=f"queued: {limit} executions are running, {ahead} queued before this one",
+    )
+
+
+async def start(
+    unit: Unit,
+    actor: str,
+    workflow_id: str,
+    version: int,
+    definition: dict[str, Any],
+    execution_input: dict[str, Any],
+    request_id: str = "",
+) -> Execution:
+    """Start `definition` (the workflow's `version`) on `execution_input`."""
+    check_input(definition, execution_input, "input")
+    check_step_types(definition, unit.plan)
+    execution = _new(unit, actor, workflow_id, version, definition)
+    execution.input = execution_input
+    execution.request_id = request_id or None
+    await _begin(unit, execution)
+    return execution
+
+
+def _new(
+    unit: Unit, actor: str, workflow_id: str, version: int, definition: dict[str, Any]
+) -> Execution:
+    return Execution(
+        id=str(uuid.uuid4()),
+        workflow_id=workflow_id,
+        workflow_version=version,
+        definition=definition,
+        status="queued",
+        steps=progress.initial(definition),
+        outputs={},
+        progress=0.0,
+        holds_slot=False,
+        created_at=unit.now,
+        updated_at=unit.now,
+        created_by=actor,
+    )
+
+
+async def _begin(unit: Unit, execution: Execution) -> None:
+    """Store a new execution, count it against the day, then admit or queue it.
+
+    The tenant's counters are taken last: their row locks serialise the tenant's
+    starts until commit, so the less work after them, the more starts per second.
+    A refusal rolls the whole transaction back, so the order loses nothing.
+    """
+    unit.session.add(execution)
+    await unit.session.flush()
+    await consume(unit.session, unit.plan, Quota.EXECUTIONS_PER_DAY, now=unit.now)
+    await _admit_or_queue(unit, execution, fresh=True)
+
+
+async def cancel(unit: Unit, actor: str, execution_id: str, reason: str) -> Execution:
+    execution = await get(unit, execution_id, for_update=True)
+    if execution.status in TERMINAL:
+        raise ExecutionStateConflict(
+            f"execution {execution_id!r} is already {execution.status}",
+            metadata={"execution_id": execution_id, "status": execution.status},
+        )
+    await announcements.control(
+        unit.session, execution, unit.now, action="cancel", actor=actor, reason=reason
+    )
+    await transitions.cancel(unit, execution, actor)
+    return execution
+
+
+async def retry(unit: Unit, actor: str, execution_id: str) -> Execution:
+    """Resume a failed execution from its failed step; completed steps keep their outputs."""
+    execution = await get(unit, execution_id, for_update=True)
+    if execution.status != "failed":
+        raise ExecutionStateConflict(
+            f"only failed executions can be retried; {execution_id!r} is {execution.status}",
+            metadata={"execution_id": execution_id, "status": execution.status},
+        )
+    check_step_types(execution.definition, unit.plan)
+    failed_step = (execution.error or {}).get("step_id") or execution.current_step
+    if not failed_step:
+        failed_step = Graph(execution.definition).entry
+    unfinished = {
+        item["id"]
+        for item in execution.steps["step_list"]
+        if item["status"] != StepStatus.COMPLETED.value
+    }
+    execution.steps = progress.reset(execution.steps, unfinished)
+    execution.progress = progress.fraction_done(execution.steps)
+    execution.resume_from = failed_step
+    execution.error = None
+    execution.error_detail = None
+    execution.result = None
+    execution.completed_at = None
+    execution.updated_at = unit.now
+    await announcements.control(
+        unit.session, execution, unit.now, action="retry", actor=actor, from_step=failed_step
+    )
+    await _admit_or_queue(unit, execution, fresh=False)
+    return execution
+
+
+async def rerun(
+    unit: Unit,
+    actor: str,
+    execution_id: str,
+    from_step: str,
+    input_patch: dict[str, Any],
+    request_id: str = "",
+) -> Execution:
+    """A new execution of the same pinned version, starting at `from_step` of a finished one."""
+    original = await get(unit, execution_id)
+    if original.status not in TERMINAL:
+        raise ExecutionStateConflict(
+            f"execution {execution_id!r} is {original.status}; rerun a finished one",
+            metadata={"execution_id": execution_id, "status": original.status},
+        )
+    graph = Graph(original.definition)
+    start_at = from_step or graph.entry
+    if start_at not in graph.steps:
+        raise InvalidInput(
+            f"the workflow has no step {start_at!r}",
+            violations=[FieldViolation("from_step", "must name a step of the execution")],
+        )
+    new_input = {**original.input, **input_patch}
+    check_input(original.definition, new_input, "input_patch")
+    check_step_types(original.definition, unit.plan)
+    execution = _new(
+        unit, actor, original.workflow_id, original.workflow_version, original.definition
+    )
+    execution.input = new_input
+    execution.request_id = request_id or None
+    execution.rerun_of = original.id
+    execution.rerun_from_step = start_at
+    execution.resume_from = start_at
+    reused = {
+        step_id
+        for step_id in graph.before(start_at)
+        if progress.entry(original.steps, step_id)["status"] == StepStatus.COMPLETED.value
+        and step_id in original.outputs
+    }
+    execution.outputs = {k: copy.deepcopy(v) for k, v in original.outputs.items() if k in reused}
+    if graph.entry in execution.outputs:
+        execution.outputs[graph.entry] = new_input
+    steps = execution.steps
+    for step_id in reused:
+        before = progress.entry(original.steps, step_id)
+        steps = progress.update(
+            steps,
+            step_id,
+            status=StepStatus.COMPLETED.value,
+            started_at=before["started_at"],
+            completed_at=before["completed_at"],
+            attempts=before.get("attempts", 1),
+            duration_ms=before.get("duration_ms"),
+            reused_from=original.id,
+        )
+    execution.steps = steps
+    execution.progress = progress.fraction_done(steps)
+    await _begin(unit, execution)
+    await announcements.control(
+        unit.session,
+        execution,
+        unit.now,
+        action="rerun",
+        actor=actor,
+        rerun_of=original.id,
+        from_step=start_at,
+        patched_fields=sorted(input_patch),
+    )
+    return execution

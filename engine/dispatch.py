@@ -1,0 +1,176 @@
+"""The dispatch queue: which step attempts are due or running, and publishing their tasks.
+
+A row is written in the transaction that makes an attempt due, and its task is
+published only after that transaction commits. If the publish never happens (the
+process died, the broker was down, the message was lost), the row's `fire_at`
+passes and the sweeper publishes it again; a running attempt whose worker stops
+renewing its lease is found the same way. Publishing twice is harmless: a task
+only acts on an attempt that is still due, or running with an expired lease.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence.models import Dispatch
+from tenancy import TenantId, decode_tenant
+
+MAX_RANK = 9
+
+
+class State(StrEnum):
+    DUE = "due"  # published (or about to be) to run at its due time
+    WAITING = "waiting"  # due too far ahead for a countdown; the sweeper publishes it later
+    RUNNING = "running"  # claimed by a worker; `fire_at` is its lease
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRef:
+    """What a step task message carries: ids to re-read, when to run, how urgent.
+
+    `rank` 0 is the most urgent; brokers order messages by it (see `workers.app`).
+    """
+
+    tenant_id: TenantId
+    execution_id: str
+    step_id: str
+    attempt: int
+    countdown: float = 0.0
+    rank: int = 0
+
+
+class Publisher(Protocol):
+    """Sends step tasks to workers; never called inside a database transaction."""
+
+    def publish(self, refs: Sequence[TaskRef]) -> None: ...
+
+
+def rank_for(slots_in_use: int) -> int:
+    """A tenant's urgency from how many executions it runs: few running, most urgent.
+
+    Ranks grow with the logarithm of the load, so a tenant running one execution
+    goes ahead of one running fifty, and no backlog can push another tenant's
+    steps behind all of its own.
+    """
+    return min(MAX_RANK, max(0, math.floor(math.log2(max(slots_in_use, 1)))))
+
+
+async def schedule(
+    session: AsyncSession,
+    *,
+    tenant_id: TenantId,
+    execution_id: str,
+    step_id: str,
+    attempt: int,
+    due_at: datetime,
+    now: datetime,
+    grace: timedelta,
+    max_countdown: timedelta,
+    rank: int,
+) -> TaskRef | None:
+    """Record an attempt as due; the ref to publish after commit, or None (too far ahead)."""
+    soon = due_at - now <= max_countdown
+    session.add(
+        Dispatch(
+            execution_id=execution_id,
+            step_id=step_id,
+            attempt=attempt,
+            tenant_id=tenant_id,
+            state=State.DUE if soon else State.WAITING,
+            fire_at=due_at + grace if soon else due_at,
+            published_at=now if soon else None,
+            publishes=1 if soon else 0,
+            priority=rank,
+        )
+    )
+    if not soon:
+        return None
+    countdown = max((due_at - now).total_seconds(), 0.0)
+    return TaskRef(tenant_id, execution_id, step_id, attempt, countdown, rank)
+
+
+def _key(execution_id: str, step_id: str, attempt: int) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Dispatch.execution_id == execution_id,
+        Dispatch.step_id == step_id,
+        Dispatch.attempt == attempt,
+    )
+
+
+async def hold(
+    session: AsyncSession, execution_id: str, step_id: str, attempt: int, lease_until: datetime
+) -> None:
+    """Mark an attempt running until `lease_until` (claim and heartbeat)."""
+    await session.execute(
+        update(Dispatch)
+        .where(*_key(execution_id, step_id, attempt))
+        .values(state=State.RUNNING, lease_until=lease_until, fire_at=lease_until, publishes=0)
+    )
+
+
+async def done(session: AsyncSession, execution_id: str, step_id: str, attempt: int) -> None:
+    """The attempt finished: nothing more to publish for it."""
+    await session.execute(delete(Dispatch).where(*_key(execution_id, step_id, attempt)))
+
+
+async def drop_execution(session: AsyncSession, execution_id: str) -> None:
+    """The execution ended: none of its attempts is due any more."""
+    await session.execute(delete(Dispatch).where(Dispatch.execution_id == execution_id))
+
+
+def resend_delay(grace: timedelta, publishes: int) -> timedelta:
+    """How long to wait for a published task before publishing it again.
+
+    Doubles with each publish (up to 64 graces), so a backlog longer than the grace
+    period is not multiplied by the sweeper while the first messages still wait in it.
+    """
+    return grace * (1 << min(max(publishes - 1, 0), 6))
+
+
+async def take_overdue(
+    session: AsyncSession, now: datetime, *, grace: timedelta, limit: int
+) -> list[TaskRef]:
+    """Rows whose time passed: the refs to publish now, each row's next check set later.
+
+    A due row was published but not claimed in time; a running row's lease ran out
+    (`lease_until` stays as it was: the task that takes the attempt over checks it).
+    Waiting rows that fall due within `grace` are published with a countdown. Rows
+    locked by a running transaction are skipped.
+    """
+    statement = (
+        select(Dispatch)
+        .where(Dispatch.fire_at <= now + grace)
+        .order_by(Dispatch.fire_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    refs: list[TaskRef] = []
+    for row in (await session.scalars(statement)).all():
+        countdown = 0.0
+        if row.state == State.WAITING:
+            countdown = max((row.fire_at - now).total_seconds(), 0.0)
+            row.state = State.DUE
+        elif row.fire_at > now:
+            continue
+        row.publishes += 1
+        row.published_at = now
+        row.fire_at = now + timedelta(seconds=countdown) + resend_delay(grace, row.publishes)
+        refs.append(
+            TaskRef(
+                decode_tenant(row.tenant_id),
+                row.execution_id,
+                row.step_id,
+                row.attempt,
+                countdown,
+                row.priority,
+            )
+        )
+    return refs

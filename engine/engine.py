@@ -1,0 +1,317 @@
+"""The engine's entry points for workers and periodic jobs: run an attempt, sweep, purge.
+
+`run_attempt` is what one step task does. A step with no outside effect (input,
+output, condition, pure tools) is claimed, run and recorded in one transaction. Any
+other step is claimed and committed first (so its start is visible and its lease
+runs), then run outside any transaction while the lease is renewed, then recorded
+if the attempt is still this worker's: a worker that lost its lease, or whose
+execution was cancelled meanwhile, records nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine import announcements, dispatch, transitions
+from engine.dispatch import TaskRef
+from engine.durations import seconds
+from engine.graph import Graph, context_of
+from engine.runner import Outcome, run_step, runs_inline
+from engine.tools import StepFailure, ToolCall, ToolRegistry
+from engine.transitions import TERMINAL
+from engine.units import Unit, open_unit, timing_of, utcnow
+from foundation.settings import Settings
+from persistence.models import Dispatch, Event, Execution, StepAttempt
+from tenancy import TenantId
+from tenancy.database import TenantDatabase
+from tiers import planned_transaction
+from tiers import tenants as tenant_rows
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptKey:
+    """Which attempt a step task names; the tenant comes from `tenancy.decode_tenant`."""
+
+    tenant_id: TenantId
+    execution_id: str
+    step_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What a worker needs to run a claimed attempt outside a transaction."""
+
+    key: AttemptKey
+    claims: int
+    step: dict[str, Any]
+    context: dict[str, Any]
+    timeout: float
+    bounded_by_deadline: bool
+
+
+class Engine:
+    """Advances executions in one process; every method is one or two short transactions."""
+
+    def __init__(self, database: TenantDatabase, tools: ToolRegistry, settings: Settings) -> None:
+        self.database = database
+        self.tools = tools
+        self.timing = timing_of(settings)
+        # Renew the lease (and look for a cancellation) this often while a step runs.
+        self.checkpoint_seconds = min(settings.lease_seconds / 3, 2.0)
+
+    async def run_attempt(self, key: AttemptKey, task_id: str | None = None) -> list[TaskRef]:
+        """Run one step attempt if it is still due; the tasks to publish afterwards."""
+        publish: list[TaskRef] = []
+        claimed = await self._start(key, task_id, publish)
+        if claimed is None:
+            return publish
+        result = await self._run_outside(claimed)
+        if result is None:
+            return publish
+        return publish + await self._finish(claimed, result[0], result[1])
+
+    async def _start(
+        self, key: AttemptKey, task_id: str | None, publish: list[TaskRef]
+    ) -> Claimed | None:
+        async with open_unit(self.database, key.tenant_id, self.timing) as unit:
+            session = unit.session
+            execution, attempt = await _locked(session, key)
+            if execution is None or attempt is None:
+                return None
+            if not await self._may_claim(unit, execution, attempt):
+                publish += unit.publish
+                return None
+            step = dict(Graph(execution.definition).step(key.step_id))
+            context = context_of(execution.input, execution.outputs)
+            timeout, bounded = self._timeout_for(step, execution, unit.now)
+            inline = runs_inline(step, self.tools)
+            # One flush at commit writes the whole transition: each row once.
+            with session.no_autoflush:
+                await transitions.claim(unit, execution, attempt, task_id, lease=not inline)
+                if inline:
+                    await self._run_inline(unit, key, execution, attempt, step, context, timeout)
+            publish += unit.publish
+            if inline:
+                return None
+            return Claimed(key, attempt.claims, step, context, timeout, bounded)
+
+    async def _run_inline(
+        self,
+        unit: Unit,
+        key: AttemptKey,
+        execution: Execution,
+        attempt: StepAttempt,
+        step: dict[str, Any],
+        context: dict[str, Any],
+        limit_seconds: float,
+    ) -> None:
+        """Run a step with no outside effect and record it, in the claiming transaction."""
+        call = _call(key, limit_seconds)
+        try:
+            outcome = await run_step(step, context, call, self.tools)
+        except StepFailure as failure:
+            await transitions.fail_attempt(unit, execution, attempt, failure)
+            return
+        await announcements.log_lines(unit.session, execution, unit.now, attempt.step_id, call.log)
+        await transitions.succeed(unit, execution, attempt, outcome)
+
+    async def _may_claim(self, unit: Unit, execution: Execution, attempt: StepAttempt) -> bool:
+        """Whether this delivery should run the attempt; settles the ones it should not."""
+        if execution.status in TERMINAL:
+            return False
+        if attempt.status == "scheduled":
+            if attempt.due_at > unit.now + timedelta(seconds=1):
+                return False  # early duplicate: the due delivery or the sweeper will come
+        elif attempt.status == "running":
+            lease = await unit.session.scalar(
+                select(Dispatch.lease_until).where(
+                    Dispatch.execution_id == attempt.execution_id,
+                    Dispatch.step_id == attempt.step_id,
+                    Dispatch.attempt == attempt.attempt,
+                    Dispatch.state == dispatch.State.RUNNING,
+                )
+            )
+            if lease is None or lease > unit.now:
+                return False  # still held by a live worker
+            if attempt.claims >= unit.timing.max_takeovers:
+                await transitions.fail_attempt(
+                    unit,
+                    execution,
+                    attempt,
+                    StepFailure(
+                        "worker_lost",
+                        f"the worker running this step stopped {attempt.claims} times",
+                    ),
+                )
+                return False
+            logger.warning(
+                "lease of %s/%s#%d expired; running it again",
+                attempt.execution_id,
+                attempt.step_id,
+                attempt.attempt,
+            )
+        else:
+            return False
+        if execution.deadline_at is not None and unit.now >= execution.deadline_at:
+            await transitions.time_out(unit, execution, None)
+            return False
+        return True
+
+    def _timeout_for(
+        self, step: dict[str, Any], execution: Execution, now: datetime
+    ) -> tuple[float, bool]:
+        """The attempt's time limit, and whether the execution deadline is what bounds it."""
+        own = seconds(step.get("timeout")) or self.timing.default_step_timeout.total_seconds()
+        if execution.deadline_at is None:
+            return own, False
+        left = max((execution.deadline_at - now).total_seconds(), 0.0)
+        return (left, True) if left < own else (own, False)
+
+    async def _run_outside(
+        self, claimed: Claimed
+    ) -> tuple[Outcome | StepFailure, list[Any]] | None:
+        """Run the step, renewing the lease; None when the attempt is no longer ours."""
+        call = _call(claimed.key, claimed.timeout)
+        work = asyncio.create_task(run_step(claimed.step, claimed.context, call, self.tools))
+        ends = time.monotonic() + claimed.timeout
+        try:
+            while True:
+                left = ends - time.monotonic()
+                finished, _ = await asyncio.wait(
+                    {work}, timeout=min(self.checkpoint_seconds, max(left, 0))
+                )
+                if finished:
+                    break
+                if time.monotonic() >= ends:
+                    work.cancel()
+                    code = "timeout" if claimed.bounded_by_deadline else "step_timeout"
+                    failure = StepFailure(
+                        code,
+                        "the step did not finish in time",
+                        details=f"Timeout after {int(claimed.timeout * 1000)}ms",
+                    )
+                    return failure, call.log
+                if not await self._renew(claimed):
+                    work.cancel()
+                    return None
+        finally:
+            if not work.done():
+                work.cancel()
+        try:
+            return work.result(), call.log
+        except StepFailure as failure:
+            return failure, call.log
+        except asyncio.CancelledError:
+            return None
+        except Exception as error:
+            logger.exception("step %s of %s raised", claimed.key.step_id, claimed.key.execution_id)
+            return StepFailure("step_error", f"the step raised {type(error).__name__}"), call.log
+
+    async def _renew(self, claimed: Claimed) -> bool:
+        """Extend the lease if the attempt is still this worker's and the execution runs."""
+        key = claimed.key
+        async with self.database.transaction(key.tenant_id) as session:
+            row = (
+                await session.execute(
+                    select(Execution.status, StepAttempt.status, StepAttempt.claims)
+                    .join(StepAttempt, StepAttempt.execution_id == Execution.id)
+                    .where(
+                        Execution.id == key.execution_id,
+                        StepAttempt.step_id == key.step_id,
+                        StepAttempt.attempt == key.attempt,
+                    )
+                )
+            ).one_or_none()
+            if row is None or row[0] in TERMINAL or row[1] != "running" or row[2] != claimed.claims:
+                return False
+            await dispatch.hold(
+                session, key.execution_id, key.step_id, key.attempt, utcnow() + self.timing.lease
+            )
+            return True
+
+    async def _finish(
+        self, claimed: Claimed, result: Outcome | StepFailure, log: list[Any]
+    ) -> list[TaskRef]:
+        key = claimed.key
+        async with open_unit(self.database, key.tenant_id, self.timing) as unit:
+            session = unit.session
+            execution, attempt = await _locked(session, key)
+            if (
+                execution is None
+                or attempt is None
+                or execution.status in TERMINAL
+                or attempt.status != "running"
+                or attempt.claims != claimed.claims
+            ):
+                logger.info("dropping the result of %s: the attempt is no longer ours", key)
+                return []
+            with session.no_autoflush:
+                await announcements.log_lines(session, execution, unit.now, key.step_id, log)
+                if isinstance(result, StepFailure):
+                    await transitions.fail_attempt(unit, execution, attempt, result)
+                else:
+                    await transitions.succeed(unit, execution, attempt, result)
+            return unit.publish
+
+    async def sweep(self, limit: int = 500) -> list[TaskRef]:
+        """Attempts whose time passed unclaimed, or whose lease ran out: publish them again."""
+        async with self.database.transaction(None) as session:
+            return await dispatch.take_overdue(
+                session, utcnow(), grace=self.timing.grace, limit=limit
+            )
+
+    async def purge(self, batch: int = 500) -> int:
+        """Delete finished executions (and their events) older than each tenant's retention."""
+        async with self.database.transaction(None) as session:
+            tenant_ids = await tenant_rows.all_ids(session)
+        purged = 0
+        for tenant_id in tenant_ids:
+            async with planned_transaction(self.database, tenant_id) as work:
+                session, plan = work.session, work.plan
+                cutoff = utcnow() - timedelta(days=plan.limits.history_retention_days)
+                ids = (
+                    await session.scalars(
+                        select(Execution.id)
+                        .where(Execution.status.in_(TERMINAL), Execution.completed_at < cutoff)
+                        .limit(batch)
+                    )
+                ).all()
+                if ids:
+                    await session.execute(delete(Event).where(Event.execution_id.in_(ids)))
+                    await session.execute(delete(Execution).where(Execution.id.in_(ids)))
+                    purged += len(ids)
+        return purged
+
+
+def _call(key: AttemptKey, timeout: float) -> ToolCall:
+    return ToolCall(key.tenant_id, key.execution_id, key.step_id, key.attempt, {}, timeout)
+
+
+async def _locked(
+    session: AsyncSession, key: AttemptKey
+) -> tuple[Execution | None, StepAttempt | None]:
+    """The execution, locked for this transaction, and the attempt."""
+    execution = await session.scalar(
+        select(Execution).where(Execution.id == key.execution_id).with_for_update()
+    )
+    if execution is None:
+        return None, None
+    attempt = await session.scalar(
+        select(StepAttempt).where(
+            StepAttempt.execution_id == key.execution_id,
+            StepAttempt.step_id == key.step_id,
+            StepAttempt.attempt == key.attempt,
+        )
+    )
+    return execution, attempt

@@ -1,0 +1,92 @@
+"""Reading a stored definition as the engine walks it: steps, order, what follows what."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine import expressions
+from engine.tools import StepFailure
+
+
+class Graph:
+    """A definition's steps by id, with the entry step and the edges the engine follows."""
+
+    def __init__(self, definition: Mapping[str, Any]) -> None:
+        self.steps: dict[str, Mapping[str, Any]] = {s["id"]: s for s in definition["steps"]}
+        self.order = [s["id"] for s in definition["steps"]]
+        entries = [s["id"] for s in definition["steps"] if s.get("type") == "input"]
+        self.entry = entries[0] if entries else self.order[0]
+
+    def step(self, step_id: str) -> Mapping[str, Any]:
+        return self.steps[step_id]
+
+    def name(self, step_id: str) -> str:
+        return str(self.steps[step_id].get("name") or step_id)
+
+    def next_of(self, step_id: str) -> str | None:
+        """The step after a non-branching one (None at the end of a path)."""
+        following = self.steps[step_id].get("next")
+        return str(following) if following else None
+
+    def before(self, step_id: str) -> set[str]:
+        """Steps on a path from the entry to `step_id` (excluded): whose outputs it may read."""
+        reached: set[str] = set()
+        frontier = [self.entry]
+        while frontier:
+            current = frontier.pop()
+            if current in reached or current == step_id:
+                continue
+            reached.add(current)
+            frontier.extend(self.successors(current))
+        return reached
+
+    def successors(self, step_id: str) -> list[str]:
+        step = self.steps[step_id]
+        config = step.get("config") or {}
+        found = [step["next"]] if step.get("next") else []
+        if step.get("type") == "condition":
+            found += [branch["next"] for branch in config.get("conditions", [])]
+            found += [config["default"]] if config.get("default") else []
+        return [s for s in found if s in self.steps]
+
+
+def context_of(execution_input: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """What paths read: `$.input` is the execution input, `$.<step>` a step's output."""
+    return {**outputs, "input": execution_input}
+
+
+def resolve_values(value: Any, context: Mapping[str, Any]) -> Any:
+    """A literal structure where every string starting with `$` is replaced by its path's value."""
+    if isinstance(value, str) and value.startswith("$"):
+        try:
+            return expressions.resolve(expressions.parse_path(value), context)
+        except expressions.ExpressionError as error:
+            raise StepFailure(
+                "invalid_path", f"{value!r} is not a path: {error.message}", retryable=False
+            ) from None
+    if isinstance(value, Mapping):
+        return {key: resolve_values(item, context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolve_values(item, context) for item in value]
+    return value
+
+
+def choose_branch(step: Mapping[str, Any], context: Mapping[str, Any]) -> tuple[str | None, int]:
+    """The `next` of the first condition that holds (and its index), else the default (-1)."""
+    config = step.get("config") or {}
+    for index, branch in enumerate(config.get("conditions", [])):
+        text = branch["condition"]
+        try:
+            holds = expressions.evaluate(expressions.parse(text), context)
+        except (expressions.ExpressionError, expressions.EvaluationError) as error:
+            raise StepFailure(
+                "condition_error",
+                f"condition {index + 1} ({text!r}) cannot be evaluated",
+                details=str(error),
+                retryable=False,
+            ) from None
+        if holds is True:
+            return str(branch["next"]), index
+    default = config.get("default")
+    return (str(default) if default else None), -1

@@ -1,0 +1,77 @@
+"""Running one step of a type: what it outputs and which step follows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.graph import choose_branch, resolve_values
+from engine.tools import StepFailure, ToolCall, ToolRegistry
+
+INLINE_TYPES = frozenset({"input", "output", "condition"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A step's result: its output and the step that follows (None ends the path)."""
+
+    output: Any
+    next_step: str | None
+
+
+def runs_inline(step: Mapping[str, Any], tools: ToolRegistry) -> bool:
+    """Whether the step has no effect outside the execution.
+
+    Such steps run inside the transaction that records them: one commit per step,
+    and nothing to repeat if a worker dies.
+    """
+    kind = step.get("type")
+    if kind in INLINE_TYPES:
+        return True
+    if kind == "tool":
+        name = (step.get("config") or {}).get("tool", "")
+        return name in tools and tools.get(name).pure
+    return False
+
+
+async def run_step(
+    step: Mapping[str, Any],
+    context: Mapping[str, Any],
+    call: ToolCall,
+    tools: ToolRegistry,
+) -> Outcome:
+    """Run `step` against `context` (input and earlier outputs); raise StepFailure on failure."""
+    kind = step.get("type")
+    config = step.get("config") or {}
+    following = str(step["next"]) if step.get("next") else None
+    if kind == "input":
+        return Outcome(context.get("input"), following)
+    if kind == "output":
+        values = resolve_values(config.get("values") or {}, context)
+        return Outcome(values, None)
+    if kind == "condition":
+        chosen, index = choose_branch(step, context)
+        if chosen is None:
+            raise StepFailure(
+                "no_branch", "no condition holds and the step has no default", retryable=False
+            )
+        return Outcome({"branch": index if index >= 0 else "default", "next": chosen}, chosen)
+    if kind == "tool":
+        tool = tools.get(str(config.get("tool", "")))
+        arguments = resolve_values(config.get("arguments") or {}, context)
+        resolved = ToolCall(
+            tenant_id=call.tenant_id,
+            execution_id=call.execution_id,
+            step_id=call.step_id,
+            attempt=call.attempt,
+            arguments=arguments,
+            timeout_seconds=call.timeout_seconds,
+            log=call.log,
+        )
+        return Outcome(await tool.run(resolved), following)
+    raise StepFailure(
+        "unsupported_step_type",
+        f"steps of type {kind!r} cannot run yet in this engine",
+        retryable=False,
+    )

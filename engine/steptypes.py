@@ -1,0 +1,227 @@
+"""The step types a workflow may use, the plan level each needs, and its config's JSON Schema.
+
+The schemas are the single source for validating a step's `config` and are published
+through `ListStepTypes`, so a visual editor can build its forms from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from tiers import StepTypeAccess
+
+STEP_ID_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"
+PATH = {"type": "string", "pattern": r"^\$", "description": "a path such as $.input.customer"}
+STEP_REF = {"type": "string", "pattern": STEP_ID_PATTERN, "description": "a step id"}
+MINIMUM_TIER: Final = {
+    StepTypeAccess.BASIC: "free",
+    StepTypeAccess.ADVANCED: "professional",
+    StepTypeAccess.ALL_AND_CUSTOM: "enterprise",
+}
+"""The lowest tier whose plan reaches each level of step-type access."""
+
+
+def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A built-in tool a `tool` step can call, with its arguments' schema."""
+
+    name: str
+    description: str
+    arguments_schema: dict[str, Any]
+
+
+TOOLS: Final[dict[str, Tool]] = {
+    tool.name: tool
+    for tool in (
+        Tool(
+            "http_request",
+            "Calls an HTTP endpoint and returns its status, headers and body.",
+            _object(
+                {
+                    "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]},
+                    "url": {"type": "string", "minLength": 1},
+                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "query": {"type": "object"},
+                    "body": {},
+                    "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
+                },
+                required=("url",),
+            ),
+        ),
+        Tool(
+            "transform",
+            "Builds a value from literals and paths into earlier outputs.",
+            _object({"values": {"type": "object"}}, required=("values",)),
+        ),
+        Tool(
+            "log",
+            "Writes a message to the execution's log.",
+            _object(
+                {
+                    "message": {"type": "string", "minLength": 1},
+                    "level": {"enum": ["debug", "info", "warning", "error"]},
+                },
+                required=("message",),
+            ),
+        ),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StepType:
+    """A kind of step: what it does, the plan level it needs and its config's schema."""
+
+    name: str
+    access: StepTypeAccess
+    description: str
+    config_schema: dict[str, Any]
+
+    @property
+    def category(self) -> str:
+        return CATEGORIES[self.access]
+
+
+CATEGORIES: Final = {
+    StepTypeAccess.BASIC: "basic",
+    StepTypeAccess.ADVANCED: "advanced",
+    StepTypeAccess.ALL_AND_CUSTOM: "custom",
+}
+
+STEP_TYPES: Final[dict[str, StepType]] = {
+    step_type.name: step_type
+    for step_type in (
+        StepType(
+            "input",
+            StepTypeAccess.BASIC,
+            "The entry step: its output is the execution's input, checked against input_schema.",
+            _object({}),
+        ),
+        StepType(
+            "output",
+            StepTypeAccess.BASIC,
+            "Ends a path of the workflow; `values` (literals or paths) become the result.",
+            _object({"values": {"type": "object"}}),
+        ),
+        StepType(
+            "condition",
+            StepTypeAccess.BASIC,
+            "Branches: the first condition that holds chooses `next`, otherwise `default`.",
+            _object(
+                {
+                    "conditions": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": _object(
+                            {"condition": {"type": "string", "minLength": 1}, "next": STEP_REF},
+                            required=("condition", "next"),
+                        ),
+                    },
+                    "default": STEP_REF,
+                },
+                required=("conditions",),
+            ),
+        ),
+        StepType(
+            "tool",
+            StepTypeAccess.BASIC,
+            "Calls a built-in tool with arguments (literals or paths).",
+            _object(
+                {"tool": {"enum": sorted(TOOLS)}, "arguments": {"type": "object"}},
+                required=("tool",),
+            ),
+        ),
+        StepType(
+            "loop",
+            StepTypeAccess.ADVANCED,
+            "Runs the chain starting at `body` once per item of `over`; the chain ends by "
+            "returning to the loop step.",
+            _object(
+                {
+                    "over": PATH,
+                    "body": STEP_REF,
+                    "max_iterations": {"type": "integer", "minimum": 1, "maximum": 10000},
+                },
+                required=("over", "body"),
+            ),
+        ),
+        StepType(
+            "parallel",
+            StepTypeAccess.ADVANCED,
+            "Runs each branch's chain at once; `next` follows when they are done.",
+            _object(
+                {
+                    "branches": {
+                        "type": "array",
+                        "minItems": 2,
+                        "uniqueItems": True,
+                        "items": STEP_REF,
+                    },
+                    "join": {"enum": ["all", "any"]},
+                },
+                required=("branches",),
+            ),
+        ),
+        StepType(
+            "aggregate",
+            StepTypeAccess.ADVANCED,
+            "Combines earlier outputs (`sources`, paths) into one value.",
+            _object(
+                {
+                    "sources": {"type": "array", "minItems": 1, "items": PATH},
+                    "strategy": {"enum": ["merge", "list", "concat", "sum", "count"]},
+                },
+                required=("sources",),
+            ),
+        ),
+        StepType(
+            "wait",
+            StepTypeAccess.ADVANCED,
+            "Pauses the execution for `seconds`, or until the time a path names.",
+            {
+                **_object(
+                    {
+                        "seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 2592000},
+                        "until": PATH,
+                    }
+                ),
+                "minProperties": 1,
+                "maxProperties": 1,
+            },
+        ),
+        StepType(
+            "webhook",
+            StepTypeAccess.ADVANCED,
+            "Waits for an external system to call back with `event`; its payload is the output.",
+            _object(
+                {
+                    "event": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+                },
+                required=("event",),
+            ),
+        ),
+        StepType(
+            "custom",
+            StepTypeAccess.ALL_AND_CUSTOM,
+            "Calls one of the tenant's own adapters with arguments.",
+            _object(
+                {
+                    "adapter": {"type": "string", "pattern": r"^[a-z][a-z0-9_.-]{0,99}$"},
+                    "arguments": {"type": "object"},
+                },
+                required=("adapter",),
+            ),
+        ),
+    )
+}

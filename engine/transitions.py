@@ -1,0 +1,336 @@
+"""State changes of an execution inside one transaction: each updates the record, appends
+its events and queues the tasks to publish once the transaction commits.
+
+Callers hold the execution row locked (SELECT ... FOR UPDATE on PostgreSQL), so two
+workers can never move one execution at the same time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine import admission, announcements, dispatch, progress
+from engine.graph import Graph
+from engine.progress import StepStatus
+from engine.retry import policy_of
+from engine.runner import Outcome
+from engine.tools import StepFailure
+from engine.units import Unit
+from persistence.models import Execution, StepAttempt
+
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+def duration_ms(start: datetime | None, end: datetime) -> int:
+    return 0 if start is None else max(int((end - start).total_seconds() * 1000), 0)
+
+
+async def next_attempt_number(session: AsyncSession, execution_id: str, step_id: str) -> int:
+    """Attempt numbers of a step only grow, across retries and resumes of one execution."""
+    numbers = await session.scalars(
+        select(StepAttempt.attempt).where(
+            StepAttempt.execution_id == execution_id, StepAttempt.step_id == step_id
+        )
+    )
+    return max(numbers.all(), default=0) + 1
+
+
+async def schedule_step(
+    unit: Unit,
+    execution: Execution,
+    step_id: str,
+    *,
+    attempt: int | None = None,
+    due_at: datetime | None = None,
+    slots: int | None = None,
+) -> None:
+    """Make an attempt of `step_id` due (now, or at `due_at` but never past the deadline).
+
+    `slots` is the tenant's slots in use, when the caller knows it already.
+    """
+    number = attempt or await next_attempt_number(unit.session, execution.id, step_id)
+    due = due_at or unit.now
+    if execution.deadline_at is not None and due > execution.deadline_at:
+        due = execution.deadline_at
+    unit.session.add(
+        StepAttempt(
+            execution_id=execution.id,
+            step_id=step_id,
+            attempt=number,
+            status="scheduled",
+            due_at=due,
+        )
+    )
+    if slots is None:
+        slots = await admission.slots_in_use(unit.session, unit.plan.tenant_id)
+    ref = await dispatch.schedule(
+        unit.session,
+        tenant_id=unit.plan.tenant_id,
+        execution_id=execution.id,
+        step_id=step_id,
+        attempt=number,
+        due_at=due,
+        now=unit.now,
+        grace=unit.timing.grace,
+        max_countdown=unit.timing.max_countdown,
+        rank=dispatch.rank_for(slots),
+    )
+    if ref is not None:
+        unit.publish.append(ref)
+
+
+async def admit(unit: Unit, execution: Execution, slots: int, *, fresh: bool = False) -> None:
+    """A slot is held for it (`slots` now in use): the clock starts, its first step is due.
+
+    A `fresh` execution has never run a step, so its first attempt is number 1.
+    """
+    execution.status = "pending"
+    execution.holds_slot = True
+    execution.started_at = unit.now
+    limit = unit.plan.limits.max_execution_seconds
+    execution.deadline_at = None if limit is None else unit.now + timedelta(seconds=limit)
+    execution.updated_at = unit.now
+    await announcements.execution_update(
+        unit.session, execution, unit.now, message="admitted; waiting for a worker"
+    )
+    graph = Graph(execution.definition)
+    await schedule_step(
+        unit,
+        execution,
+        execution.resume_from or graph.entry,
+        attempt=1 if fresh else None,
+        slots=slots,
+    )
+
+
+async def claim(
+    unit: Unit, execution: Execution, attempt: StepAttempt, task_id: str | None, *, lease: bool
+) -> None:
+    """The attempt starts: step and execution in progress, and (if `lease`) its lease taken.
+
+    A step run inside this same transaction needs no lease: it ends before anyone
+    else can see that it started.
+    """
+    graph = Graph(execution.definition)
+    attempt.status = "running"
+    attempt.claims += 1
+    attempt.started_at = unit.now
+    attempt.task_id = task_id
+    execution.status = "in_progress"
+    execution.current_step = attempt.step_id
+    execution.steps = progress.update(
+        execution.steps,
+        attempt.step_id,
+        current=True,
+        status=StepStatus.IN_PROGRESS.value,
+        started_at=progress.iso(unit.now),
+        completed_at=None,
+        attempts=attempt.attempt,
+    )
+    execution.progress = progress.fraction_done(execution.steps)
+    execution.updated_at = unit.now
+    name = graph.name(attempt.step_id)
+    note = f"{name} started" + (f" (attempt {attempt.attempt})" if attempt.attempt > 1 else "")
+    await announcements.execution_update(
+        unit.session, execution, unit.now, step_name=name, started_at=unit.now, message=note
+    )
+    if lease:
+        await dispatch.hold(
+            unit.session,
+            execution.id,
+            attempt.step_id,
+            attempt.attempt,
+            unit.now + unit.timing.lease,
+        )
+
+
+async def succeed(unit: Unit, execution: Execution, attempt: StepAttempt, outcome: Outcome) -> None:
+    """The attempt completed: record its output, then go on or end the execution."""
+    graph = Graph(execution.definition)
+    step = graph.step(attempt.step_id)
+    elapsed = duration_ms(attempt.started_at, unit.now)
+    attempt.status = "completed"
+    attempt.finished_at = unit.now
+    attempt.output = outcome.output
+    await dispatch.done(unit.session, execution.id, attempt.step_id, attempt.attempt)
+    execution.outputs = {**execution.outputs, attempt.step_id: outcome.output}
+    execution.steps = progress.update(
+        execution.steps,
+        attempt.step_id,
+        status=StepStatus.COMPLETED.value,
+        completed_at=progress.iso(unit.now),
+        duration_ms=elapsed,
+        error=None,
+    )
+    execution.progress = progress.fraction_done(execution.steps)
+    execution.updated_at = unit.now
+    await announcements.step_completed(
+        unit.session,
+        execution,
+        unit.now,
+        step_id=attempt.step_id,
+        step_name=graph.name(attempt.step_id),
+        output=outcome.output,
+        duration_ms=elapsed,
+        next_step=outcome.next_step,
+    )
+    if step.get("type") == "output":
+        execution.result = outcome.output if isinstance(outcome.output, dict) else {}
+    if outcome.next_step:
+        await schedule_step(unit, execution, outcome.next_step)
+    else:
+        await complete(unit, execution)
+
+
+async def fail_attempt(
+    unit: Unit, execution: Execution, attempt: StepAttempt, failure: StepFailure
+) -> None:
+    """The attempt failed: retry with backoff, or apply the step's error policy."""
+    graph = Graph(execution.definition)
+    step = graph.step(attempt.step_id)
+    name = graph.name(attempt.step_id)
+    error = failure.as_dict()
+    attempt.status = "failed"
+    attempt.finished_at = unit.now
+    attempt.error = error
+    await dispatch.done(unit.session, execution.id, attempt.step_id, attempt.attempt)
+    execution.updated_at = unit.now
+    if execution.deadline_at is not None and unit.now >= execution.deadline_at:
+        await time_out(unit, execution, attempt.step_id)
+        return
+    policy = policy_of(step)
+    if policy.allows_retry(attempt.attempt, failure.code, failure.retryable):
+        wait = policy.delay(attempt.attempt)
+        execution.steps = progress.update(execution.steps, attempt.step_id, error=error)
+        await announcements.execution_update(
+            unit.session,
+            execution,
+            unit.now,
+            step_name=name,
+            started_at=attempt.started_at,
+            message=f"{name} failed ({failure.code}): retrying in {wait:.1f}s",
+        )
+        await schedule_step(
+            unit,
+            execution,
+            attempt.step_id,
+            attempt=attempt.attempt + 1,
+            due_at=unit.now + timedelta(seconds=wait),
+        )
+        return
+    continues = step.get("on_error") == "continue" and step.get("type") != "condition"
+    execution.steps = progress.update(
+        execution.steps,
+        attempt.step_id,
+        status=StepStatus.FAILED.value,
+        completed_at=progress.iso(unit.now),
+        duration_ms=duration_ms(attempt.started_at, unit.now),
+        error=error,
+    )
+    execution.progress = progress.fraction_done(execution.steps)
+    await announcements.step_failed(
+        unit.session,
+        execution,
+        unit.now,
+        step_id=attempt.step_id,
+        step_name=name,
+        attempts=attempt.attempt,
+        error=error,
+        continues=continues,
+    )
+    if continues:
+        following = graph.next_of(attempt.step_id)
+        if following:
+            await schedule_step(unit, execution, following)
+        else:
+            await complete(unit, execution)
+        return
+    await fail(unit, execution, {**error, "step_id": attempt.step_id, "step_name": name})
+
+
+def _readable(error: dict[str, Any]) -> str:
+    where = f"Step '{error['step_name']}' failed: " if error.get("step_name") else ""
+    details = f" ({error['details']})" if error.get("details") else ""
+    return f"{where}{error.get('message', '')}{details}"
+
+
+async def complete(unit: Unit, execution: Execution) -> None:
+    execution.status = "completed"
+    execution.steps = progress.finish(execution.steps, StepStatus.SKIPPED)
+    execution.progress = 1.0
+    await _end(unit, execution)
+
+
+async def fail(unit: Unit, execution: Execution, error: dict[str, Any]) -> None:
+    execution.status = "failed"
+    execution.error = error
+    execution.error_detail = _readable(error)
+    execution.steps = progress.finish(execution.steps, StepStatus.SKIPPED)
+    await announcements.execution_error(unit.session, execution, unit.now, error=error)
+    await _end(unit, execution)
+
+
+async def time_out(unit: Unit, execution: Execution, step_id: str | None) -> None:
+    """The plan's maximum execution time passed: fail with code `timeout`."""
+    limit = unit.plan.limits.max_execution_seconds
+    graph = Graph(execution.definition)
+    if step_id is not None:
+        execution.steps = progress.update(
+            execution.steps,
+            step_id,
+            status=StepStatus.FAILED.value,
+            completed_at=progress.iso(unit.now),
+            error={"code": "timeout", "message": "stopped at the execution deadline"},
+        )
+    await fail(
+        unit,
+        execution,
+        {
+            "code": "timeout",
+            "message": f"the execution exceeded its maximum time of {limit} s",
+            "details": f"deadline {progress.iso(execution.deadline_at)}",
+            "step_id": step_id,
+            "step_name": graph.name(step_id) if step_id else None,
+        },
+    )
+
+
+async def cancel(unit: Unit, execution: Execution, actor: str) -> None:
+    execution.status = "cancelled"
+    execution.cancelled_by = actor
+    execution.steps = progress.finish(execution.steps, StepStatus.CANCELLED)
+    await _end(unit, execution)
+
+
+async def _end(unit: Unit, execution: Execution) -> None:
+    """Terminal: stop its attempts, announce, free its slot and admit whoever waits."""
+    execution.completed_at = unit.now
+    execution.updated_at = unit.now
+    await unit.session.execute(
+        update(StepAttempt)
+        .where(
+            StepAttempt.execution_id == execution.id,
+            StepAttempt.status.in_(("scheduled", "running")),
+        )
+        .values(status="cancelled", finished_at=unit.now)
+    )
+    await dispatch.drop_execution(unit.session, execution.id)
+    await announcements.execution_completed(unit.session, execution, unit.now)
+    if execution.holds_slot:
+        execution.holds_slot = False
+        await admission.lock_tenant(unit.session, unit.plan.tenant_id)
+        await admission.give_back_slot(unit.session, unit.plan)
+        await admit_waiting(unit)
+
+
+async def admit_waiting(unit: Unit, limit: int = 10) -> None:
+    """Admit the tenant's oldest queued executions while slots are free (lock held)."""
+    for waiting in await admission.oldest_queued(unit.session, limit):
+        slots = await admission.try_take_slot(unit.session, unit.plan)
+        if slots is None:
+            return
+        await admit(unit, waiting, slots, fresh=waiting.started_at is None)

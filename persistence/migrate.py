@@ -1,0 +1,83 @@
+"""Bring a database to the latest schema and grant the service role what it needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import URL, make_url
+
+from foundation.orm import Base
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+# What the service role may do per table; anything not listed it may not touch.
+# The event log is append-only for the service: no UPDATE, and DELETE only for the history
+# retention purge; nor does it delete workflows (deletion is soft).
+SERVICE_GRANTS: dict[str, tuple[str, ...]] = {
+    "tenants": ("SELECT",),
+    "usage_counters": ("SELECT", "INSERT", "UPDATE"),
+    "events": ("SELECT", "INSERT", "DELETE"),
+    "workflows": ("SELECT", "INSERT", "UPDATE"),
+    # Versions are immutable; only their publication is filled in later.
+    "workflow_versions": ("SELECT", "INSERT", "UPDATE (release_notes, published_at, published_by)"),
+    # Executions are deleted only by the retention purge; attempts with them.
+    "executions": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "step_attempts": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    # Ids and times only, read across tenants by the sweeper; no row-level security.
+    "dispatch_queue": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+}
+
+
+# Functions the service role may call: each tells it only what its name says.
+SERVICE_FUNCTIONS: tuple[str, ...] = ("wfe_tenant_ids()",)
+
+
+def sync_url(url: str | URL) -> URL:
+    """The synchronous twin of an async database URL (migrations run synchronously)."""
+    parsed = make_url(url)
+    if parsed.drivername == "sqlite+aiosqlite":
+        return parsed.set(drivername="sqlite")
+    return parsed
+
+
+def upgrade(admin_url: str, *, service_role: str | None = None, revision: str = "head") -> None:
+    """Apply migrations as the owner role; grant `service_role` its table privileges."""
+    url = sync_url(admin_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+            if service_role and connection.dialect.name == "postgresql":
+                grant_service_role(connection, service_role)
+    finally:
+        engine.dispose()
+
+
+def grant_service_role(connection: Connection, role: str) -> None:
+    missing = set(Base.metadata.tables) - set(SERVICE_GRANTS)
+    if missing:
+        raise RuntimeError(f"no service grants declared for tables: {sorted(missing)}")
+    quoted = connection.dialect.identifier_preparer.quote(role)
+    connection.execute(text(f"GRANT USAGE ON SCHEMA public TO {quoted}"))
+    connection.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {quoted}"))
+    for table, privileges in SERVICE_GRANTS.items():
+        connection.execute(text(f"REVOKE ALL ON {table} FROM {quoted}"))
+        connection.execute(text(f"GRANT {', '.join(privileges)} ON {table} TO {quoted}"))
+    for function in SERVICE_FUNCTIONS:
+        connection.execute(text(f"GRANT EXECUTE ON FUNCTION {function} TO {quoted}"))
+
+
+def service_role_of(service_url: str, admin_url: str) -> str | None:
+    """The role the service logs in as, when it differs from the migrating role."""
+    service_user = make_url(service_url).username
+    if service_user and service_user != make_url(admin_url).username:
+        return service_user
+    return None

@@ -1,0 +1,18 @@
+"""Every ORM model, imported here so the metadata is complete for migrations."""
+
+from persistence.models.event import Event
+from persistence.models.execution import Dispatch, Execution, StepAttempt
+from persistence.models.tenant import Tenant
+from persistence.models.usage import UsageCounter
+from persistence.models.workflow import Workflow, WorkflowVersion
+
+__all__ = [
+    "Dispatch",
+    "Event",
+    "Execution",
+    "StepAttempt",
+    "Tenant",
+    "UsageCounter",
+    "Workflow",
+    "WorkflowVersion",
+]

@@ -1,0 +1,119 @@
+"""Executions, their step attempts, and the dispatch queue that drives them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from foundation.orm import Base, TenantOwned, utcnow
+
+
+class Execution(TenantOwned, Base):
+    """One run of a workflow: the seed's record (`status`, `steps`, `error_detail`, `result`).
+
+    `definition` is a copy of the workflow version it runs, so edits to the workflow
+    (which on Free keep no history) never change a running execution. `outputs` holds
+    each finished step's output by step id: what later steps' paths read.
+    """
+
+    __tablename__ = "executions"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "request_id", name="uq_executions_tenant_request"),
+        Index("ix_executions_tenant_listing", "tenant_id", "created_at", "id"),
+        Index("ix_executions_tenant_status", "tenant_id", "status", "created_at"),
+        Index("ix_executions_tenant_workflow", "tenant_id", "workflow_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("workflows.id", ondelete="CASCADE")
+    )
+    workflow_version: Mapped[int] = mapped_column(BigInteger)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    input: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    steps: Mapped[dict[str, Any]] = mapped_column(JSON)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    current_step: Mapped[str | None] = mapped_column(String(63), default=None)
+    resume_from: Mapped[str | None] = mapped_column(String(63), default=None)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error_detail: Mapped[str | None] = mapped_column(Text, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    holds_slot: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    deadline_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    rerun_of: Mapped[str | None] = mapped_column(String(36), default=None)
+    rerun_from_step: Mapped[str | None] = mapped_column(String(63), default=None)
+    cancelled_by: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class StepAttempt(TenantOwned, Base):
+    """One attempt of one step: unique on (execution, step, attempt), applied once.
+
+    `claims` counts the workers that took the attempt; a worker records its result
+    only if the count is still the one it claimed with, so a worker that lost its
+    lease cannot overwrite the one that took over.
+    """
+
+    __tablename__ = "step_attempts"
+
+    execution_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claims: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    output: Mapped[Any] = mapped_column(JSON, default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    task_id: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class Dispatch(Base):
+    """A step attempt that is due or running: the outbox and the lease in one row.
+
+    It holds ids and times only, no tenant data, and is the one table read across
+    tenants: the sweeper finds rows whose `fire_at` passed (a due attempt never
+    started, a running one whose worker let `lease_until` pass) and publishes their
+    task again, waiting longer after each of its `publishes`.
+    """
+
+    __tablename__ = "dispatch_queue"
+    __table_args__ = (Index("ix_dispatch_queue_fire_at", "fire_at"),)
+
+    execution_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16))
+    fire_at: Mapped[datetime] = mapped_column()
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    published_at: Mapped[datetime | None] = mapped_column(default=None)
+    publishes: Mapped[int] = mapped_column(SmallInteger, default=0)
+    priority: Mapped[int] = mapped_column(SmallInteger, default=0)

@@ -1,1 +1,0 @@
-"""Persistence: ORM models, the database handle and tenant-scoped sessions."""
