@@ -10,14 +10,15 @@ from typing import Annotated, Any
 import typer
 from pydantic import SecretStr, ValidationError
 
-from service import logs
-from foundation.errors import WfeError
-from persistence import migrate as migrations
-from tenancy.database import TenantDatabase
-from service.server import run_until_signalled, start_server
-from foundation.settings import Settings
-from service.tenants import service as tenants
 from cli.workflows import workflow_app
+from foundation.errors import WfeError
+from foundation.settings import Settings, UnknownSettings, from_environment
+from persistence import migrate as migrations
+from persistence import preflight
+from service import logs
+from service.server import run_until_signalled, start_server
+from service.tenants import service as tenants
+from tenancy.database import TenantDatabase
 from tenancy.dev_tokens import dev_secret, mint_token
 from tenancy.verifiers import verifier_for
 
@@ -37,13 +38,23 @@ DEMO_TENANTS = (
 )
 DURATION = re.compile(r"^(\d+)([smhd]?)$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+REFUSED = 2  # exit code of every start-up refusal: the one click gives a bad setting value
 
 
 def _settings(**overrides: Any) -> Settings:
     try:
-        return Settings(**overrides)
-    except ValidationError as exc:
+        return from_environment(**overrides)
+    except (ValidationError, UnknownSettings) as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+def _refuse_unsafe_role(settings: Settings) -> None:
+    """Stop before serving if the database role would slip past row-level security."""
+    defects = preflight.role_defects(settings.effective_database_url)
+    for defect in defects:
+        typer.echo(defect.message, err=True)
+    if defects:
+        raise typer.Exit(REFUSED)
 
 
 def _seconds(text: str) -> int:
@@ -114,6 +125,7 @@ async def _serve(settings: Settings, *, embedded: bool = False) -> None:
 def serve() -> None:
     """Run the gRPC service as configured by WFE_* variables."""
     settings = _settings()
+    _refuse_unsafe_role(settings)
     logs.configure(settings.log_level)
     asyncio.run(_serve(settings))
 
@@ -178,6 +190,7 @@ def worker(
     from workers.app import create_app
 
     settings = _settings()
+    _refuse_unsafe_role(settings)
     logs.configure(settings.log_level)
     celery = create_app(settings)
     celery.worker_main(
@@ -200,6 +213,7 @@ def beat() -> None:
     from workers.app import create_app
 
     settings = _settings()
+    _refuse_unsafe_role(settings)
     logs.configure(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     celery = create_app(settings)

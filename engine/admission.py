@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from foundation.errors import QuotaExhausted
-from persistence.models import Execution
+from persistence.models import Execution, ExecutionStatus
 from tenancy import TenantId
 from tiers import Quota, TenantPlan, consume, release
 from tiers import repository as counters
@@ -51,7 +51,7 @@ async def oldest_queued(session: AsyncSession, limit: int) -> Sequence[Execution
     """The tenant's longest-waiting queued executions, skipping any another transaction holds."""
     statement = (
         select(Execution)
-        .where(Execution.status == "queued")
+        .where(Execution.status == ExecutionStatus.QUEUED)
         .order_by(Execution.created_at, Execution.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -64,6 +64,9 @@ async def queued_ahead(session: AsyncSession, execution: Execution) -> int:
     count = await session.scalar(
         select(func.count())
         .select_from(Execution)
-        .where(Execution.status == "queued", Execution.created_at < execution.created_at)
+        .where(
+            Execution.status == ExecutionStatus.QUEUED,
+            Execution.created_at < execution.created_at,
+        )
     )
     return int(count or 0)

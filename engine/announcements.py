@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import events
 from engine.progress import iso
-from persistence.models import Execution
+from persistence.models import Execution, ExecutionStatus
 
-# The seed's live status words; the stored record says in_progress where events say running.
-LIVE_STATUS = {"in_progress": "running"}
+# The seed's live status words; the stored record says in_progress where events say running
+# (a word of the event payloads, not an execution status).
+LIVE_STATUS: dict[ExecutionStatus, str] = {ExecutionStatus.IN_PROGRESS: "running"}
 
 
 async def _append(

@@ -21,6 +21,7 @@ from engine import executions as repository
 from engine.graph import Graph
 from engine.progress import StepStatus
 from engine.steptypes import MINIMUM_TIER, STEP_TYPES
+from engine.tools import installed
 from engine.transitions import TERMINAL
 from engine.units import Unit
 from foundation.errors import (
@@ -30,7 +31,7 @@ from foundation.errors import (
     FieldViolation,
     InvalidInput,
 )
-from persistence.models import Execution
+from persistence.models import Execution, ExecutionStatus
 from tiers import Quota, TenantPlan, consume
 
 
@@ -58,7 +59,7 @@ def check_input(definition: Mapping[str, Any], value: Mapping[str, Any], field: 
 
 
 def check_step_types(definition: Mapping[str, Any], plan: TenantPlan) -> None:
-    """A workflow made on a higher tier runs only if today's plan admits its step types."""
+    """A workflow made on a higher tier runs only if today's plan admits its steps and tools."""
     for step in definition.get("steps", []):
         step_type = STEP_TYPES.get(step.get("type", ""))
         if step_type is not None and step_type.access > plan.limits.step_types:
@@ -66,6 +67,13 @@ def check_step_types(definition: Mapping[str, Any], plan: TenantPlan) -> None:
                 f"step {step['id']!r} is a {step_type.category} step ({step_type.name}), "
                 f"which needs the {MINIMUM_TIER[step_type.access]} tier",
                 metadata={"tier": plan.tier, "step_id": step["id"], "step_type": step_type.name},
+            )
+        tool = installed().spec(str((step.get("config") or {}).get("tool", "")))
+        if step.get("type") == "tool" and tool is not None and tool.access > plan.limits.step_types:
+            raise FeatureNotInPlan(
+                f"step {step['id']!r} calls the tool {tool.name!r}, "
+                f"which needs the {tool.minimum_tier} tier",
+                metadata={"tier": plan.tier, "step_id": step["id"], "tool": tool.name},
             )
 
 
@@ -84,7 +92,7 @@ async def _admit_or_queue(unit: Unit, execution: Execution, *, fresh: bool) -> N
     if slots is not None:
         await transitions.admit(unit, execution, slots, fresh=fresh)
         return
-    execution.status = "queued"
+    execution.status = ExecutionStatus.QUEUED
     ahead = await admission.queued_ahead(unit.session, execution)
     limit = unit.plan.limits.max_concurrent_executions
     await announcements.execution_update(
@@ -122,7 +130,7 @@ def _new(
         workflow_id=workflow_id,
         workflow_version=version,
         definition=definition,
-        status="queued",
+        status=ExecutionStatus.QUEUED,
         steps=progress.initial(definition),
         outputs={},
         progress=0.0,
@@ -163,7 +171,7 @@ async def cancel(unit: Unit, actor: str, execution_id: str, reason: str) -> Exec
 async def retry(unit: Unit, actor: str, execution_id: str) -> Execution:
     """Resume a failed execution from its failed step; completed steps keep their outputs."""
     execution = await get(unit, execution_id, for_update=True)
-    if execution.status != "failed":
+    if execution.status != ExecutionStatus.FAILED:
         raise ExecutionStateConflict(
             f"only failed executions can be retried; {execution_id!r} is {execution.status}",
             metadata={"execution_id": execution_id, "status": execution.status},

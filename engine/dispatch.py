@@ -14,22 +14,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Protocol
 
 from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence.models import Dispatch
+from persistence.models import Dispatch, DispatchState
 from tenancy import TenantId, decode_tenant
 
 MAX_RANK = 9
-
-
-class State(StrEnum):
-    DUE = "due"  # published (or about to be) to run at its due time
-    WAITING = "waiting"  # due too far ahead for a countdown; the sweeper publishes it later
-    RUNNING = "running"  # claimed by a worker; `fire_at` is its lease
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +77,7 @@ async def schedule(
             step_id=step_id,
             attempt=attempt,
             tenant_id=tenant_id,
-            state=State.DUE if soon else State.WAITING,
+            state=DispatchState.DUE if soon else DispatchState.WAITING,
             fire_at=due_at + grace if soon else due_at,
             published_at=now if soon else None,
             publishes=1 if soon else 0,
@@ -112,7 +105,9 @@ async def hold(
     await session.execute(
         update(Dispatch)
         .where(*_key(execution_id, step_id, attempt))
-        .values(state=State.RUNNING, lease_until=lease_until, fire_at=lease_until, publishes=0)
+        .values(
+            state=DispatchState.RUNNING, lease_until=lease_until, fire_at=lease_until, publishes=0
+        )
     )
 
 
@@ -155,9 +150,9 @@ async def take_overdue(
     refs: list[TaskRef] = []
     for row in (await session.scalars(statement)).all():
         countdown = 0.0
-        if row.state == State.WAITING:
+        if row.state == DispatchState.WAITING:
             countdown = max((row.fire_at - now).total_seconds(), 0.0)
-            row.state = State.DUE
+            row.state = DispatchState.DUE
         elif row.fire_at > now:
             continue
         row.publishes += 1

@@ -29,7 +29,14 @@ from engine.tools import StepFailure, ToolCall, ToolRegistry
 from engine.transitions import TERMINAL
 from engine.units import Unit, open_unit, timing_of, utcnow
 from foundation.settings import Settings
-from persistence.models import Dispatch, Event, Execution, StepAttempt
+from persistence.models import (
+    AttemptStatus,
+    Dispatch,
+    DispatchState,
+    Event,
+    Execution,
+    StepAttempt,
+)
 from tenancy import TenantId
 from tenancy.database import TenantDatabase
 from tiers import planned_transaction
@@ -130,16 +137,16 @@ class Engine:
         """Whether this delivery should run the attempt; settles the ones it should not."""
         if execution.status in TERMINAL:
             return False
-        if attempt.status == "scheduled":
+        if attempt.status == AttemptStatus.SCHEDULED:
             if attempt.due_at > unit.now + timedelta(seconds=1):
                 return False  # early duplicate: the due delivery or the sweeper will come
-        elif attempt.status == "running":
+        elif attempt.status == AttemptStatus.RUNNING:
             lease = await unit.session.scalar(
                 select(Dispatch.lease_until).where(
                     Dispatch.execution_id == attempt.execution_id,
                     Dispatch.step_id == attempt.step_id,
                     Dispatch.attempt == attempt.attempt,
-                    Dispatch.state == dispatch.State.RUNNING,
+                    Dispatch.state == DispatchState.RUNNING,
                 )
             )
             if lease is None or lease > unit.now:
@@ -233,7 +240,12 @@ class Engine:
                     )
                 )
             ).one_or_none()
-            if row is None or row[0] in TERMINAL or row[1] != "running" or row[2] != claimed.claims:
+            if (
+                row is None
+                or row[0] in TERMINAL
+                or row[1] != AttemptStatus.RUNNING
+                or row[2] != claimed.claims
+            ):
                 return False
             await dispatch.hold(
                 session, key.execution_id, key.step_id, key.attempt, utcnow() + self.timing.lease
@@ -251,7 +263,7 @@ class Engine:
                 execution is None
                 or attempt is None
                 or execution.status in TERMINAL
-                or attempt.status != "running"
+                or attempt.status != AttemptStatus.RUNNING
                 or attempt.claims != claimed.claims
             ):
                 logger.info("dropping the result of %s: the attempt is no longer ours", key)

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence.models import Execution
+from persistence.models import Execution, ExecutionStatus
 
 
 async def get(
@@ -31,7 +31,7 @@ class Filter:
     """What ListExecutions narrows by; empty fields do not narrow."""
 
     workflow_id: str = ""
-    statuses: tuple[str, ...] = ()
+    statuses: tuple[ExecutionStatus, ...] = ()
     created_after: datetime | None = None
     created_before: datetime | None = None
     created_by: str = ""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.graph import choose_branch, resolve_values
-from engine.tools import StepFailure, ToolCall, ToolRegistry
+from engine.tools import StepFailure, ToolCall, ToolMode, ToolRegistry
 
 INLINE_TYPES = frozenset({"input", "output", "condition"})
 
@@ -21,7 +21,7 @@ class Outcome:
 
 
 def runs_inline(step: Mapping[str, Any], tools: ToolRegistry) -> bool:
-    """Whether the step has no effect outside the execution.
+    """Whether the step has no effect outside the execution (its tool declares itself inline).
 
     Such steps run inside the transaction that records them: one commit per step,
     and nothing to repeat if a worker dies.
@@ -31,7 +31,7 @@ def runs_inline(step: Mapping[str, Any], tools: ToolRegistry) -> bool:
         return True
     if kind == "tool":
         name = (step.get("config") or {}).get("tool", "")
-        return name in tools and tools.get(name).pure
+        return name in tools and tools.get(name).spec.mode is ToolMode.INLINE
     return False
 
 

@@ -1,14 +1,18 @@
 """The step types a workflow may use, the plan level each needs, and its config's JSON Schema.
 
 The schemas are the single source for validating a step's `config` and are published
-through `ListStepTypes`, so a visual editor can build its forms from them.
+through `ListStepTypes`, so a visual editor can build its forms from them. Which tools a
+`tool` step may call comes from the tool registry (`engine.tools`), not from here.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from engine.tools.registry import TOOL_NAME
 from tiers import StepTypeAccess
 
 STEP_ID_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"
@@ -29,53 +33,6 @@ def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[
         "required": list(required),
         "additionalProperties": False,
     }
-
-
-@dataclass(frozen=True, slots=True)
-class Tool:
-    """A built-in tool a `tool` step can call, with its arguments' schema."""
-
-    name: str
-    description: str
-    arguments_schema: dict[str, Any]
-
-
-TOOLS: Final[dict[str, Tool]] = {
-    tool.name: tool
-    for tool in (
-        Tool(
-            "http_request",
-            "Calls an HTTP endpoint and returns its status, headers and body.",
-            _object(
-                {
-                    "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]},
-                    "url": {"type": "string", "minLength": 1},
-                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "query": {"type": "object"},
-                    "body": {},
-                    "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
-                },
-                required=("url",),
-            ),
-        ),
-        Tool(
-            "transform",
-            "Builds a value from literals and paths into earlier outputs.",
-            _object({"values": {"type": "object"}}, required=("values",)),
-        ),
-        Tool(
-            "log",
-            "Writes a message to the execution's log.",
-            _object(
-                {
-                    "message": {"type": "string", "minLength": 1},
-                    "level": {"enum": ["debug", "info", "warning", "error"]},
-                },
-                required=("message",),
-            ),
-        ),
-    )
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +92,12 @@ STEP_TYPES: Final[dict[str, StepType]] = {
         StepType(
             "tool",
             StepTypeAccess.BASIC,
-            "Calls a built-in tool with arguments (literals or paths).",
+            "Calls an installed tool (built-in or plugged in) with arguments (literals or paths).",
             _object(
-                {"tool": {"enum": sorted(TOOLS)}, "arguments": {"type": "object"}},
+                {
+                    "tool": {"type": "string", "pattern": TOOL_NAME.pattern},
+                    "arguments": {"type": "object"},
+                },
                 required=("tool",),
             ),
         ),
@@ -225,3 +185,12 @@ STEP_TYPES: Final[dict[str, StepType]] = {
         ),
     )
 }
+
+
+def published_schema(step_type: StepType, tool_names: Sequence[str]) -> dict[str, Any]:
+    """The config schema as `ListStepTypes` shows it: a `tool` step lists the installed tools."""
+    if step_type.name != "tool":
+        return step_type.config_schema
+    schema = copy.deepcopy(step_type.config_schema)
+    schema["properties"]["tool"] = {"enum": list(tool_names)}
+    return schema

@@ -20,9 +20,12 @@ from engine.retry import policy_of
 from engine.runner import Outcome
 from engine.tools import StepFailure
 from engine.units import Unit
-from persistence.models import Execution, StepAttempt
+from persistence.models import AttemptStatus, Execution, ExecutionStatus, StepAttempt
 
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
+TERMINAL = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+
+# An attempt in one of these still has a worker to come or a worker on it.
+UNFINISHED_ATTEMPTS = frozenset({AttemptStatus.SCHEDULED, AttemptStatus.RUNNING})
 
 
 def duration_ms(start: datetime | None, end: datetime) -> int:
@@ -61,7 +64,7 @@ async def schedule_step(
             execution_id=execution.id,
             step_id=step_id,
             attempt=number,
-            status="scheduled",
+            status=AttemptStatus.SCHEDULED,
             due_at=due,
         )
     )
@@ -88,7 +91,7 @@ async def admit(unit: Unit, execution: Execution, slots: int, *, fresh: bool = F
 
     A `fresh` execution has never run a step, so its first attempt is number 1.
     """
-    execution.status = "pending"
+    execution.status = ExecutionStatus.PENDING
     execution.holds_slot = True
     execution.started_at = unit.now
     limit = unit.plan.limits.max_execution_seconds
@@ -116,11 +119,11 @@ async def claim(
     else can see that it started.
     """
     graph = Graph(execution.definition)
-    attempt.status = "running"
+    attempt.status = AttemptStatus.RUNNING
     attempt.claims += 1
     attempt.started_at = unit.now
     attempt.task_id = task_id
-    execution.status = "in_progress"
+    execution.status = ExecutionStatus.IN_PROGRESS
     execution.current_step = attempt.step_id
     execution.steps = progress.update(
         execution.steps,
@@ -153,7 +156,7 @@ async def succeed(unit: Unit, execution: Execution, attempt: StepAttempt, outcom
     graph = Graph(execution.definition)
     step = graph.step(attempt.step_id)
     elapsed = duration_ms(attempt.started_at, unit.now)
-    attempt.status = "completed"
+    attempt.status = AttemptStatus.COMPLETED
     attempt.finished_at = unit.now
     attempt.output = outcome.output
     await dispatch.done(unit.session, execution.id, attempt.step_id, attempt.attempt)
@@ -194,7 +197,7 @@ async def fail_attempt(
     step = graph.step(attempt.step_id)
     name = graph.name(attempt.step_id)
     error = failure.as_dict()
-    attempt.status = "failed"
+    attempt.status = AttemptStatus.FAILED
     attempt.finished_at = unit.now
     attempt.error = error
     await dispatch.done(unit.session, execution.id, attempt.step_id, attempt.attempt)
@@ -259,14 +262,14 @@ def _readable(error: dict[str, Any]) -> str:
 
 
 async def complete(unit: Unit, execution: Execution) -> None:
-    execution.status = "completed"
+    execution.status = ExecutionStatus.COMPLETED
     execution.steps = progress.finish(execution.steps, StepStatus.SKIPPED)
     execution.progress = 1.0
     await _end(unit, execution)
 
 
 async def fail(unit: Unit, execution: Execution, error: dict[str, Any]) -> None:
-    execution.status = "failed"
+    execution.status = ExecutionStatus.FAILED
     execution.error = error
     execution.error_detail = _readable(error)
     execution.steps = progress.finish(execution.steps, StepStatus.SKIPPED)
@@ -300,7 +303,7 @@ async def time_out(unit: Unit, execution: Execution, step_id: str | None) -> Non
 
 
 async def cancel(unit: Unit, execution: Execution, actor: str) -> None:
-    execution.status = "cancelled"
+    execution.status = ExecutionStatus.CANCELLED
     execution.cancelled_by = actor
     execution.steps = progress.finish(execution.steps, StepStatus.CANCELLED)
     await _end(unit, execution)
@@ -314,9 +317,9 @@ async def _end(unit: Unit, execution: Execution) -> None:
         update(StepAttempt)
         .where(
             StepAttempt.execution_id == execution.id,
-            StepAttempt.status.in_(("scheduled", "running")),
+            StepAttempt.status.in_(UNFINISHED_ATTEMPTS),
         )
-        .values(status="cancelled", finished_at=unit.now)
+        .values(status=AttemptStatus.CANCELLED, finished_at=unit.now)
     )
     await dispatch.drop_execution(unit.session, execution.id)
     await announcements.execution_completed(unit.session, execution, unit.now)

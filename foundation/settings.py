@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, ClassVar, Final, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "PS256"})
+
+# `WFE_` variables read by something other than `Settings`, so never typos: the workflow
+# client's connection (cli/workflows.py), and the namespaces of the tokens `wfe dev` prints
+# for export (WFE_TOKEN_FREE, ...) and of the test suite and benchmark (WFE_TEST_*).
+NOT_SETTINGS: Final = frozenset({"WFE_ADDRESS", "WFE_TENANT", "WFE_TOKEN"})
+NOT_SETTINGS_PREFIXES: Final = ("WFE_TOKEN_", "WFE_TEST_")
 
 
 class Settings(BaseSettings):
@@ -151,6 +161,56 @@ class Settings(BaseSettings):
         return self.admin_database_url or self.effective_database_url
 
 
+@dataclass(frozen=True, slots=True)
+class UnknownSetting:
+    """A `WFE_` variable nothing reads: a misspelt setting would silently keep its default."""
+
+    code: ClassVar[str] = "unknown_setting"
+    name: str
+    suggestion: str | None
+
+    @property
+    def message(self) -> str:
+        hint = f"did you mean {self.suggestion}?" if self.suggestion else "see README.md"
+        return f"unknown setting {self.name}; {hint}"
+
+
+class UnknownSettings(ValueError):
+    """The environment names settings that do not exist; start-up stops."""
+
+    code: ClassVar[str] = UnknownSetting.code
+
+    def __init__(self, unknown: list[UnknownSetting]) -> None:
+        super().__init__("\n".join(item.message for item in unknown))
+        self.unknown = unknown
+
+
+def setting_names() -> frozenset[str]:
+    """Every variable `Settings` reads."""
+    return frozenset(f"WFE_{name.upper()}" for name in Settings.model_fields)
+
+
+def unknown_settings(environ: Mapping[str, str]) -> list[UnknownSetting]:
+    """The `WFE_` variables of `environ` that neither `Settings` nor another reader knows."""
+    known = sorted(setting_names() | NOT_SETTINGS)
+    unknown = []
+    for name in sorted(environ):
+        upper = name.upper()  # pydantic-settings matches names case-insensitively
+        if upper.startswith("WFE_") and upper not in known:
+            if not upper.startswith(NOT_SETTINGS_PREFIXES):
+                # Compared without the shared prefix, which would make anything look close.
+                close = difflib.get_close_matches(upper[4:], [k[4:] for k in known], n=1)
+                unknown.append(UnknownSetting(name, f"WFE_{close[0]}" if close else None))
+    return unknown
+
+
 def from_environment(**overrides: Any) -> Settings:
-    """Settings from `WFE_*` variables, with `overrides` on top."""
+    """Settings from `WFE_*` variables, with `overrides` on top.
+
+    Raises `UnknownSettings` for a variable no one reads (a typo would otherwise go
+    unnoticed) and pydantic's `ValidationError` for a bad value.
+    """
+    unknown = unknown_settings(os.environ)
+    if unknown:
+        raise UnknownSettings(unknown)
     return Settings(**overrides)

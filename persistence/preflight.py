@@ -28,8 +28,8 @@ ROLE_QUERY = text(
            coalesce(array_agg(c.relname ORDER BY c.relname)
                     FILTER (WHERE c.oid IS NOT NULL), '{}') AS owned
     FROM pg_roles r
-    LEFT JOIN pg_class c
-      ON c.relnamespace = current_schema()::regnamespace
+    LEFT JOIN (pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace)
+      ON n.nspname = current_schema()
      AND c.relkind IN ('r', 'p')
      AND pg_has_role(r.oid, c.relowner, 'USAGE')
     WHERE r.rolname = current_user

@@ -6,6 +6,7 @@ PostgreSQL. PostgreSQL is skipped when unreachable, except with CI=true.
 
 from __future__ import annotations
 
+import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -54,36 +55,44 @@ def _require_postgres() -> None:
     require(postgres_unavailable_reason(), "PostgreSQL")
 
 
-# Tiers (`make check` runs the fast ones). A test is `integration` when it needs
-# something started for it: a database, a server (gRPC or HTTP), a broker or a
-# subprocess; `postgres` when that database is PostgreSQL; `faults` when it breaks real
-# processes on purpose; `unit` otherwise. Fixtures count through their dependencies.
+# Tiers, from what a test needs (`make check` runs the fast ones):
+# * integration: something started for it (a database, a gRPC or HTTP server, a broker, a
+#   subprocess) by any fixture it uses, directly or not; unit: nothing of the sort;
+# * postgres: it runs on PostgreSQL; faults: it breaks real processes on purpose;
+# * slow: seconds by design, as it starts `wfe`, protoc or buf itself, or runs executions
+#   against the external-system stub (asks for `effects` itself: slow answers, retries).
+PROCESS_FIXTURES = frozenset({"wfe_env", "dev_server"})  # tests/test_cli.py: `wfe` processes
+PROCESS_MODULES = frozenset({"test_protos.py", "test_startup.py"})  # processes, no fixture
+FAULT_MODULES = frozenset({"engine/test_faults.py"})  # SIGKILLed workers, crashed brokers
 INTEGRATION_FIXTURES = frozenset(
     {
-        # here: databases, the effects HTTP server, the engine (workers), the gRPC server
+        # this file: databases, the effects HTTP server, the engine, the gRPC server
         *("test_database", "postgres", "database", "admin_database", "effects", "engine"),
         *("server", "channel"),  # also tests/workers/test_http_tool.py's HTTP server
         "probe_channel",  # tests/service/test_error_model.py: a gRPC server
         "jwks",  # tests/tenancy/test_jwks.py: a JWKS HTTP server
-        *("wfe_env", "dev_server"),  # tests/test_cli.py: `wfe` subprocesses
         *("amqp_channel", "shared_broker", "redis_binary"),  # brokers
+        *PROCESS_FIXTURES,
     }
 )
-SUBPROCESS_MODULES = frozenset({"test_protos.py"})  # protoc and buf, no fixture
-FAULT_MODULES = frozenset({"engine/test_faults.py"})  # SIGKILLed workers, crashed brokers
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests_dir = os.path.dirname(__file__)
     for item in items:
-        module = os.path.relpath(str(item.path), tests_dir)
-        names = set(getattr(item, "fixturenames", ()))
+        module = os.path.relpath(item.path, tests_dir)
+        uses = set(getattr(item, "fixturenames", ()))  # with their fixtures' fixtures
+        function = getattr(item, "function", None)
+        asks = inspect.signature(function).parameters if function else {}  # its own arguments
         params = getattr(getattr(item, "callspec", None), "params", {})
         if module in FAULT_MODULES:
             item.add_marker(pytest.mark.faults)
-        if params.get("test_database") == "postgresql" or "postgres" in names:
+        if params.get("test_database") == "postgresql" or "postgres" in uses:
             item.add_marker(pytest.mark.postgres)
-        if names & INTEGRATION_FIXTURES or module in SUBPROCESS_MODULES | FAULT_MODULES:
+        processes = bool(uses & PROCESS_FIXTURES) or module in PROCESS_MODULES
+        if processes or "effects" in asks or module in FAULT_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if processes or uses & INTEGRATION_FIXTURES or module in FAULT_MODULES:
             item.add_marker(pytest.mark.integration)
         elif item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.unit)

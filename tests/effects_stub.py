@@ -7,6 +7,10 @@ first answer again) and counts every delivery, so a test can tell "sent twice" f
 * `fail_first=N`: the first N attempts of a step (keys `execution:step:*`) get 503;
 * `status=S`: answer S instead of 200;
 * `sleep=SECONDS`: wait before answering (a slow or hanging dependency).
+
+The answer is JSON: the effect's `id` (null while failing), the key, the sequence
+number of the effect and the request body echoed. `received` counts requests as they
+arrive, `deliveries` as they are answered.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 class Effects:
     port: int
     deliveries: Counter[str] = field(default_factory=Counter)
+    received: Counter[str] = field(default_factory=Counter)
     applied: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -70,6 +75,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
         key = self.headers.get("Idempotency-Key", "")
         effects = self.server.effects
+        with effects.lock:
+            effects.received[key] += 1
         if "sleep" in query:
             time.sleep(float(query["sleep"]))
         with effects.lock:
@@ -82,6 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
             sequence = effects.applied.get(key)
         status = 503 if failing else int(query.get("status", 200))
         payload = {
+            "id": f"effect-{sequence}" if sequence else None,
             "key": key,
             "sequence": sequence,
             "echo": json.loads(body) if body else None,

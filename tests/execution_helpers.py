@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -105,17 +106,31 @@ async def wait_until(
     execution_id: str,
     statuses: frozenset[int] = TERMINAL,
     patience: float = 30.0,
+    where: Callable[[execution_pb2.Execution], bool] = lambda _: True,
 ) -> execution_pb2.Execution:
-    """Poll GetExecution, as the seed's clients do, until the status is one of `statuses`."""
+    """Poll GetExecution, as the seed's clients do, until the status is one of `statuses`.
+
+    `where` may ask more of the execution than its status, e.g. the step it is at.
+    """
     ends = time.monotonic() + patience
     while True:
         execution = await get(channel, tenant, execution_id)
-        if execution.status in statuses:
+        if execution.status in statuses and where(execution):
             return execution
         if time.monotonic() > ends:
             raise AssertionError(
-                f"execution {execution_id} still {Status.Name(execution.status)} after {patience}s"
+                f"execution {execution_id} still {Status.Name(execution.status)} "
+                f"at {execution.current_step!r} after {patience}s"
             )
+        await asyncio.sleep(0.05)
+
+
+async def eventually(check: Callable[[], object], what: str, patience: float = 10.0) -> None:
+    """Poll `check` until it holds: wait for the event itself, never for a fixed time."""
+    ends = time.monotonic() + patience
+    while not check():
+        if time.monotonic() > ends:
+            raise AssertionError(f"{what}: not within {patience}s")
         await asyncio.sleep(0.05)
 
 

@@ -74,10 +74,10 @@ def unsafe_roles(postgres: ThrowawayDatabase) -> Iterator[dict[Defect, str]]:
 
 
 EXPECTED = {
-    Defect.SUPERUSER: "is a superuser: row-level security would not apply",
-    Defect.BYPASSRLS: "has BYPASSRLS: row-level security would not apply",
-    Defect.TABLE_OWNER: "owns 9 tables (alembic_version, dispatch_queue, events, ...): "
-    "an owner can switch row-level security off",
+    Defect.SUPERUSER: r"is a superuser: row-level security would not apply",
+    Defect.BYPASSRLS: r"has BYPASSRLS: row-level security would not apply",
+    Defect.TABLE_OWNER: r"owns \d+ tables \(alembic_version, dispatch_queue, events, \.\.\.\): "
+    r"an owner can switch row-level security off",
 }
 
 
@@ -94,8 +94,9 @@ def test_unsafe_database_role_stops_start_up_with_one_line(
     assert "Traceback" not in result.stderr + result.stdout
     assert result.stderr.endswith("\n") and result.stderr.count("\n") == 1, result.stderr
     line = result.stderr.strip()
-    assert line.startswith(f"role '{role}' {EXPECTED[defect]}"), line
-    assert line.endswith(REMEDY), line
+    assert re.fullmatch(
+        f"role '{re.escape(str(role))}' {EXPECTED[defect]}; {re.escape(REMEDY)}", line
+    ), line
 
 
 @pytest.mark.postgres
@@ -143,7 +144,7 @@ def test_misspelt_setting_stops_start_up_naming_the_closest(command: str, tmp_pa
     arguments = ["--address", f"127.0.0.1:{free_port()}"] if command == "dev" else []
     line = refusal(run_wfe(env, command, *arguments))
     assert "unknown setting WFE_DATABSE_URL; did you mean WFE_DATABASE_URL?" in line
-    assert not (tmp_path / "x.db").exists()
+    assert not (tmp_path / "data").exists(), "refused only after touching the data dir"
 
 
 def test_client_and_test_variables_do_not_stop_start_up(tmp_path: Path) -> None:

@@ -64,7 +64,9 @@ def definition(
             "type": "condition",
             "name": "Check Lookup",
             "config": {
-                "conditions": [{"condition": "$.lookup.status == 200", "next": "output_success"}],
+                "conditions": [
+                    {"condition": "$.lookup.status_code == 200", "next": "output_success"}
+                ],
                 "default": "output_failure",
             },
         },

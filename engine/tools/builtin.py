@@ -1,26 +1,45 @@
-"""The pure built-in tools: `transform` and `log`. Each runs inside its step's transaction."""
+"""The inline built-in tools: `transform` and `log`. Each runs inside its step's transaction."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
-from engine.steptypes import TOOLS
-from engine.tools import StepFailure, ToolCall
+from engine.tools.registry import StepFailure, ToolCall, ToolMode, ToolSpec
 from foundation.settings import Settings
 
 logger = logging.getLogger("wfe.steps")
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
-LEVELS["error"] = logging.ERROR
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def closed_object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON Schema object with exactly `properties` (none other may appear)."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
 
 
 class TransformTool:
     """Builds a value from literals and paths; the paths were resolved before the call."""
 
-    name = "transform"
-    description = TOOLS["transform"].description
-    arguments_schema = TOOLS["transform"].arguments_schema
-    pure = True
+    spec: ClassVar[ToolSpec] = ToolSpec(
+        name="transform",
+        description="Builds a value from literals and paths into earlier outputs.",
+        arguments_schema=closed_object({"values": {"type": "object"}}, required=("values",)),
+        output_schema={"type": "object"},
+        mode=ToolMode.INLINE,
+    )
+
+    def __init__(self, settings: Settings) -> None:
+        pass
 
     async def run(self, call: ToolCall) -> Any:
         if "values" not in call.arguments:
@@ -31,10 +50,25 @@ class TransformTool:
 class LogTool:
     """Writes a message to the execution's log (an event) and to the worker's log."""
 
-    name = "log"
-    description = TOOLS["log"].description
-    arguments_schema = TOOLS["log"].arguments_schema
-    pure = True
+    spec: ClassVar[ToolSpec] = ToolSpec(
+        name="log",
+        description="Writes a message to the execution's log.",
+        arguments_schema=closed_object(
+            {
+                "message": {"type": "string", "minLength": 1},
+                "level": {"enum": sorted(LEVELS)},
+            },
+            required=("message",),
+        ),
+        output_schema=closed_object(
+            {"message": {"type": "string"}, "level": {"enum": sorted(LEVELS)}},
+            required=("message", "level"),
+        ),
+        mode=ToolMode.INLINE,
+    )
+
+    def __init__(self, settings: Settings) -> None:
+        pass
 
     async def run(self, call: ToolCall) -> Any:
         message = call.arguments.get("message")
@@ -46,11 +80,3 @@ class LogTool:
         logger.log(LEVELS[level], "%s [%s/%s]", message, call.execution_id, call.step_id)
         call.log.append({"level": level, "message": message})
         return {"message": message, "level": level}
-
-
-def transform(settings: Settings) -> TransformTool:
-    return TransformTool()
-
-
-def log(settings: Settings) -> LogTool:
-    return LogTool()

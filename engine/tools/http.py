@@ -29,12 +29,10 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from ipaddress import IPv6Address
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import httpx
 
-from engine.steptypes import TOOLS
-from engine.tools import StepFailure, ToolCall
 from engine.tools.addresses import (
     IPAddress,
     address_refusal,
@@ -42,6 +40,7 @@ from engine.tools.addresses import (
     literal_address,
     parse_networks,
 )
+from engine.tools.builtin import closed_object
 from engine.tools.http_messages import (
     DEFAULT_PORTS,
     REDIRECTS,
@@ -52,6 +51,7 @@ from engine.tools.http_messages import (
     redirected,
     timeout_seconds,
 )
+from engine.tools.registry import StepFailure, ToolCall, ToolMode, ToolSpec
 
 if TYPE_CHECKING:
     from foundation.settings import Settings
@@ -68,6 +68,32 @@ async def system_resolver(host: str, port: int) -> list[str]:
 class HttpRequestTool:
     """Calls an HTTP endpoint; see the module docstring for the guard and the failure codes."""
 
+    spec: ClassVar[ToolSpec] = ToolSpec(
+        name="http_request",
+        description="Calls an HTTP endpoint and returns its status code, headers and body.",
+        arguments_schema=closed_object(
+            {
+                "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]},
+                "url": {"type": "string", "minLength": 1},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "query": {"type": "object"},
+                "body": {},
+                "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
+            },
+            required=("url",),
+        ),
+        output_schema=closed_object(
+            {
+                "status_code": {"type": "integer", "description": "the final HTTP status"},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "body": {"description": "JSON when the answer is JSON, else text"},
+                "url": {"type": "string", "description": "the URL that answered, after redirects"},
+            },
+            required=("status_code", "headers", "body", "url"),
+        ),
+        mode=ToolMode.DISPATCHED,
+    )
+
     def __init__(
         self,
         settings: Settings,
@@ -75,11 +101,6 @@ class HttpRequestTool:
         resolver: Resolver = system_resolver,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        spec = TOOLS["http_request"]
-        self.name: str = spec.name
-        self.description: str = spec.description
-        self.arguments_schema: dict[str, Any] = spec.arguments_schema
-        self.pure: bool = False
         self._schemes = settings.http_allowed_schemes
         self._ports = settings.http_allowed_ports
         self._allowed = parse_networks(settings.http_allowed_networks)
@@ -200,11 +221,6 @@ class HttpRequestTool:
             encoding = "utf-8"
         headers = dict(response.headers.items())
         return Reply(response.status_code, response.reason_phrase, headers, body, encoding)
-
-
-def http_request(settings: Settings) -> HttpRequestTool:
-    """The `wfe.tools` entry point for `http_request`."""
-    return HttpRequestTool(settings)
 
 
 def _connectable(address: IPAddress) -> IPAddress:

@@ -2,14 +2,18 @@
 
 from persistence.models.event import Event
 from persistence.models.execution import Dispatch, Execution, StepAttempt
+from persistence.models.statuses import AttemptStatus, DispatchState, ExecutionStatus
 from persistence.models.tenant import Tenant
 from persistence.models.usage import UsageCounter
 from persistence.models.workflow import Workflow, WorkflowVersion
 
 __all__ = [
+    "AttemptStatus",
     "Dispatch",
+    "DispatchState",
     "Event",
     "Execution",
+    "ExecutionStatus",
     "StepAttempt",
     "Tenant",
     "UsageCounter",

@@ -21,6 +21,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from foundation.orm import Base, TenantOwned, utcnow
+from persistence.models.statuses import (
+    AttemptStatus,
+    DispatchState,
+    ExecutionStatus,
+    stored_as_value,
+)
 
 
 class Execution(TenantOwned, Base):
@@ -46,7 +52,7 @@ class Execution(TenantOwned, Base):
     workflow_version: Mapped[int] = mapped_column(BigInteger)
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[ExecutionStatus] = mapped_column(stored_as_value(ExecutionStatus, "status"))
     steps: Mapped[dict[str, Any]] = mapped_column(JSON)
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     current_step: Mapped[str | None] = mapped_column(String(63), default=None)
@@ -83,7 +89,7 @@ class StepAttempt(TenantOwned, Base):
     )
     step_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[AttemptStatus] = mapped_column(stored_as_value(AttemptStatus, "status"))
     due_at: Mapped[datetime] = mapped_column(default=utcnow)
     claims: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -111,7 +117,7 @@ class Dispatch(Base):
     step_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(63))
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[DispatchState] = mapped_column(stored_as_value(DispatchState, "state"))
     fire_at: Mapped[datetime] = mapped_column()
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
     published_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -8,8 +8,9 @@ from typing import Any, TypeAlias
 from google.protobuf import json_format, struct_pb2
 from grpc import aio
 
+from engine.progress import StepStatus
 from foundation.errors import FieldViolation, InvalidInput
-from persistence.models import Execution
+from persistence.models import Execution, ExecutionStatus
 from service import pagination
 from service.executions.service import ExecutionService, Filter
 from service.servicers.messages import timestamp
@@ -17,22 +18,23 @@ from tenancy import current_identity
 from wfe.v1 import execution_pb2, execution_pb2_grpc
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
-STATUSES = {
-    "queued": execution_pb2.EXECUTION_STATUS_QUEUED,
-    "pending": execution_pb2.EXECUTION_STATUS_PENDING,
-    "in_progress": execution_pb2.EXECUTION_STATUS_IN_PROGRESS,
-    "completed": execution_pb2.EXECUTION_STATUS_COMPLETED,
-    "failed": execution_pb2.EXECUTION_STATUS_FAILED,
-    "cancelled": execution_pb2.EXECUTION_STATUS_CANCELLED,
+# The one mapping from the stored statuses to the API's (each enum's value is the seed's word).
+STATUSES: dict[ExecutionStatus, int] = {
+    ExecutionStatus.QUEUED: execution_pb2.EXECUTION_STATUS_QUEUED,
+    ExecutionStatus.PENDING: execution_pb2.EXECUTION_STATUS_PENDING,
+    ExecutionStatus.IN_PROGRESS: execution_pb2.EXECUTION_STATUS_IN_PROGRESS,
+    ExecutionStatus.COMPLETED: execution_pb2.EXECUTION_STATUS_COMPLETED,
+    ExecutionStatus.FAILED: execution_pb2.EXECUTION_STATUS_FAILED,
+    ExecutionStatus.CANCELLED: execution_pb2.EXECUTION_STATUS_CANCELLED,
 }
-STATUS_FILTERS = {number: name for name, number in STATUSES.items()}
-STEP_STATUSES = {
-    "pending": execution_pb2.STEP_STATUS_PENDING,
-    "in_progress": execution_pb2.STEP_STATUS_IN_PROGRESS,
-    "completed": execution_pb2.STEP_STATUS_COMPLETED,
-    "failed": execution_pb2.STEP_STATUS_FAILED,
-    "skipped": execution_pb2.STEP_STATUS_SKIPPED,
-    "cancelled": execution_pb2.STEP_STATUS_CANCELLED,
+STATUS_FILTERS: dict[int, ExecutionStatus] = {number: name for name, number in STATUSES.items()}
+STEP_STATUSES: dict[StepStatus, int] = {
+    StepStatus.PENDING: execution_pb2.STEP_STATUS_PENDING,
+    StepStatus.IN_PROGRESS: execution_pb2.STEP_STATUS_IN_PROGRESS,
+    StepStatus.COMPLETED: execution_pb2.STEP_STATUS_COMPLETED,
+    StepStatus.FAILED: execution_pb2.STEP_STATUS_FAILED,
+    StepStatus.SKIPPED: execution_pb2.STEP_STATUS_SKIPPED,
+    StepStatus.CANCELLED: execution_pb2.STEP_STATUS_CANCELLED,
 }
 
 
@@ -67,7 +69,7 @@ def execution_message(row: Execution, *, with_outputs: bool = True) -> execution
         step = execution_pb2.StepRun(
             step_id=item["id"],
             name=item["name"],
-            status=STEP_STATUSES[item["status"]],
+            status=STEP_STATUSES[StepStatus(item["status"])],
             start_time=_time(item.get("started_at")),
             complete_time=_time(item.get("completed_at")),
             attempts=int(item.get("attempts") or 0),

@@ -9,7 +9,8 @@ from typing import Any, TypeAlias
 from google.protobuf import json_format, struct_pb2
 from grpc import aio
 
-from engine.steptypes import MINIMUM_TIER, STEP_TYPES, TOOLS
+from engine.steptypes import MINIMUM_TIER, STEP_TYPES, published_schema
+from engine.tools import ToolMode, installed
 from foundation.errors import FieldViolation, InvalidInput
 from persistence.models import Workflow, WorkflowVersion
 from service import pagination
@@ -34,6 +35,10 @@ STATUSES = {
     Status.ARCHIVED: workflow_pb2.WORKFLOW_STATUS_ARCHIVED,
 }
 STATUS_FILTERS = {number: status for status, number in STATUSES.items()}
+TOOL_MODES = {
+    ToolMode.INLINE: workflow_pb2.TOOL_MODE_INLINE,
+    ToolMode.DISPATCHED: workflow_pb2.TOOL_MODE_DISPATCHED,
+}
 UPDATABLE = frozenset(documents.DEFINITION_FIELDS)
 
 
@@ -254,13 +259,14 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         self, request: workflow_pb2.ListStepTypesRequest, context: Context
     ) -> workflow_pb2.ListStepTypesResponse:
         plan = await self._plan()
+        tools = installed()
         return workflow_pb2.ListStepTypesResponse(
             step_types=[
                 workflow_pb2.StepType(
                     type=step_type.name,
                     category=step_type.category,
                     description=step_type.description,
-                    config_schema=struct(step_type.config_schema),
+                    config_schema=struct(published_schema(step_type, tools.names())),
                     available=plan.limits.step_types >= step_type.access,
                     minimum_tier=TIERS[Tier(MINIMUM_TIER[step_type.access])],
                 )
@@ -271,8 +277,12 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                     name=tool.name,
                     description=tool.description,
                     arguments_schema=struct(tool.arguments_schema),
+                    output_schema=struct(tool.output_schema),
+                    mode=TOOL_MODES[tool.mode],
+                    available=plan.limits.step_types >= tool.access,
+                    minimum_tier=TIERS[tool.minimum_tier],
                 )
-                for tool in TOOLS.values()
+                for tool in tools.specs()
             ],
         )
 

@@ -32,7 +32,12 @@ ERROR_CODES: Final = frozenset(
     }
 )
 WARNING_CODES: Final = frozenset(
-    {"expression_simplification", "unreachable_step", "reference_not_before"}
+    {
+        "expression_simplification",
+        "unreachable_step",
+        "reference_not_before",
+        "unknown_output_field",
+    }
 )
 
 

@@ -17,7 +17,8 @@ from jsonschema.exceptions import ValidationError
 
 from engine import expressions
 from engine.durations import seconds
-from engine.steptypes import MINIMUM_TIER, STEP_ID_PATTERN, STEP_TYPES, TOOLS
+from engine.steptypes import MINIMUM_TIER, STEP_ID_PATTERN, STEP_TYPES
+from engine.tools import ToolCatalog, ToolSpec, installed
 from service.workflows.issues import Report
 from tiers import PlanLimits
 
@@ -43,6 +44,7 @@ class StepFacts:
     edges: list[tuple[str, str]] = field(default_factory=list)  # (target, field)
     references: list[Reference] = field(default_factory=list)
     has_default: bool = True
+    output_schema: Mapping[str, Any] | None = None  # what the step's output looks like, if known
 
 
 def _schema_errors(schema: dict[str, Any], value: object) -> Iterator[ValidationError]:
@@ -61,8 +63,12 @@ def check_step(
     where: str,
     limits: PlanLimits | None,
     report: Report,
+    tools: ToolCatalog | None = None,
 ) -> StepFacts | None:
-    """Check `step` (found at field path `where`); None when it is not even an object."""
+    """Check `step` (found at field path `where`); None when it is not even an object.
+
+    `tools` are the tools a `tool` step may call; the installed ones by default.
+    """
     if not isinstance(step, Mapping):
         report.error("invalid_step", "a step must be an object", field=where)
         return None
@@ -76,7 +82,7 @@ def check_step(
         )
         step_id = step_id if isinstance(step_id, str) else ""
     facts = StepFacts(id=step_id, type=str(step.get("type", "")))
-    _check_type_and_config(step, facts, where, limits, report)
+    _check_type_and_config(step, facts, where, Plan(limits, tools or installed()), report)
     _check_policies(step, facts.id, where, report)
     nxt = step.get("next")
     if nxt not in (None, ""):
@@ -96,8 +102,23 @@ def check_step(
     return facts
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a step is checked against: the tenant's limits (None: any) and the tools."""
+
+    limits: PlanLimits | None
+    tools: ToolCatalog
+
+
+CONDITION_OUTPUT: Final = {
+    "type": "object",
+    "properties": {"branch": {}, "next": {"type": "string"}},
+    "additionalProperties": False,
+}
+
+
 def _check_type_and_config(
-    step: Mapping[str, Any], facts: StepFacts, where: str, limits: PlanLimits | None, report: Report
+    step: Mapping[str, Any], facts: StepFacts, where: str, plan: Plan, report: Report
 ) -> None:
     step_type = STEP_TYPES.get(facts.type)
     if step_type is None:
@@ -108,7 +129,7 @@ def _check_type_and_config(
             field=f"{where}.type",
         )
         return
-    if limits is not None and limits.step_types < step_type.access:
+    if plan.limits is not None and plan.limits.step_types < step_type.access:
         report.error(
             "tier_restriction",
             f"{step_type.category} step type {facts.type!r} needs the "
@@ -130,15 +151,16 @@ def _check_type_and_config(
         )
     if invalid or not isinstance(config, Mapping):
         return
-    _collect_config(config, facts, where, report)
+    _collect_config(config, facts, where, plan, report)
 
 
 def _collect_config(
-    config: Mapping[str, Any], facts: StepFacts, where: str, report: Report
+    config: Mapping[str, Any], facts: StepFacts, where: str, plan: Plan, report: Report
 ) -> None:
     """Edges, expressions and paths of a config that already matches its schema."""
     at = f"{where}.config"
     if facts.type == "condition":
+        facts.output_schema = CONDITION_OUTPUT
         for index, branch in enumerate(config["conditions"]):
             _expression(branch["condition"], facts, f"{at}.conditions[{index}].condition", report)
             facts.edges.append((branch["next"], f"{at}.conditions[{index}].next"))
@@ -164,7 +186,10 @@ def _collect_config(
     elif facts.type == "wait" and "until" in config:
         _path(config["until"], facts, f"{at}.until", report)
     elif facts.type == "tool":
-        tool = TOOLS[config["tool"]]
+        tool = _check_tool(config["tool"], facts, at, plan, report)
+        if tool is None:
+            return
+        facts.output_schema = tool.output_schema
         arguments = config.get("arguments", {})
         for error in _schema_errors(tool.arguments_schema, arguments):
             report.error(
@@ -177,6 +202,30 @@ def _collect_config(
     for key in ("values", "arguments"):
         if facts.type != "tool" and isinstance(config.get(key), Mapping | list):
             _values(config[key], facts, f"{at}.{key}", report)
+
+
+def _check_tool(
+    name: str, facts: StepFacts, at: str, plan: Plan, report: Report
+) -> ToolSpec | None:
+    """The spec of the tool a step calls, if it is installed and within the plan."""
+    tool = plan.tools.spec(name)
+    if tool is None:
+        installed_names = ", ".join(plan.tools.names()) or "none"
+        report.error(
+            "invalid_config",
+            f"no tool named {name!r} is installed; installed tools: {installed_names}",
+            step_id=facts.id,
+            field=f"{at}.tool",
+        )
+        return None
+    if plan.limits is not None and plan.limits.step_types < tool.access:
+        report.error(
+            "tier_restriction",
+            f"the tool {name!r} needs the {tool.minimum_tier} tier or above",
+            step_id=facts.id,
+            field=f"{at}.tool",
+        )
+    return tool
 
 
 def _values(value: object, facts: StepFacts, where: str, report: Report) -> None:

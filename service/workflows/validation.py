@@ -12,15 +12,22 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from engine.tools import ToolCatalog
 from service.workflows.issues import Report
+from service.workflows.outputs import missing_field
 from service.workflows.steps import INPUT_ROOT, Reference, StepFacts, check_step
 from tiers import PlanLimits
 
 MAX_NAME_LENGTH = 200
 
 
-def validate_workflow(definition: Mapping[str, Any], limits: PlanLimits | None) -> Report:
-    """Every error and warning of a workflow definition (name, input_schema, steps)."""
+def validate_workflow(
+    definition: Mapping[str, Any], limits: PlanLimits | None, tools: ToolCatalog | None = None
+) -> Report:
+    """Every error and warning of a workflow definition (name, input_schema, steps).
+
+    `tools` are the tools its steps may call; the installed ones by default.
+    """
     report = Report()
     if not isinstance(definition, Mapping):
         report.error("invalid_field", "a workflow definition is an object", field="workflow")
@@ -42,7 +49,7 @@ def validate_workflow(definition: Mapping[str, Any], limits: PlanLimits | None) 
         )
     facts: dict[str, StepFacts] = {}
     for index, step in enumerate(steps):
-        found = check_step(step, f"steps[{index}]", limits, report)
+        found = check_step(step, f"steps[{index}]", limits, report, tools)
         if found is None or not found.id:
             continue
         if found.id in facts:
@@ -54,7 +61,7 @@ def validate_workflow(definition: Mapping[str, Any], limits: PlanLimits | None) 
             )
             continue
         facts[found.id] = found
-    _check_graph(facts, report)
+    _check_graph(facts, definition.get("input_schema"), report)
     return report
 
 
@@ -63,11 +70,12 @@ def validate_step(
     available_steps: Sequence[str],
     input_schema: object,
     limits: PlanLimits | None,
+    tools: ToolCatalog | None = None,
 ) -> Report:
     """Check one step as an editor draws it; its edges and paths may name `available_steps`."""
     report = Report()
     _check_input_schema(input_schema, "context.input_schema", report)
-    facts = check_step(step, "step", limits, report)
+    facts = check_step(step, "step", limits, report, tools)
     if facts is None:
         return report
     known = {*available_steps, facts.id}
@@ -113,7 +121,7 @@ def _check_input_schema(schema: object, field: str, report: Report) -> None:
         report.error("invalid_input_schema", f"unusable JSON Schema: {error}", field=field)
 
 
-def _check_graph(facts: dict[str, StepFacts], report: Report) -> None:
+def _check_graph(facts: dict[str, StepFacts], input_schema: object, report: Report) -> None:
     successors: dict[str, list[str]] = {step_id: [] for step_id in facts}
     for step in facts.values():
         for target, field in step.edges:
@@ -151,7 +159,35 @@ def _check_graph(facts: dict[str, StepFacts], report: Report) -> None:
         report.error(
             "no_reachable_output", "no output step can be reached from the entry", field="steps"
         )
+    for step_id in entries[:1]:
+        facts[step_id].output_schema = input_schema if isinstance(input_schema, Mapping) else None
     _check_references(facts, successors, report)
+    _check_output_fields(facts, input_schema, report)
+
+
+def _check_output_fields(facts: dict[str, StepFacts], input_schema: object, report: Report) -> None:
+    """Warn when a path reads a field that its step's output provably never has."""
+    for step in facts.values():
+        for reference in step.references:
+            root = reference.path.root
+            if root == INPUT_ROOT:
+                schema: object = input_schema
+            elif root in facts:
+                schema = facts[root].output_schema
+            else:
+                continue
+            missing = missing_field(schema, reference.path.segments[1:])
+            if missing is None:
+                continue
+            source = "the input" if root == INPUT_ROOT else f"step {root!r}"
+            report.warn(
+                "unknown_output_field",
+                f"path {reference.path.render()} reads {missing.field!r}, which {source} never "
+                f"produces; its fields there: {', '.join(missing.known) or 'none'}",
+                step_id=step.id,
+                field=reference.field,
+                position=reference.path.position,
+            )
 
 
 def _reachable(starts: Sequence[str], successors: Mapping[str, Sequence[str]]) -> set[str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 import pytest
 from grpc import aio
@@ -15,6 +13,7 @@ from tests.engine.test_lifecycle import events_of
 from tests.engine.test_retries import calling
 from tests.execution_helpers import (
     active_workflow,
+    eventually,
     executions,
     http,
     start,
@@ -53,10 +52,9 @@ async def test_cancelling_a_running_execution_stops_it_and_starts_no_further_ste
     )
     workflow_id = await active_workflow(channel, tenant, document)
     started = await start(channel, tenant, workflow_id)
-    running = await wait_until(channel, tenant, started.id, IN_PROGRESS)
-    while running.current_step != "slow":
-        await asyncio.sleep(0.05)
-        running = await wait_until(channel, tenant, started.id, IN_PROGRESS)
+    await wait_until(
+        channel, tenant, started.id, IN_PROGRESS, where=lambda e: e.current_step == "slow"
+    )
     cancelled = await cancel(channel, tenant, started.id, subject="operator-7")
     assert cancelled.status == CANCELLED
     assert cancelled.cancelled_by == "operator-7"
@@ -67,7 +65,9 @@ async def test_cancelling_a_running_execution_stops_it_and_starts_no_further_ste
         "STEP_STATUS_CANCELLED",
         "STEP_STATUS_CANCELLED",
     ]
-    await asyncio.sleep(5)  # longer than the slow call: its result must not be recorded
+    # Until the slow call has answered: its result must not be recorded.
+    slow_call = f"{started.id}:slow:1"
+    await eventually(lambda: effects.deliveries[slow_call], "the slow call answered")
     after = await wait_until(channel, tenant, started.id)
     assert after.status == CANCELLED
     assert [s.status for s in after.steps] == [s.status for s in cancelled.steps]

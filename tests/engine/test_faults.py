@@ -26,7 +26,16 @@ from tests.conftest import require
 from tests.databases import ThrowawayDatabase
 from tests.effects_stub import Effects
 from tests.engine_stack import Processes, broker_unavailable_reason, broker_url
-from tests.execution_helpers import active_workflow, get, http, start, step, transform, workflow
+from tests.execution_helpers import (
+    active_workflow,
+    eventually,
+    get,
+    http,
+    start,
+    step,
+    transform,
+    workflow,
+)
 from tests.fault_harness import (
     DoublingPublisher,
     assert_settled,
@@ -133,7 +142,9 @@ async def test_a_worker_killed_mid_step_delays_but_never_strands_executions(
         workflow_id = await active_workflow(stack.channel, tenant, calling(effects, sleep=4))
         ids = await start_many(stack.channel, tenant, workflow_id, 4)
         await wait_for_step_running(stack.channel, tenant, ids, "call", tmp_path)
-        await asyncio.sleep(1.0)  # let the calls go out; each answers after 4 s
+        # Until every call is out (each answers after 4 s).
+        calls = [f"{i}:call:1" for i in ids]
+        await eventually(lambda: all(effects.received[c] for c in calls), "the calls went out")
         victim = next(iter(stack.workers))
         Processes.kill(victim)  # SIGKILL to the worker and its pool processes
         assert victim.poll() is not None
@@ -167,6 +178,13 @@ async def test_a_worker_killed_mid_step_delays_but_never_strands_executions(
         assert sent_twice, {i: effects.deliveries[f"{i}:call:1"] for i in ids}
 
 
+def lost_the_broker(log_dir: Path) -> bool:
+    """Every worker said it lost its broker connection (or died of it, see below)."""
+    logs = [path.read_text(errors="replace") for path in log_dir.glob("worker-*.log")]
+    said = ("Connection to broker lost", "Unrecoverable error")
+    return bool(logs) and all(any(words in log for words in said) for log in logs)
+
+
 @pytest.mark.timeout(240)
 async def test_a_broker_restart_during_100_executions_loses_none(
     postgres: ThrowawayDatabase, effects: Effects, redis_binary: None, tmp_path: Path
@@ -190,7 +208,7 @@ async def test_a_broker_restart_during_100_executions_loses_none(
                 )
                 await asyncio.sleep(0.05)
             broker.crash()  # everything queued or unacknowledged in it is gone
-            await asyncio.sleep(1.0)
+            await eventually(lambda: lost_the_broker(stack.log_dir), "workers saw the crash")
             broker.start()
             assert done["completed"] <= 50, f"the crash came too late to be mid-run: {done}"
 

@@ -422,7 +422,7 @@ async def test_validate_workflow_reports_plan_and_expression_problems(
 ) -> None:
     tenant = await new_tenant("free")
     document = definition(advanced=True)
-    document["steps"][3]["config"]["conditions"][0]["condition"] = "$.lookup.status == "
+    document["steps"][3]["config"]["conditions"][0]["condition"] = "$.lookup.status_code == "
     answer = await stub(channel).ValidateWorkflow(
         workflow_pb2.ValidateWorkflowRequest(workflow=message(document)), metadata=auth(tenant)
     )
@@ -495,7 +495,7 @@ async def test_diagram_is_a_mermaid_flowchart_of_the_definition(
         workflow_pb2.GetWorkflowDiagramRequest(workflow_id=created.id), metadata=auth(tenant)
     )
     assert diagram.mermaid.startswith("flowchart TD")
-    assert '"$.lookup.status == 200"' in diagram.mermaid
+    assert '"$.lookup.status_code == 200"' in diagram.mermaid
     assert "Customer Lookup" in diagram.mermaid
 
 

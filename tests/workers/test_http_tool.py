@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import pytest
 
-from engine.tools import StepFailure, Tool, ToolCall
-from engine.tools.http import HttpRequestTool, Resolver, http_request
+from engine.tools import StepFailure, ToolCall, ToolMode, installed
+from engine.tools.http import HttpRequestTool, Resolver
 from foundation.settings import Settings
 from tests.workers.local_server import LocalServer, certificate_for, serve
 
@@ -73,12 +73,14 @@ async def failure(
     return raised.value
 
 
-def test_factory_builds_the_http_request_tool() -> None:
-    tool = http_request(Settings())
+def test_the_entry_point_registers_http_request_as_a_dispatched_tool() -> None:
+    spec = installed().spec("http_request")
 
-    assert isinstance(tool, Tool)
-    assert (tool.name, tool.pure) == ("http_request", False)
-    assert tool.arguments_schema["required"] == ["url"]
+    assert spec is HttpRequestTool.spec
+    assert (spec.name, spec.mode) == ("http_request", ToolMode.DISPATCHED)
+    assert spec.arguments_schema["required"] == ["url"]
+    assert sorted(spec.output_schema["properties"]) == ["body", "headers", "status_code", "url"]
+    assert isinstance(installed().build(Settings())["http_request"], HttpRequestTool)
 
 
 async def test_get_returns_status_headers_and_json_body(server: LocalServer) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from engine.steptypes import STEP_ID_PATTERN, STEP_TYPES, TOOLS
+from engine.steptypes import STEP_ID_PATTERN, STEP_TYPES
+from engine.tools import installed
 from service.workflows.documents import parse_document
 from service.workflows.templates import Template, catalog, parse_template
 from service.workflows.validation import validate_workflow
@@ -228,7 +229,9 @@ def test_every_step_config_and_tool_arguments_match_their_schemas() -> None:
         for step in template.workflow["steps"]:
             Draft202012Validator(STEP_TYPES[step["type"]].config_schema).validate(step["config"])
             if step["type"] == "tool":
-                schema = TOOLS[step["config"]["tool"]].arguments_schema
+                spec = installed().spec(step["config"]["tool"])
+                assert spec is not None, step["config"]["tool"]
+                schema = spec.arguments_schema
                 Draft202012Validator(schema).validate(step["config"].get("arguments", {}))
 
 

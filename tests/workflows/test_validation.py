@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.steptypes import STEP_TYPES, TOOLS
+from engine.steptypes import STEP_TYPES
+from engine.tools import installed
 from service.workflows import documents
 from service.workflows.issues import ERROR_CODES, WARNING_CODES, Issue, Report
 from service.workflows.templates import catalog
@@ -333,7 +334,7 @@ def test_path_to_a_step_that_runs_later_is_a_warning() -> None:
             "early",
             "tool",
             "late",
-            config={"tool": "log", "arguments": {"message": "$.late.summary"}},
+            config={"tool": "log", "arguments": {"message": "$.late.message"}},
         ),
         log("late", "out"),
         step("out", "output"),
@@ -354,7 +355,7 @@ def test_path_to_a_step_on_another_branch_is_a_warning() -> None:
         step("input", "input", "decision"),
         condition("decision", [("$.input.ok", "left")], "right"),
         log("left", "out"),
-        step("right", "output", config={"values": {"seen": "$.left.value"}}),
+        step("right", "output", config={"values": {"seen": "$.left.message"}}),
         step("out", "output"),
     )
 
@@ -370,7 +371,7 @@ def test_path_to_an_earlier_step_and_to_input_is_fine() -> None:
     definition = workflow(
         step("input", "input", "work"),
         log("work", "out"),
-        step("out", "output", config={"values": {"a": "$.work.x", "b": ["$.input.y", 3]}}),
+        step("out", "output", config={"values": {"a": "$.work.message", "b": ["$.input.y", 3]}}),
     )
 
     clean(validate_workflow(definition, FREE))
@@ -973,7 +974,7 @@ def configs(draw: st.DrawFn, step_type: str) -> object:
         case "webhook":
             return {"event": draw(st.sampled_from(["signed", ""]))}
         case "tool":
-            tool = draw(st.sampled_from([*TOOLS, "nope"]))
+            tool = draw(st.sampled_from([*installed().names(), "nope"]))
             arguments = draw(
                 st.sampled_from([{"message": "hi"}, {"url": "https://x.example"}, {}])
                 | st.fixed_dictionaries({"message": path})
@@ -1082,7 +1083,7 @@ def test_step_id_with_a_trailing_newline_is_refused() -> None:
 
 def test_steps_after_a_parallel_step_may_read_its_branches() -> None:
     fan = step("fan", "parallel", "out", config={"branches": ["a", "b"]})
-    out = step("out", "output", config={"values": {"a": "$.a.logged", "b": "$.b"}})
+    out = step("out", "output", config={"values": {"a": "$.a.message", "b": "$.b"}})
     definition = workflow(step("input", "input", "fan"), fan, log("a", None), log("b", None), out)
 
     report = validate_workflow(definition, None)

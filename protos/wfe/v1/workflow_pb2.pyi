@@ -27,6 +27,12 @@ class ErrorPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_POLICY_FAIL: _ClassVar[ErrorPolicy]
     ERROR_POLICY_RETRY: _ClassVar[ErrorPolicy]
     ERROR_POLICY_CONTINUE: _ClassVar[ErrorPolicy]
+
+class ToolMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOOL_MODE_UNSPECIFIED: _ClassVar[ToolMode]
+    TOOL_MODE_INLINE: _ClassVar[ToolMode]
+    TOOL_MODE_DISPATCHED: _ClassVar[ToolMode]
 WORKFLOW_STATUS_UNSPECIFIED: WorkflowStatus
 WORKFLOW_STATUS_DRAFT: WorkflowStatus
 WORKFLOW_STATUS_ACTIVE: WorkflowStatus
@@ -35,6 +41,9 @@ ERROR_POLICY_UNSPECIFIED: ErrorPolicy
 ERROR_POLICY_FAIL: ErrorPolicy
 ERROR_POLICY_RETRY: ErrorPolicy
 ERROR_POLICY_CONTINUE: ErrorPolicy
+TOOL_MODE_UNSPECIFIED: ToolMode
+TOOL_MODE_INLINE: ToolMode
+TOOL_MODE_DISPATCHED: ToolMode
 
 class RetryPolicy(_message.Message):
     __slots__ = ("max_attempts", "initial_interval", "backoff_coefficient", "max_interval", "jitter", "non_retryable_codes")
@@ -281,14 +290,22 @@ class ListStepTypesResponse(_message.Message):
     def __init__(self, step_types: _Optional[_Iterable[_Union[StepType, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolDescriptor, _Mapping]]] = ...) -> None: ...
 
 class ToolDescriptor(_message.Message):
-    __slots__ = ("name", "description", "arguments_schema")
+    __slots__ = ("name", "description", "arguments_schema", "output_schema", "mode", "available", "minimum_tier")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    MINIMUM_TIER_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     arguments_schema: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., arguments_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    output_schema: _struct_pb2.Struct
+    mode: ToolMode
+    available: bool
+    minimum_tier: _tenant_pb2.Tier
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., arguments_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., mode: _Optional[_Union[ToolMode, str]] = ..., available: _Optional[bool] = ..., minimum_tier: _Optional[_Union[_tenant_pb2.Tier, str]] = ...) -> None: ...
 
 class WorkflowVersion(_message.Message):
     __slots__ = ("workflow_id", "version", "name", "description", "input_schema", "steps", "create_time", "created_by", "release_notes", "publish_time", "published_by")
