@@ -1,19 +1,19 @@
-"""The application wall: ORM statements on tenant-owned models stay in the session's tenant.
+"""The application wall: statements on tenant-owned tables stay in the session's tenant.
 
 These run on SQLite, where this wall is the only one, and on PostgreSQL, where row-level
-security stands behind it.
+security stands behind it: the wall must refuse the same statements on both. Reads here;
+the forms of writing tenant_id are in test_scoping_writes.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Executable, delete, func, insert, literal, select, update
+from sqlalchemy import delete, exists, func, insert, literal, select, union_all, update
 from sqlalchemy.engine import CursorResult, Result
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import aliased
 
 from engine import events
 from persistence.models import Event, Tenant, UsageCounter
@@ -23,21 +23,9 @@ from tenancy.scoping import MissingTenantScope
 from tests.conftest import NewTenant
 from tiers import repository as counters
 
-BUG_INSERT_FORMS = (
-    "tenancy/scoping.py _inserted_tenants reads bound values only, so INSERT ... FROM "
-    "SELECT and a SQL-expression tenant_id naming another tenant pass the application "
-    "wall on SQLite (PostgreSQL's RLS refuses them)"
-)
-BUG_UPDATE_MOVES_ROWS = (
-    "tenancy/scoping.py:72-79 confines the rows an ORM UPDATE matches but not the values "
-    "it sets: update(UsageCounter).values(tenant_id=B) in A's session moves A's rows to B"
-)
-BUG_CORE_TABLES = (
-    "tenancy/scoping.py:73-79 confines with with_loader_criteria, which only reaches ORM "
-    "entities: a Core statement on events (select(Event.__table__.c.tenant_id), "
-    "update(Event.__table__)) is seen as tenant-owned by _owned_tables (it raises without "
-    "a tenant) but in a tenant's session it runs over every tenant's rows"
-)
+EVENTS = Event.__table__
+TENANTS = Tenant.__table__
+COUNTERS = UsageCounter.__table__
 
 
 async def two_tenants(new_tenant: NewTenant) -> tuple[TenantId, TenantId]:
@@ -58,12 +46,6 @@ async def event_ids(database: TenantDatabase, tenant: TenantId) -> list[int]:
 
 def smuggled(tenant: TenantId) -> dict[str, Any]:
     return {"tenant_id": tenant, "type": "smuggled", "payload": {}, "created_at": datetime.now(UTC)}
-
-
-def xfail_on_sqlite(database: TenantDatabase, request: pytest.FixtureRequest, reason: str) -> None:
-    """For holes in the application wall that PostgreSQL's row-level security covers."""
-    if database.is_sqlite:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 def rowcount(result: Result[Any]) -> int:
@@ -230,73 +212,13 @@ async def test_aggregate_over_events_without_a_tenant_raises(database: TenantDat
             await session.scalar(select(func.count()).select_from(Event))
 
 
-InsertForm = Callable[[TenantId, TenantId], Executable]
-
-
-def values_form(a: TenantId, b: TenantId) -> Executable:
-    return insert(Event).values(smuggled(b))
-
-
-def multi_values_form(a: TenantId, b: TenantId) -> Executable:
-    return insert(Event).values([smuggled(a), smuggled(b)])
-
-
-def from_select_form(a: TenantId, b: TenantId) -> Executable:
-    row = smuggled(b)
-    columns = [literal(row[name], Event.__table__.c[name].type) for name in row]
-    return insert(Event).from_select(list(row), select(*columns))
-
-
-def expression_form(a: TenantId, b: TenantId) -> Executable:
-    return insert(Event).values({**smuggled(b), "tenant_id": func.lower(b.upper())})
-
-
-@pytest.mark.parametrize(
-    ("form", "leaks_on_sqlite"),
-    [
-        (values_form, False),
-        (multi_values_form, False),
-        (from_select_form, True),
-        (expression_form, True),
-    ],
-    ids=["values", "multi-values", "from-select", "sql-expression"],
-)
-async def test_orm_insert_naming_another_tenant_is_refused(
-    database: TenantDatabase,
-    new_tenant: NewTenant,
-    request: pytest.FixtureRequest,
-    form: InsertForm,
-    leaks_on_sqlite: bool,
-) -> None:
-    """PostgreSQL's RLS WITH CHECK refuses these too; on SQLite the application wall must."""
-    if leaks_on_sqlite:
-        xfail_on_sqlite(database, request, BUG_INSERT_FORMS)
-    tenant_a, tenant_b = await two_tenants(new_tenant)
-    with pytest.raises((MissingTenantScope, DBAPIError)):
-        async with database.transaction(tenant_a) as session:
-            await session.execute(form(tenant_a, tenant_b))
-    assert await event_ids(database, tenant_a) == []
-    assert await event_ids(database, tenant_b) == []
-
-
-async def test_orm_bulk_insert_of_own_rows_is_stored(
+async def test_orm_update_cannot_move_rows_to_another_tenant(
     database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_a, tenant_b = await two_tenants(new_tenant)
     async with database.transaction(tenant_a) as session:
-        await session.execute(insert(Event), [smuggled(tenant_a), smuggled(tenant_a)])
-    assert len(await event_ids(database, tenant_a)) == 2
-    assert await event_ids(database, tenant_b) == []
-
-
-async def test_orm_update_cannot_move_rows_to_another_tenant(
-    database: TenantDatabase, new_tenant: NewTenant, request: pytest.FixtureRequest
-) -> None:
-    xfail_on_sqlite(database, request, BUG_UPDATE_MOVES_ROWS)
-    tenant_a, tenant_b = await two_tenants(new_tenant)
-    async with database.transaction(tenant_a) as session:
         await counters.increment(session, tenant_a, "workflows", "", 2, None)
-    with pytest.raises((MissingTenantScope, DBAPIError)):
+    with pytest.raises(MissingTenantScope):
         async with database.transaction(tenant_a) as session:
             await session.execute(update(UsageCounter).values(tenant_id=tenant_b))
     async with database.transaction(tenant_b) as session:
@@ -306,14 +228,191 @@ async def test_orm_update_cannot_move_rows_to_another_tenant(
 
 
 async def test_core_table_select_in_a_tenant_session_is_confined(
-    database: TenantDatabase, new_tenant: NewTenant, request: pytest.FixtureRequest
+    database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
-    xfail_on_sqlite(database, request, BUG_CORE_TABLES)
     tenant_a, tenant_b = await two_tenants(new_tenant)
-    await append_events(database, tenant_a, 1)
+    own = await append_events(database, tenant_a, 1)
     await append_events(database, tenant_b, 2)
-    table = Event.__table__
     async with database.transaction(tenant_a) as session:
-        owners = (await session.scalars(select(table.c.tenant_id))).all()
-        count = await session.scalar(select(func.count()).select_from(table))
+        owners = (await session.scalars(select(EVENTS.c.tenant_id))).all()
+        count = await session.scalar(select(func.count()).select_from(EVENTS))
     assert (set(owners), count) == ({tenant_a}, 1)
+    assert await core_event_ids(database, tenant_a, select(EVENTS.c.id)) == own
+
+
+async def core_event_ids(database: TenantDatabase, tenant: TenantId, statement: Any) -> list[int]:
+    async with database.transaction(tenant) as session:
+        return sorted(event_id for event_id in (await session.scalars(statement)).all())
+
+
+CORE_READS = {
+    "alias": lambda: select(EVENTS.alias("e").c.id),
+    "inner-join": lambda: select(EVENTS.c.id).join(TENANTS, TENANTS.c.id == EVENTS.c.tenant_id),
+    "explicit-join": lambda: select(EVENTS.c.id).select_from(
+        TENANTS.join(EVENTS, EVENTS.c.tenant_id == TENANTS.c.id)
+    ),
+    "join-from": lambda: select(EVENTS.c.id).join_from(
+        EVENTS, TENANTS, EVENTS.c.tenant_id == TENANTS.c.id
+    ),
+    "self-join": lambda: select(EVENTS.c.id).join(
+        other := EVENTS.alias("other"), other.c.id == EVENTS.c.id
+    ),
+    "subquery": lambda: select(select(EVENTS.c.id).subquery().c.id),
+    "cte": lambda: select(select(EVENTS.c.id).cte("own").c.id),
+    "scalar-subquery": lambda: select(select(func.max(EVENTS.c.id)).scalar_subquery()),
+    "union": lambda: union_all(
+        select(EVENTS.c.id).where(EVENTS.c.type == "e"),
+        select(EVENTS.c.id).where(EVENTS.c.type != "e"),
+    ),
+    "mixed-with-orm": lambda: select(Event.id).join(
+        core := EVENTS.alias("core"), core.c.id == Event.id
+    ),
+    "orm-alias-and-core": lambda: select(EVENTS.c.id).join(
+        orm := aliased(Event), orm.id == EVENTS.c.id
+    ),
+}
+
+
+@pytest.mark.parametrize("read", CORE_READS.values(), ids=CORE_READS.keys())
+async def test_core_reads_of_every_shape_are_confined(
+    database: TenantDatabase, new_tenant: NewTenant, read: Any
+) -> None:
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    await append_events(database, tenant_b, 2)
+    own = await append_events(database, tenant_a, 1)
+    await append_events(database, tenant_b, 2)
+    assert await core_event_ids(database, tenant_a, read()) == own
+
+
+async def test_core_subqueries_under_a_shared_table_are_confined(
+    database: TenantDatabase, new_tenant: NewTenant
+) -> None:
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    await append_events(database, tenant_b, 1)
+    correlated = exists(select(EVENTS.c.id).where(EVENTS.c.tenant_id == TENANTS.c.id))
+    with_events = [correlated, TENANTS.c.id.in_(select(EVENTS.c.tenant_id))]
+    async with database.transaction(tenant_a) as session:
+        for criterion in with_events:
+            assert (await session.scalars(select(TENANTS.c.id).where(criterion))).all() == []
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["select-join", "join-object"])
+async def test_core_outer_join_keeps_other_tenants_rows_off_the_nullable_side(
+    database: TenantDatabase, new_tenant: NewTenant, explicit: bool
+) -> None:
+    """The filter goes in ON, so the outer side keeps its rows (PostgreSQL shows one tenant)."""
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    own = await append_events(database, tenant_a, 1)
+    await append_events(database, tenant_b, 2)
+    joined = EVENTS.c.tenant_id == TENANTS.c.id
+    statement = select(TENANTS.c.id, EVENTS.c.id).where(TENANTS.c.id.in_([tenant_a, tenant_b]))
+    if explicit:
+        statement = statement.select_from(TENANTS.outerjoin(EVENTS, joined))
+    else:
+        statement = statement.outerjoin(EVENTS, joined)
+    async with database.transaction(tenant_a) as session:
+        rows = {tuple(row) for row in await session.execute(statement)}
+    assert (tenant_a, own[0]) in rows
+    assert {event for _, event in rows} <= {own[0], None}
+    if database.is_sqlite:
+        assert (tenant_b, None) in rows
+
+
+async def test_outer_join_to_a_core_table_without_on_clause_is_refused(
+    database: TenantDatabase, new_tenant: NewTenant
+) -> None:
+    tenant_a = TenantId(await new_tenant())
+    with pytest.raises(MissingTenantScope):
+        async with database.transaction(tenant_a) as session:
+            await session.execute(select(TENANTS.c.id, EVENTS.c.id).outerjoin(EVENTS))
+
+
+@pytest.mark.parametrize("core", [False, True], ids=["orm", "core"])
+async def test_full_outer_join_on_a_tenant_owned_table_is_refused(
+    database: TenantDatabase, new_tenant: NewTenant, core: bool
+) -> None:
+    """ON cannot keep another tenant's unmatched rows out of a FULL JOIN, nor WHERE its NULLs."""
+    tenant_a = TenantId(await new_tenant())
+    statement = (
+        select(TENANTS.c.id).join(EVENTS, EVENTS.c.tenant_id == TENANTS.c.id, full=True)
+        if core
+        else select(Tenant.id).join(Event, Event.tenant_id == Tenant.id, full=True)
+    )
+    with pytest.raises(MissingTenantScope):
+        async with database.transaction(tenant_a) as session:
+            await session.execute(statement)
+
+
+async def test_core_update_and_delete_touch_only_the_sessions_rows(
+    database: TenantDatabase, new_tenant: NewTenant
+) -> None:
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    for tenant, used in ((tenant_a, 2), (tenant_b, 7)):
+        async with database.transaction(tenant) as session:
+            await counters.increment(session, tenant, "workflows", "", used, None)
+    await append_events(database, tenant_a, 1)
+    foreign = await append_events(database, tenant_b, 2)
+    async with database.transaction(tenant_a) as session:
+        updated = await session.execute(COUNTERS.update().values(used=0))
+        named = await session.execute(
+            update(COUNTERS).where(COUNTERS.c.tenant_id == tenant_b).values(used=99)
+        )
+        deleted = await session.execute(EVENTS.delete())
+        deleted_named = await session.execute(delete(EVENTS).where(EVENTS.c.id.in_(foreign)))
+    assert [rowcount(r) for r in (updated, named, deleted, deleted_named)] == [1, 0, 1, 0]
+    async with database.transaction(tenant_b) as session:
+        assert await counters.read(session, tenant_b, "workflows", "") == 7
+    assert await event_ids(database, tenant_b) == foreign
+    assert await event_ids(database, tenant_a) == []
+
+
+CORE_STATEMENTS = {
+    "select": lambda: select(EVENTS.c.id),
+    "alias": lambda: select(EVENTS.alias().c.id),
+    "subquery": lambda: select(TENANTS.c.id).where(TENANTS.c.id.in_(select(EVENTS.c.tenant_id))),
+    "update": lambda: COUNTERS.update().values(used=0),
+    "delete": lambda: EVENTS.delete(),
+    "insert": lambda: EVENTS.insert().values(type="x", payload={}, created_at=datetime.now(UTC)),
+}
+
+
+@pytest.mark.parametrize("statement", CORE_STATEMENTS.values(), ids=CORE_STATEMENTS.keys())
+async def test_core_statements_without_a_tenant_raise(
+    database: TenantDatabase, statement: Any
+) -> None:
+    with pytest.raises(MissingTenantScope):
+        async with database.transaction(None) as session:
+            await session.execute(statement())
+
+
+@pytest.mark.parametrize("core", [False, True], ids=["orm", "core"])
+async def test_a_subquery_in_values_reads_only_the_sessions_rows(
+    database: TenantDatabase, new_tenant: NewTenant, core: bool
+) -> None:
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    [foreign] = await append_events(database, tenant_b, 1, workflow_id="secret")
+    source: Any = EVENTS.c if core else Event
+    target: Any = EVENTS if core else Event
+    peek = select(source.workflow_id).where(source.id == foreign).scalar_subquery()
+    async with database.transaction(tenant_a) as session:
+        await session.execute(insert(target).values({**smuggled(tenant_a), "workflow_id": peek}))
+    async with database.transaction(tenant_a) as session:
+        assert (await session.scalars(select(Event.workflow_id))).all() == [None]
+
+
+@pytest.mark.parametrize("core", [False, True], ids=["orm", "core"])
+async def test_insert_from_select_copies_only_the_sessions_rows(
+    database: TenantDatabase, new_tenant: NewTenant, core: bool
+) -> None:
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    own = await append_events(database, tenant_a, 2)
+    foreign = await append_events(database, tenant_b, 3)
+    source: Any = EVENTS.c if core else Event
+    target: Any = EVENTS if core else Event
+    names = ["tenant_id", "type", "payload", "created_at"]
+    tenant = literal(tenant_a, EVENTS.c.tenant_id.type)
+    copy = select(tenant, source.type, source.payload, source.created_at)
+    async with database.transaction(tenant_a) as session:
+        await session.execute(insert(target).from_select(names, copy))
+    assert len(await event_ids(database, tenant_a)) == 2 * len(own)
+    assert await event_ids(database, tenant_b) == foreign
