@@ -1,4 +1,6 @@
-# `make dev` runs the service embedded; `make test` runs the whole suite.
+# `make dev` runs the service embedded; `make test` runs lint and the whole suite (CI);
+# `make check` runs the fast tier for the edit loop, in about half a minute: the unit and
+# SQLite integration tests that are not slow by design (markers: tests/conftest.py).
 # Each creates .venv on first use (and again when the lock file changes).
 
 PYTHON ?= python3
@@ -7,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUF := npx --yes @bufbuild/buf@1.75.0
 
-.PHONY: dev test lint protos lock clean
+.PHONY: dev test check lint protos lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +22,16 @@ dev: $(STAMP)
 	$(BIN)/wfe dev
 
 test: $(STAMP) lint
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=25
+
+check: $(STAMP)
+	$(BIN)/pytest -q -x -m "not postgres and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check service tenancy tiers workers tests bench
+	$(BIN)/ruff format --check foundation persistence tenancy tiers engine service workers cli tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 protos: $(STAMP)
 	$(BIN)/python protos/generate.py

@@ -59,9 +59,15 @@ def _require_postgres() -> None:
 # * integration: something started for it (a database, a gRPC or HTTP server, a broker, a
 #   subprocess) by any fixture it uses, directly or not; unit: nothing of the sort;
 # * postgres: it runs on PostgreSQL; faults: it breaks real processes on purpose;
-# * slow: seconds by design, as it starts `wfe`, protoc or buf itself, or runs executions
-#   against the external-system stub (asks for `effects` itself: slow answers, retries).
-PROCESS_FIXTURES = frozenset({"wfe_env", "dev_server"})  # tests/test_cli.py: `wfe` processes
+# * slow: seconds by design, as it starts `wfe`, protoc or buf itself, runs executions
+#   against the external-system stub (asks for `effects` itself: slow answers, retries),
+#   or tries hundreds of Hypothesis examples.
+PROCESS_FIXTURES = frozenset(
+    {
+        *("wfe_env", "dev_server"),  # tests/test_cli.py: `wfe` processes
+        "tool_package",  # tests/engine/test_plugged_tools.py: pip, then `wfe` processes
+    }
+)
 PROCESS_MODULES = frozenset({"test_protos.py", "test_startup.py"})  # processes, no fixture
 FAULT_MODULES = frozenset({"engine/test_faults.py"})  # SIGKILLed workers, crashed brokers
 INTEGRATION_FIXTURES = frozenset(
@@ -90,7 +96,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if params.get("test_database") == "postgresql" or "postgres" in uses:
             item.add_marker(pytest.mark.postgres)
         processes = bool(uses & PROCESS_FIXTURES) or module in PROCESS_MODULES
-        if processes or "effects" in asks or module in FAULT_MODULES:
+        examples = getattr(function, "is_hypothesis_test", False)
+        if processes or examples or "effects" in asks or module in FAULT_MODULES:
             item.add_marker(pytest.mark.slow)
         if processes or uses & INTEGRATION_FIXTURES or module in FAULT_MODULES:
             item.add_marker(pytest.mark.integration)
