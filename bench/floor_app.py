@@ -67,7 +67,7 @@ def create_floor_app(broker_url: str, queue: str, concurrency: int) -> Celery:
 
 
 def worker_arguments(queue: str, concurrency: int, hostname: str, log_level: str) -> list[str]:
-    """What `wfe worker` passes to `worker_main` (see service/cli.py), for this queue."""
+    """What `wfe worker` passes to `worker_main` (see cli/main.py), for this queue."""
     return [
         "worker",
         f"--queues={queue}",

@@ -1,7 +1,7 @@
 """The engine's entry points for workers and periodic jobs: run an attempt, sweep, purge.
 
 `run_attempt` is what one step task does. A step with no outside effect (input,
-output, condition, pure tools) is claimed, run and recorded in one transaction. Any
+output, condition, inline tools) is claimed, run and recorded in one transaction. Any
 other step is claimed and committed first (so its start is visible and its lease
 runs), then run outside any transaction while the lease is renewed, then recorded
 if the attempt is still this worker's: a worker that lost its lease, or whose
