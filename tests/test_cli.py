@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -48,6 +49,23 @@ def wfe_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def wait_for_health(
+    address: str, process: subprocess.Popen[Any], output: Callable[[], str], patience: float = 30
+) -> None:
+    """Until the server at `address` answers health; its output if it exits or never does."""
+    deadline = time.monotonic() + patience
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                return
+            except grpc.RpcError as exc:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(output()) from exc
+                time.sleep(0.1)
+
+
 @pytest.fixture
 def dev_server(wfe_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str, float]]:
     address = f"127.0.0.1:{free_port()}"
@@ -60,17 +78,7 @@ def dev_server(wfe_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str],
         text=True,
     )
     try:
-        with grpc.insecure_channel(address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while True:
-                try:
-                    health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                    break
-                except grpc.RpcError as exc:
-                    if process.poll() is not None or time.monotonic() - started > 30:
-                        output = process.stdout.read() if process.stdout else ""
-                        raise AssertionError(output) from exc
-                    time.sleep(0.1)
+        wait_for_health(address, process, lambda: process.stdout.read() if process.stdout else "")
         yield process, address, time.monotonic() - started
     finally:
         if process.poll() is None:

@@ -23,7 +23,6 @@ import grpc
 import pytest
 from google.protobuf import json_format
 from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.tenants import service as tenants
 from tenancy.database import TenantDatabase
@@ -40,7 +39,7 @@ from tests.engine_stack import (
     worker_environment,
 )
 from tests.execution_helpers import step, struct, workflow
-from tests.test_cli import free_port
+from tests.test_cli import free_port, wait_for_health
 from tests.workflow_helpers import message
 from wfe.v1 import (
     execution_pb2,
@@ -100,19 +99,6 @@ def _environment(tool_package: Path) -> dict[str, str]:
     return env
 
 
-def _wait_for_health(address: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                return
-            except grpc.RpcError as error:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(log.read_text(errors="replace")) from error
-
-
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
@@ -142,7 +128,7 @@ def _embedded_stack(tool_package: Path, data_dir: Path) -> Iterator[Stack]:
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_for_health(address, process, log)
+        wait_for_health(address, process, lambda: log.read_text(errors="replace"), 60)
         yield Stack(address, dev_secret(data_dir), "wfe-dev", "demo-free", "demo-pro")
     finally:
         process.terminate()
@@ -173,7 +159,7 @@ def _broker_stack(
     try:
         server = processes.start("serve")
         processes.worker(f"--name={queue}-0@%h")
-        _wait_for_health(address, server, data_dir / "serve-1.log")
+        wait_for_health(address, server, (data_dir / "serve-1.log").read_text, 60)
         wait_for_workers(
             create_app(server_settings(broker_url=url, queue_name=queue)), [f"{queue}-0"]
         )
