@@ -1,4 +1,4 @@
-"""`python -m bench.run [--executions N] [--quick]`: the four ratios of issue requirement 10.
+"""`python -m bench.run [--executions N] [--quick] [--only hostile]`: the benchmark's ratios.
 
 Each round measures every floor and its system counterpart back to back, the order
 alternating between rounds so drift on a noisy machine falls on both sides; the table
@@ -19,8 +19,8 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from bench import floors, scenarios
-from bench.harness import StackOptions, open_stack
+from bench import floors, hostile, scenarios
+from bench.harness import Stack, StackOptions, open_stack
 from bench.report import Metric, p99, table
 from tests.engine_stack import broker_unavailable_reason
 from tests.execution_helpers import three_steps
@@ -39,6 +39,8 @@ class Plan:
     light_spacing: float
     heavy: int  # the least flood; see flood_size
     warmup: int
+    hostile_seconds: float
+    attackers: int
 
 
 def plan_of(args: argparse.Namespace) -> Plan:
@@ -53,6 +55,8 @@ def plan_of(args: argparse.Namespace) -> Plan:
         light_spacing=0.4,
         heavy=max(executions, 120),
         warmup=12 if quick else 30,
+        hostile_seconds=5.0 if quick else 10.0,
+        attackers=4,
     )
 
 
@@ -72,6 +76,9 @@ def metrics() -> dict[str, Metric]:
         "b": Metric("b", f"StartExecution p99 @{CLIENTS} clients", "ms", "ms", 3.0, False),
         "c": Metric("c", "PostgreSQL commits per completed step", "commits", "steps", 2.0, False),
         "d": Metric("d", "light tenant start-to-first-step p99", "ms", "ms", 1.5, False),
+        "e": Metric(
+            "e", "other tenant's GetExecution p99 under an attacker ÷ alone", "ms", "ms", 2.0, False
+        ),
     }
 
 
@@ -157,11 +164,36 @@ async def bench(plan: Plan, options: StackOptions) -> dict[str, Metric]:
                 f"{loaded.heavy_backlog_at_end} of {flood}",
                 flush=True,
             )
+            await measure_hostile(stack, plan, results["e"])
         c.notes.append(
             "bench polling commits nothing (its reads share one transaction, rolled back); "
             "tenant and workflow set-up commit before the window opens"
         )
     print(f"finished in {time.monotonic() - began:.0f}s", flush=True)
+    return results
+
+
+async def measure_hostile(stack: Stack, plan: Plan, e: Metric) -> None:
+    """(e): tenant B's GetExecution p99 while tenant A sends the attack corpus, over alone."""
+    measured = await hostile.other_tenant_under_attack(stack, plan.hostile_seconds, plan.attackers)
+    print("  " + e.describe(e.add(p99(measured.attacked) * 1000, p99(measured.alone) * 1000)))
+    print(
+        f"  (e) alone: {len(measured.alone)} reads, {scenarios.summary(measured.alone)}; "
+        f"under attack: {len(measured.attacked)} reads, {scenarios.summary(measured.attacked)}; "
+        f"{plan.attackers} attackers sent {measured.attacks_sent} attacks, answered "
+        + ", ".join(f"{code} {n}" for code, n in sorted(measured.attacks_by_code.items())),
+        flush=True,
+    )
+
+
+async def bench_hostile(plan: Plan, options: StackOptions) -> dict[str, Metric]:
+    """Only (e), in `plan.rounds` rounds on one stack."""
+    results = {"e": metrics()["e"]}
+    async with open_stack(options) as stack:
+        await scenarios.warm_up(stack, plan.warmup)
+        for number in range(plan.rounds):
+            print(f"round {number + 1}/{plan.rounds}", flush=True)
+            await measure_hostile(stack, plan, results["e"])
     return results
 
 
@@ -180,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes per side")
     parser.add_argument("--log-dir", type=Path, help="where process logs go (default: a temp dir)")
+    parser.add_argument("--only", choices=["hostile"], help="run one scenario: hostile = (e) alone")
     args = parser.parse_args(argv)
     reason = broker_unavailable_reason(args.broker)
     if reason:
@@ -188,14 +221,21 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_of(args)
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="wfe-bench-"))
     options = StackOptions(args.broker, args.concurrency, log_dir)
-    print(
-        f"plan: {plan.rounds} round(s); (a) {plan.executions} executions vs chains; "
+    scenarios_planned = (
+        ""
+        if args.only == "hostile"
+        else f"(a) {plan.executions} executions vs chains; "
         f"(b) {CLIENTS} clients x {plan.calls_per_client} calls; (d) {plan.light} light starts "
         f"every {plan.light_spacing * 1000:.0f} ms vs a flood of at least {plan.heavy}; "
+    )
+    print(
+        f"plan: {plan.rounds} round(s); {scenarios_planned}(e) {plan.hostile_seconds:g} s of "
+        f"reads alone and under {plan.attackers} attackers; "
         f"broker {args.broker}, worker concurrency {args.concurrency}",
         flush=True,
     )
-    results = asyncio.run(bench(plan, options))
+    run = bench_hostile if args.only == "hostile" else bench
+    results = asyncio.run(run(plan, options))
     table(list(results.values()))
     return 0
 

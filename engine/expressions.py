@@ -64,7 +64,12 @@ _PARSER: Final = Lark(
     propagate_positions=True,
     maybe_placeholders=False,
 )
-_MAX_DEPTH: Final = 100
+# Tenants write these, so work per expression is bounded before lark sees the text: the
+# length first (which bounds everything else), then depth, list size and path length.
+MAX_LENGTH: Final = 4096
+MAX_DEPTH: Final = 32
+MAX_LIST_ITEMS: Final = 1000
+MAX_PATH_SEGMENTS: Final = 32
 _DESCRIPTIONS: Final = {
     **dict.fromkeys("NUMBER STRING TRUE FALSE NULL MINUS NOT EXISTS".split(), "a value"),
     **dict.fromkeys("COMP_OP IN AND OR".split(), "an operator"),
@@ -202,10 +207,37 @@ def parse_path(text: str) -> PathRef:
 
 
 def _parse(text: str, start: str) -> Tree[Token]:
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(
+            f"longer than {MAX_LENGTH} characters ({len(text)}) at position {MAX_LENGTH}",
+            MAX_LENGTH,
+        )
+    _check_nesting(text)
     try:
         return _PARSER.parse(text, start=start)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text) from None
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse brackets nested deeper than `MAX_DEPTH`, counting outside quoted strings."""
+    depth, quote, escaped = 0, "", False
+    for position, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif quote:
+            escaped = char == "\\"
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "([":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ExpressionError(
+                    f"more than {MAX_DEPTH} levels of nesting at position {position}", position
+                )
+        elif char in ")]":
+            depth -= 1
 
 
 def _syntax_error(exc: UnexpectedInput, text: str) -> ExpressionError:
@@ -240,9 +272,9 @@ def _describe(expected: set[str]) -> str:
 
 
 def _expression(tree: Tree[Token], depth: int) -> Expression:
-    if depth > _MAX_DEPTH:
+    if depth > MAX_DEPTH:
         at = tree.meta.start_pos
-        raise ExpressionError(f"more than {_MAX_DEPTH} levels of nesting at position {at}", at)
+        raise ExpressionError(f"more than {MAX_DEPTH} levels of nesting at position {at}", at)
     below = depth + 1
     match tree.data, tree.children:
         case "or_", [Tree() as left, _, Tree() as right]:
@@ -266,13 +298,26 @@ def _expression(tree: Tree[Token], depth: int) -> Expression:
 
 
 def _list(tree: Tree[Token]) -> ListLiteral:
-    return ListLiteral(tuple(_literal(item) for item in tree.children if isinstance(item, Tree)))
+    items = [item for item in tree.children if isinstance(item, Tree)]
+    if len(items) > MAX_LIST_ITEMS:
+        at = items[MAX_LIST_ITEMS].meta.start_pos
+        raise ExpressionError(
+            f"a list holds at most {MAX_LIST_ITEMS} items; item {MAX_LIST_ITEMS + 1} "
+            f"is at position {at}",
+            at,
+        )
+    return ListLiteral(tuple(_literal(item) for item in items))
 
 
 def _path(tree: Tree[Token]) -> PathRef:
     tokens = (child for child in tree.children if isinstance(child, Token))
     segments: list[str | int] = []
     for token in tokens:
+        if len(segments) == MAX_PATH_SEGMENTS:
+            raise ExpressionError(
+                f"a path has at most {MAX_PATH_SEGMENTS} segments; more at position {_at(token)}",
+                _at(token),
+            )
         if token.type == "NUMBER":
             index = _number(token)
             if not isinstance(index, int):

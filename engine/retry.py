@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from engine.durations import seconds
+
+LONGEST_DELAY_SECONDS: Final = 24 * 60 * 60.0
+"""No wait between attempts is longer, whatever a stored row says: validation refuses longer
+intervals today, and rows stored before must not overflow a datetime and strand the step."""
+MOST_ATTEMPTS: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +35,24 @@ class RetryPolicy:
         """
         try:
             growth = self.initial_interval * self.backoff_coefficient ** max(attempt - 1, 0)
-        except OverflowError:
+        except (OverflowError, ZeroDivisionError):
             growth = self.max_interval
-        base = min(growth, self.max_interval)
-        if self.jitter <= 0:
+        base = _clamp(min(growth, self.max_interval), 0.0, LONGEST_DELAY_SECONDS)
+        jitter = _clamp(self.jitter, 0.0, 1.0)
+        if jitter <= 0:
             return base
-        spread = base * self.jitter
-        return max(base + (rand or random).uniform(-spread, spread), 0.0)
+        spread = base * jitter
+        return _clamp(base + (rand or random).uniform(-spread, spread), 0.0, LONGEST_DELAY_SECONDS)
 
     def allows_retry(self, attempt: int, code: str, retryable: bool) -> bool:
         """Whether a failure with `code` on attempt `attempt` is tried again."""
-        return retryable and code not in self.non_retryable_codes and attempt < self.max_attempts
+        most = min(self.max_attempts, MOST_ATTEMPTS)
+        return retryable and code not in self.non_retryable_codes and attempt < most
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    """`value` within [low, high]; NaN (from a stored inf * 0, say) counts as `low`."""
+    return low if math.isnan(value) else min(max(value, low), high)
 
 
 DEFAULT_RETRY = RetryPolicy(

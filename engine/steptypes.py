@@ -166,7 +166,11 @@ STEP_TYPES: Final[dict[str, StepType]] = {
             _object(
                 {
                     "event": {"type": "string", "minLength": 1, "maxLength": 200},
-                    "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+                    "timeout_seconds": {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "maximum": 2592000,
+                    },
                 },
                 required=("event",),
             ),

@@ -18,6 +18,7 @@ from engine.graph import Graph
 from engine.progress import StepStatus
 from engine.retry import policy_of
 from engine.runner import Outcome
+from engine.sizes import encoded_size
 from engine.tools import StepFailure
 from engine.units import Unit
 from persistence.models import AttemptStatus, Execution, ExecutionStatus, StepAttempt
@@ -152,7 +153,17 @@ async def claim(
 
 
 async def succeed(unit: Unit, execution: Execution, attempt: StepAttempt, outcome: Outcome) -> None:
-    """The attempt completed: record its output, then go on or end the execution."""
+    """The attempt completed: record its output, then go on or end the execution.
+
+    An output over the plan's `max_output_bytes` is never stored: the attempt fails instead
+    (`output_too_large`, not retried, then the step's error policy).
+    """
+    size, limit = encoded_size(outcome.output), unit.plan.limits.max_output_bytes
+    if size > limit:
+        message = f"the step's output is {size} bytes as compact JSON; the plan allows {limit}"
+        failure = StepFailure("output_too_large", message, retryable=False)
+        await fail_attempt(unit, execution, attempt, failure)
+        return
     graph = Graph(execution.definition)
     step = graph.step(attempt.step_id)
     elapsed = duration_ms(attempt.started_at, unit.now)

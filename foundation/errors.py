@@ -14,6 +14,7 @@ Every failure a client can see is a `WfeError`; one interceptor turns it into a
     ├── WorkflowExecutionError     (WORKFLOW_EXECUTION_ERROR)
     │   └── ExecutionStateConflict not in a state that allows the action
     ├── ExecutionTimeout           (TIMEOUT)
+    ├── WorkTimeout                (TIMEOUT: a request's own work ran past its deadline)
     └── TierRestriction            (TIER_RESTRICTION)
         ├── QuotaExhausted         a quota is used up
         └── FeatureNotInPlan       the plan does not include the feature
@@ -158,6 +159,12 @@ class ExecutionTimeout(WfeError):
     reason = Reason.TIMEOUT
 
 
+class WorkTimeout(WfeError):
+    """A request's own work (validating a definition, say) ran past its deadline."""
+
+    reason = Reason.TIMEOUT
+
+
 class TierRestriction(WfeError):
     """The tenant's plan does not allow this; metadata says tier, limit and used."""
 
@@ -184,6 +191,7 @@ STATUS_CODES: Final[Mapping[type[WfeError], grpc.StatusCode]] = {
     WorkflowExecutionError: grpc.StatusCode.ABORTED,
     ExecutionStateConflict: grpc.StatusCode.FAILED_PRECONDITION,
     ExecutionTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
+    WorkTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     TierRestriction: grpc.StatusCode.FAILED_PRECONDITION,
     QuotaExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     FeatureNotInPlan: grpc.StatusCode.FAILED_PRECONDITION,

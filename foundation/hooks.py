@@ -7,11 +7,13 @@ set context variables, check credentials or translate errors inside the call its
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Final
 
 import grpc
 from grpc import aio
@@ -70,7 +72,9 @@ def _wrap_stream(behaviour: Callable[..., Any], hook: Hook) -> Callable[..., Any
     if not (inspect.isasyncgenfunction(behaviour) or inspect.isgeneratorfunction(behaviour)):
         return _wrap_unary(behaviour, hook)
 
-    async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+    async def hooked(
+        request: Any, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncGenerator[Any, None]:
         async with hook(context):
             responses = behaviour(request, context)
             if inspect.isasyncgen(responses):
@@ -80,4 +84,29 @@ def _wrap_stream(behaviour: Callable[..., Any], hook: Hook) -> Callable[..., Any
                 for response in responses:
                     yield response
 
+    async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        # When a client drops the call, grpc abandons this generator and the event loop
+        # closes it later from a task of its own, in another Context, where a hook could
+        # not reset the context variables it set. So every step of the hooked generator,
+        # its close included, runs in the one Context the call began in.
+        scope = contextvars.copy_context()
+        stream = hooked(request, context)
+        try:
+            while (response := await _in(scope, _next(stream))) is not _END:
+                yield response
+        finally:
+            await _in(scope, stream.aclose())
+
     return call
+
+
+_END: Final = object()
+
+
+async def _next(stream: AsyncIterator[Any]) -> Any:
+    return await anext(stream, _END)
+
+
+async def _in(scope: contextvars.Context, step: Coroutine[Any, Any, Any]) -> Any:
+    """Run `step` as a task in `scope`; cancelling the caller cancels the step too."""
+    return await asyncio.create_task(step, context=scope)

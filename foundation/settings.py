@@ -49,6 +49,20 @@ class Settings(BaseSettings):
         10, ge=1, description="Clients pinging more often than this are disconnected."
     )
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=300)
+    validation_workers: int = Field(
+        2, ge=1, le=64, description="Threads that validate definitions, off the event loop."
+    )
+    validation_timeout_seconds: float = Field(
+        5.0, gt=0, le=300, description="A validation still running after this is refused."
+    )
+    error_max_violations: int = Field(
+        50, ge=1, le=1000, description="Field violations one error lists; the rest are counted."
+    )
+    page_token_secret: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="Signs page tokens; shared by every server. Default: from WFE_JWT_SECRET.",
+    )
 
     jwt_secret: SecretStr | None = Field(None, description="HS256 shared secret (development).")
     jwt_jwks_url: str | None = Field(None, description="JWKS URL for RS256/ES256 (production).")

@@ -13,8 +13,15 @@ from grpc_reflection.v1alpha import reflection
 
 from engine.dispatch import Publisher
 from foundation.settings import Settings
+from service import offload
 from service.executions.service import ExecutionService
-from service.interceptors import ErrorInterceptor, RequestIdInterceptor
+from service.interceptors import (
+    DecodeGuardInterceptor,
+    ErrorInterceptor,
+    RequestIdInterceptor,
+    details_budget,
+)
+from service.pagination import PageTokens, signing_key
 from service.servicers.execution import ExecutionServicer
 from service.servicers.tenant import TenantServicer
 from service.servicers.workflow import WorkflowServicer
@@ -81,14 +88,28 @@ async def start_server(
     `publisher` sends the step tasks that calls make due to the workers.
     """
     server = aio.server(
-        interceptors=[RequestIdInterceptor(), ErrorInterceptor(), AuthInterceptor(verifier)],
+        interceptors=[
+            RequestIdInterceptor(),
+            ErrorInterceptor(
+                max_violations=settings.error_max_violations,
+                budget=details_budget(settings.grpc_max_metadata_bytes),
+            ),
+            AuthInterceptor(verifier),
+            DecodeGuardInterceptor(),  # innermost: sees the deserializer gRPC will call
+        ],
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )
+    tokens = PageTokens(signing_key(settings))
+    answers = settings.grpc_max_message_bytes
+    offload.configure(settings.validation_workers, settings.validation_timeout_seconds)
     tenant_pb2_grpc.add_TenantServiceServicer_to_server(TenantServicer(database), server)
-    workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(database), server)
+    workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
+        WorkflowServicer(database, tokens, answers), server
+    )
     execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionServicer(ExecutionService(database, settings, publisher)), server
+        ExecutionServicer(ExecutionService(database, settings, publisher), tokens, answers),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

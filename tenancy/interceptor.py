@@ -1,12 +1,12 @@
 """Authenticates every call and binds it to one tenant the token grants.
 
 Health checking and reflection are exempt; every other method needs
-`authorization: Bearer <jwt>` and `x-tenant-id`.
+`authorization: Bearer <jwt>` and `x-tenant-id`, and the role `tenancy.roles` asks for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -15,6 +15,7 @@ from grpc import aio
 from foundation.errors import PermissionDenied, Unauthenticated
 from foundation.hooks import HookInterceptor
 from tenancy.context import CallIdentity, TenantId, bind_identity
+from tenancy.roles import POLICY, Role, authorize
 from tenancy.tokens import TokenVerifier
 
 TENANT_HEADER: Final = "x-tenant-id"
@@ -26,8 +27,9 @@ EXEMPT_PREFIXES: Final = (
 
 
 class AuthInterceptor(HookInterceptor):
-    def __init__(self, verifier: TokenVerifier) -> None:
+    def __init__(self, verifier: TokenVerifier, policy: Mapping[str, Role] = POLICY) -> None:
         self._verifier = verifier
+        self._policy = policy
 
     def applies_to(self, method: str) -> bool:
         return not method.startswith(EXEMPT_PREFIXES)
@@ -48,6 +50,7 @@ class AuthInterceptor(HookInterceptor):
                 f"the token does not grant tenant {tenant!r}", metadata={"tenant_id": tenant}
             )
         identity = CallIdentity(TenantId(tenant), principal.subject, principal.roles)
+        authorize(identity, method, self._policy)
         with bind_identity(identity):
             yield
 

@@ -243,10 +243,12 @@ def token(
     )
 
 
-def auth(tenant_id: str, *, bearer: str | None = None) -> tuple[tuple[str, str], ...]:
-    """Call metadata for `tenant_id` with a token granting it (or the given one)."""
+def auth(
+    tenant_id: str, *, bearer: str | None = None, roles: list[str] | None = None
+) -> tuple[tuple[str, str], ...]:
+    """Call metadata for `tenant_id` with a token granting it with `roles` (or the given one)."""
     return (
-        ("authorization", f"Bearer {bearer or token([tenant_id])}"),
+        ("authorization", f"Bearer {bearer or token([tenant_id], roles=roles)}"),
         ("x-tenant-id", tenant_id),
     )
 

@@ -58,19 +58,23 @@ async def owned_workflow(channel: aio.Channel, tenant: str) -> workflow_pb2.Work
     await update_steps(channel, tenant, created.id, definition(extra_tools=1))
     await stub(channel).PublishWorkflow(
         workflow_pb2.PublishWorkflowRequest(workflow_id=created.id, release_notes="v2"),
-        metadata=auth(tenant),
+        metadata=auth(tenant, roles=["admin"]),
     )
     return created
 
 
 def by_id_case(method: str, build: Callable[[str], object]) -> Case:
-    """B names A's workflow id: it answers NOT_FOUND, exactly as for a missing one."""
+    """B names A's workflow id: it answers NOT_FOUND, exactly as for a missing one.
+
+    B calls as an admin of B, so that no role refusal can stand in for the isolation.
+    """
 
     async def case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
         owned = await owned_workflow(channel, tenant_a)
         call = getattr(stub(channel), method)
-        await assert_not_found(call(build(owned.id), metadata=auth(tenant_b)))
-        await assert_not_found(call(build(str(uuid.uuid4())), metadata=auth(tenant_b)))
+        as_b = auth(tenant_b, roles=["admin"])
+        await assert_not_found(call(build(owned.id), metadata=as_b))
+        await assert_not_found(call(build(str(uuid.uuid4())), metadata=as_b))
 
     return case
 

@@ -10,6 +10,12 @@ from dataclasses import dataclass, fields, replace
 from enum import IntEnum, StrEnum
 from typing import Any, Final
 
+KIB: Final = 1024
+MIB: Final = 1024 * KIB
+MAX_STEPS_CEILING: Final = 2000
+"""Steps in one workflow on any plan, even an "unlimited" one: validation and the engine's
+graph walks stay well under a second at this size."""
+
 
 class Tier(StrEnum):
     FREE = "free"
@@ -64,6 +70,15 @@ class PlanLimits:
     log_detail: LogDetail
     monitoring: Monitoring
     webhooks: bool
+    max_definition_bytes: int
+    max_input_bytes: int
+    max_output_bytes: int
+
+    @property
+    def steps_allowed(self) -> int:
+        """The step limit validation applies: the plan's, never above `MAX_STEPS_CEILING`."""
+        limit = self.max_steps_per_workflow
+        return MAX_STEPS_CEILING if limit is None else min(limit, MAX_STEPS_CEILING)
 
     def with_overrides(self, overrides: dict[str, Any]) -> PlanLimits:
         """A copy with `overrides` applied; unknown names or bad values raise ValueError."""
@@ -76,6 +91,8 @@ class PlanLimits:
                 raise ValueError(f"limit {name!r} must be a whole number or null (unlimited)")
             if value is not None and value < 1:
                 raise ValueError(f"limit {name!r} must be at least 1")
+            if name == "max_steps_per_workflow" and value is not None and value > MAX_STEPS_CEILING:
+                raise ValueError(f"max_steps_per_workflow is at most {MAX_STEPS_CEILING}")
             if name == "history_retention_days" and value is None:
                 raise ValueError("history_retention_days cannot be unlimited")
             changes[known[name].name] = value
@@ -110,6 +127,9 @@ PLANS: Final[dict[Tier, PlanLimits]] = {
         log_detail=LogDetail.NONE,
         monitoring=Monitoring.LIMITED,
         webhooks=False,
+        max_definition_bytes=64 * KIB,
+        max_input_bytes=64 * KIB,
+        max_output_bytes=256 * KIB,
     ),
     Tier.PROFESSIONAL: PlanLimits(
         max_workflows=50,
@@ -125,6 +145,9 @@ PLANS: Final[dict[Tier, PlanLimits]] = {
         log_detail=LogDetail.STANDARD,
         monitoring=Monitoring.FULL,
         webhooks=True,
+        max_definition_bytes=256 * KIB,
+        max_input_bytes=256 * KIB,
+        max_output_bytes=1 * MIB,
     ),
     # "Configurable" limits get these defaults until the contract overrides them.
     Tier.ENTERPRISE: PlanLimits(
@@ -141,5 +164,9 @@ PLANS: Final[dict[Tier, PlanLimits]] = {
         log_detail=LogDetail.EXTENDED,
         monitoring=Monitoring.ADVANCED,
         webhooks=True,
+        # All three stay under the 4 MiB gRPC message, with room for the rest of an answer.
+        max_definition_bytes=1 * MIB,
+        max_input_bytes=1 * MIB,
+        max_output_bytes=2 * MIB,
     ),
 }

@@ -270,4 +270,5 @@ def _failure(exc: BaseException, host: str, budget: float) -> StepFailure:
             details=str(exc),
             retryable=False,
         )
-    return StepFailure("external_service_error", message, details=str(exc) or type(exc).__name__)
+    # The library's own words, never its class name: the tenant sees this text.
+    return StepFailure("external_service_error", message, details=str(exc) or "the exchange failed")

@@ -1,7 +1,15 @@
-"""Server interceptors for request ids and error translation (identity lives in `tenancy`)."""
+"""Server interceptors: request ids, errors, undecodable requests (identity is in `tenancy`)."""
 
 from foundation.hooks import HookInterceptor
-from service.interceptors.errors import ErrorInterceptor
+from service.interceptors.decoding import DecodeGuardInterceptor
+from service.interceptors.errors import ErrorInterceptor, details_budget
 from service.interceptors.request_id import RequestIdInterceptor, current_request_id
 
-__all__ = ["ErrorInterceptor", "HookInterceptor", "RequestIdInterceptor", "current_request_id"]
+__all__ = [
+    "DecodeGuardInterceptor",
+    "ErrorInterceptor",
+    "HookInterceptor",
+    "RequestIdInterceptor",
+    "current_request_id",
+    "details_budget",
+]

@@ -1,4 +1,10 @@
-"""`wfe.v1.ExecutionService`: messages in and out; the work is in `service.executions`."""
+"""`wfe.v1.ExecutionService`: messages in and out; the work is in `service.executions`.
+
+Inputs and outputs may be megabytes each, so answers come in views (AIP-157): a list
+shows BASIC executions by default, and a FULL execution that would pass the message
+size limit leaves out its largest parts and names them in `omitted_fields`; a page
+stops early rather than exceed the limit.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from foundation.errors import FieldViolation, InvalidInput
 from persistence.models import Execution, ExecutionStatus
 from service import pagination
 from service.executions.service import ExecutionService, Filter
+from service.servicers import values
 from service.servicers.messages import timestamp
 from tenancy import current_identity
 from wfe.v1 import execution_pb2, execution_pb2_grpc
@@ -62,8 +69,14 @@ def _value(item: Any) -> struct_pb2.Value:
     return message
 
 
-def execution_message(row: Execution, *, with_outputs: bool = True) -> execution_pb2.Execution:
-    """The record as the API shows it: the seed's structure plus typed fields."""
+def execution_message(
+    row: Execution, *, full: bool = True, budget: int | None = None
+) -> execution_pb2.Execution:
+    """The record as the API shows it: the seed's structure plus typed fields.
+
+    BASIC (`full=False`) leaves out the input, steps' outputs, the result and the steps
+    document; FULL leaves out what does not fit in `budget` bytes.
+    """
     steps = []
     for item in row.steps["step_list"]:
         step = execution_pb2.StepRun(
@@ -76,7 +89,7 @@ def execution_message(row: Execution, *, with_outputs: bool = True) -> execution
             error=_error(item.get("error")),
             duration_ms=int(item.get("duration_ms") or 0),
         )
-        if with_outputs and item["id"] in row.outputs:
+        if full and item["id"] in row.outputs:
             step.output.CopyFrom(_value(row.outputs[item["id"]]))
         steps.append(step)
     message = execution_pb2.Execution(
@@ -97,8 +110,9 @@ def execution_message(row: Execution, *, with_outputs: bool = True) -> execution
         rerun_from_step=row.rerun_from_step or "",
         cancelled_by=row.cancelled_by or "",
     )
-    message.input.update(row.input)
-    if row.result is not None:
+    if full:
+        message.input.update(row.input)
+    if full and row.result is not None:
         message.result.update(row.result)
     for field, moment in (
         ("start_time", row.started_at),
@@ -107,14 +121,42 @@ def execution_message(row: Execution, *, with_outputs: bool = True) -> execution
     ):
         if moment is not None:
             getattr(message, field).CopyFrom(timestamp(moment))
-    if with_outputs:
+    if full:
         message.steps_document.update(row.steps)
+    if budget is not None:
+        _fit(message, budget)
     return message
 
 
+def _fit(message: execution_pb2.Execution, budget: int) -> None:
+    """Leave out step outputs, largest first, then the documents, until `message` fits."""
+    if message.ByteSize() <= budget:
+        return
+    outputs = sorted(
+        (index for index, step in enumerate(message.steps) if step.HasField("output")),
+        key=lambda index: message.steps[index].output.ByteSize(),
+        reverse=True,
+    )
+    parts = [(message.steps[i], "output", f"steps[{i}].output") for i in outputs]
+    parts += [(message, name, name) for name in ("steps_document", "result", "input")]
+    for owner, field, path in parts:
+        if message.ByteSize() <= budget:
+            return
+        if owner.HasField(field):
+            owner.ClearField(field)
+            message.omitted_fields.append(path)
+
+
 class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
-    def __init__(self, executions: ExecutionService) -> None:
+    def __init__(
+        self, executions: ExecutionService, tokens: pagination.PageTokens, limit: int
+    ) -> None:
         self._executions = executions
+        self._tokens = tokens
+        self._budget = limit - pagination.ANSWER_HEADROOM
+
+    def _full(self, row: Execution) -> execution_pb2.Execution:
+        return execution_message(row, budget=self._budget)
 
     async def StartExecution(
         self, request: execution_pb2.StartExecutionRequest, context: Context
@@ -122,16 +164,19 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         started = await self._executions.start(
             current_identity(),
             request.workflow_id,
-            json_format.MessageToDict(request.input),
+            values.struct_to_dict(request.input, "input"),
             request.request_id,
         )
-        return execution_pb2.StartExecutionResponse(execution=execution_message(started))
+        return execution_pb2.StartExecutionResponse(execution=self._full(started))
 
     async def GetExecution(
         self, request: execution_pb2.GetExecutionRequest, context: Context
     ) -> execution_pb2.GetExecutionResponse:
+        full = _view(request.view, execution_pb2.EXECUTION_VIEW_FULL)
         row = await self._executions.get(current_identity().tenant_id, request.execution_id)
-        return execution_pb2.GetExecutionResponse(execution=execution_message(row))
+        return execution_pb2.GetExecutionResponse(
+            execution=execution_message(row, full=full, budget=self._budget)
+        )
 
     async def ListExecutions(
         self, request: execution_pb2.ListExecutionsRequest, context: Context
@@ -152,11 +197,13 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             created_by=request.created_by,
         )
         listing = f"executions:{where.fingerprint()}"
-        key = pagination.decode(request.page_token, tenant, listing)
+        key = self._tokens.decode(request.page_token, tenant, listing)
         after = (datetime.fromisoformat(key[0]), str(key[1])) if key else None
         rows = await self._executions.list_page(tenant, where, after=after, limit=size + 1)
-        page = [execution_message(row, with_outputs=False) for row in rows[:size]]
-        token = pagination.next_token(rows, size, tenant, listing, pagination.creation_key)
+        full = _view(request.view, execution_pb2.EXECUTION_VIEW_BASIC)
+        page = [execution_message(r, full=full, budget=self._budget) for r in rows[:size]]
+        del page[pagination.fitting([m.ByteSize() for m in page], self._budget) :]
+        token = self._tokens.after(rows, len(page), tenant, listing, pagination.creation_key)
         return execution_pb2.ListExecutionsResponse(executions=page, next_page_token=token)
 
     async def CancelExecution(
@@ -165,13 +212,13 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         row = await self._executions.cancel(
             current_identity(), request.execution_id, request.reason
         )
-        return execution_pb2.CancelExecutionResponse(execution=execution_message(row))
+        return execution_pb2.CancelExecutionResponse(execution=self._full(row))
 
     async def RetryExecution(
         self, request: execution_pb2.RetryExecutionRequest, context: Context
     ) -> execution_pb2.RetryExecutionResponse:
         row = await self._executions.retry(current_identity(), request.execution_id)
-        return execution_pb2.RetryExecutionResponse(execution=execution_message(row))
+        return execution_pb2.RetryExecutionResponse(execution=self._full(row))
 
     async def RerunExecution(
         self, request: execution_pb2.RerunExecutionRequest, context: Context
@@ -180,10 +227,20 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             current_identity(),
             request.execution_id,
             request.from_step,
-            json_format.MessageToDict(request.input_patch),
+            values.struct_to_dict(request.input_patch, "input_patch"),
             request.request_id,
         )
-        return execution_pb2.RerunExecutionResponse(execution=execution_message(rerun))
+        return execution_pb2.RerunExecutionResponse(execution=self._full(rerun))
+
+
+def _view(view: int, default: int) -> bool:
+    """Whether the requested view (or the method's default) is FULL."""
+    if view not in execution_pb2.ExecutionView.values():
+        raise InvalidInput(
+            f"unknown view {view}", violations=[FieldViolation("view", "BASIC or FULL")]
+        )
+    chosen: int = view or default
+    return bool(chosen == execution_pb2.EXECUTION_VIEW_FULL)
 
 
 def _moment(request: execution_pb2.ListExecutionsRequest, field: str) -> datetime | None:

@@ -57,6 +57,9 @@ def limits_message(plan: TenantPlan) -> tenant_pb2.TierLimits:
         log_detail=limits.log_detail.value,
         monitoring=limits.monitoring.value,
         webhooks=limits.webhooks,
+        max_definition_bytes=limits.max_definition_bytes,
+        max_input_bytes=limits.max_input_bytes,
+        max_output_bytes=limits.max_output_bytes,
     )
 
 

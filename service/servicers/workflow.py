@@ -11,20 +11,29 @@ from grpc import aio
 
 from engine.steptypes import MINIMUM_TIER, STEP_TYPES, published_schema
 from engine.tools import ToolMode, installed
-from foundation.errors import FieldViolation, InvalidInput
+from foundation.errors import FieldViolation, InvalidInput, InvalidWorkflowDefinition
 from persistence.models import Workflow, WorkflowVersion
-from service import pagination
+from service import offload, pagination
 from service.idempotency import create_once
+from service.servicers import values
 from service.servicers.messages import TIERS, timestamp
 from service.workflows import documents, templates
 from service.workflows import service as workflows
 from service.workflows.diagram import mermaid
 from service.workflows.diff import FieldChange, diff
 from service.workflows.issues import Report
-from service.workflows.validation import validate_step, validate_workflow
+from service.workflows.validation import too_many_steps, validate_step, validate_workflow
 from tenancy import current_identity
 from tenancy.database import TenantDatabase
-from tiers import PlannedSession, TenantPlan, Tier, Versioning, planned_transaction, require_feature
+from tiers import (
+    PlanLimits,
+    PlannedSession,
+    TenantPlan,
+    Tier,
+    Versioning,
+    planned_transaction,
+    require_feature,
+)
 from wfe.v1 import workflow_pb2, workflow_pb2_grpc
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
@@ -77,6 +86,12 @@ def version_message(row: WorkflowVersion) -> workflow_pb2.WorkflowVersion:
     return message
 
 
+def _validate(workflow: workflow_pb2.Workflow, limits: PlanLimits) -> Report:
+    """ValidateWorkflow's work, conversion included: all of it grows with the definition."""
+    too_many = too_many_steps(len(workflow.steps), limits)  # then converting them is waste
+    return too_many or validate_workflow(documents.definition_of(workflow), limits)
+
+
 def issue_messages(report: Report) -> dict[str, Any]:
     def convert(issues: list[Any]) -> list[workflow_pb2.ValidationIssue]:
         return [
@@ -118,8 +133,10 @@ def change_message(change: FieldChange) -> workflow_pb2.FieldChange:
 
 
 class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
-    def __init__(self, database: TenantDatabase) -> None:
+    def __init__(self, database: TenantDatabase, tokens: pagination.PageTokens, limit: int) -> None:
         self._database = database
+        self._tokens = tokens
+        self._budget = limit - pagination.ANSWER_HEADROOM
 
     def _unit(self) -> AbstractAsyncContextManager[PlannedSession]:
         """The call's transaction in its tenant, with the plan in force."""
@@ -147,7 +164,9 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def CreateWorkflow(
         self, request: workflow_pb2.CreateWorkflowRequest, context: Context
     ) -> workflow_pb2.CreateWorkflowResponse:
-        created = await self._create(documents.definition_of(request.workflow), request.request_id)
+        values.require_finite(request.workflow, "workflow", InvalidWorkflowDefinition)
+        proposed = await offload.run(documents.definition_of, request.workflow)  # grows with it
+        created = await self._create(proposed, request.request_id)
         return workflow_pb2.CreateWorkflowResponse(workflow=created)
 
     async def GetWorkflow(
@@ -168,7 +187,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                 "unknown status filter", violations=[FieldViolation("status", "unknown value")]
             )
         listing = f"workflows:{status or ''}:{request.name_prefix}"
-        key = pagination.decode(request.page_token, tenant, listing)
+        key = self._tokens.decode(request.page_token, tenant, listing)
         after = (datetime.fromisoformat(key[0]), str(key[1])) if key else None
         async with self._unit() as work:
             rows = await workflows.list_page(
@@ -179,7 +198,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                 limit=size + 1,
             )
             page = [workflow_message(row) for row in rows[:size]]
-        token = pagination.next_token(rows, size, tenant, listing, pagination.creation_key)
+        del page[pagination.fitting([m.ByteSize() for m in page], self._budget) :]
+        token = self._tokens.after(rows, len(page), tenant, listing, pagination.creation_key)
         return workflow_pb2.ListWorkflowsResponse(workflows=page, next_page_token=token)
 
     async def UpdateWorkflow(
@@ -194,7 +214,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                     FieldViolation("update_mask", f"unknown or read-only: {p}") for p in unknown
                 ],
             )
-        proposed = documents.definition_of(request.workflow)
+        values.require_finite(request.workflow, "workflow", InvalidWorkflowDefinition)
+        proposed = await offload.run(documents.definition_of, request.workflow)
         async with self._unit() as work:
             session, plan = work.session, work.plan
             row = await workflows.update(
@@ -239,18 +260,23 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def ValidateWorkflow(
         self, request: workflow_pb2.ValidateWorkflowRequest, context: Context
     ) -> workflow_pb2.ValidateWorkflowResponse:
+        values.require_finite(request.workflow, "workflow", InvalidWorkflowDefinition)
         plan = await self._plan()
-        report = validate_workflow(documents.definition_of(request.workflow), plan.limits)
+        report = await offload.run(_validate, request.workflow, plan.limits)
         return workflow_pb2.ValidateWorkflowResponse(**issue_messages(report))
 
     async def ValidateStep(
         self, request: workflow_pb2.ValidateStepRequest, context: Context
     ) -> workflow_pb2.ValidateStepResponse:
+        values.require_finite(request.step, "step", InvalidWorkflowDefinition)
         plan = await self._plan()
-        report = validate_step(
+        report = await offload.run(
+            validate_step,
             documents.step_to_dict(request.step),
             list(request.context.available_steps),
-            json_format.MessageToDict(request.context.input_schema),
+            values.struct_to_dict(
+                request.context.input_schema, "context.input_schema", InvalidWorkflowDefinition
+            ),
             plan.limits,
         )
         return workflow_pb2.ValidateStepResponse(**issue_messages(report))
@@ -292,7 +318,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         size = pagination.page_size(request.page_size)
         tenant = current_identity().tenant_id
         listing = f"versions:{request.workflow_id}"
-        key = pagination.decode(request.page_token, tenant, listing)
+        key = self._tokens.decode(request.page_token, tenant, listing)
         async with self._unit() as work:
             session, plan = work.session, work.plan
             rows = await workflows.list_versions(
@@ -303,7 +329,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                 limit=size + 1,
             )
             page = [version_message(row) for row in rows[:size]]
-        token = pagination.next_token(rows, size, tenant, listing, lambda row: [row.version])
+        del page[pagination.fitting([m.ByteSize() for m in page], self._budget) :]
+        token = self._tokens.after(rows, len(page), tenant, listing, lambda row: [row.version])
         return workflow_pb2.ListWorkflowVersionsResponse(versions=page, next_page_token=token)
 
     async def GetWorkflowVersion(
@@ -370,7 +397,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         size = pagination.page_size(request.page_size)
         tenant = current_identity().tenant_id
         listing = f"templates:{request.available_only}"
-        key = pagination.decode(request.page_token, tenant, listing)
+        key = self._tokens.decode(request.page_token, tenant, listing)
         start = int(key[0]) if key else 0
         plan = await self._plan()
         shown = [
@@ -382,7 +409,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         page = shown[start : start + size]
         token = ""
         if start + size < len(shown):
-            token = pagination.encode(tenant, listing, [start + size])
+            token = self._tokens.encode(tenant, listing, [start + size])
         return workflow_pb2.ListTemplatesResponse(
             templates=[
                 workflow_pb2.Template(

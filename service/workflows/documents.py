@@ -35,8 +35,8 @@ def step_to_dict(step: workflow_pb2.Step) -> dict[str, Any]:
     """A step message in the stored form."""
     try:
         document: dict[str, Any] = json_format.MessageToDict(step, preserving_proto_field_name=True)
-    except json_format.SerializeToJsonError as error:
-        # A Struct holding NaN or Infinity has no JSON form.
+    except (json_format.SerializeToJsonError, ValueError) as error:
+        # A Struct holding NaN or Infinity has no JSON form (protobuf 7 raises ValueError).
         raise InvalidWorkflowDefinition(
             f"step {step.id!r} holds a value JSON cannot carry: {error}",
             violations=[FieldViolation("steps", str(error))],

@@ -22,6 +22,7 @@ from foundation.errors import (
     WorkflowNotFound,
 )
 from persistence.models import Workflow, WorkflowVersion
+from service import offload
 from service.idempotency import check_request_id
 from service.workflows import repository
 from service.workflows.issues import Issue
@@ -55,8 +56,9 @@ def refusal(errors: Sequence[Issue]) -> InvalidWorkflowDefinition:
     )
 
 
-def _checked(definition: Mapping[str, Any], plan: TenantPlan) -> dict[str, Any]:
-    report = validate_workflow(definition, plan.limits)
+async def _checked(definition: Mapping[str, Any], plan: TenantPlan) -> dict[str, Any]:
+    """The definition, once valid; validation runs in `offload`'s pool, off the event loop."""
+    report = await offload.run(validate_workflow, definition, plan.limits)
     if not report.valid:
         raise refusal(report.errors)
     return dict(definition)
@@ -137,7 +139,7 @@ async def create(
     existing = await find_created(session, request_id)
     if existing is not None:
         return existing
-    checked = _checked(definition, plan)
+    checked = await _checked(definition, plan)
     await consume(session, plan, Quota.WORKFLOWS)
     now = datetime.now(UTC)
     workflow = Workflow(
@@ -166,7 +168,7 @@ async def _replace_definition(
     workflow: Workflow,
     definition: dict[str, Any],
 ) -> Workflow:
-    checked = _checked(definition, plan)
+    checked = await _checked(definition, plan)
     if (
         _keeps_history(plan)
         and await repository.get_version(session, workflow.id, workflow.version) is None
@@ -222,7 +224,7 @@ async def change_status(
             violations=[FieldViolation("id", f"workflow is {workflow.status}")],
         )
     if target is Status.ACTIVE:
-        _checked(workflow.definition, plan)
+        await _checked(workflow.definition, plan)
     previous = workflow.status
     workflow.status = target
     workflow.updated_at = datetime.now(UTC)

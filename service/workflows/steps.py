@@ -25,6 +25,8 @@ from tiers import PlanLimits
 STEP_ID: Final = re.compile(STEP_ID_PATTERN)
 ERROR_POLICIES: Final = ("fail", "retry", "continue")
 INPUT_ROOT: Final = "input"
+MAX_DURATION_SECONDS: Final = 24 * 60 * 60
+"""The longest step timeout and retry interval: the longest any plan lets an execution run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +259,7 @@ def _expression(text: str, facts: StepFacts, where: str, report: Report) -> None
     except expressions.ExpressionError as error:
         report.error(
             "invalid_expression",
-            f"{error.message} in {text!r}",
+            f"{error.message} in {_excerpt(text)}",
             step_id=facts.id,
             field=where,
             position=error.position,
@@ -275,6 +277,11 @@ def _expression(text: str, facts: StepFacts, where: str, report: Report) -> None
         )
 
 
+def _excerpt(text: str, most: int = 80) -> str:
+    """`text` quoted, cut short when long: a refusal names the problem, not all of the text."""
+    return repr(text) if len(text) <= most else f"{text[: most - 20]!r}... ({len(text)} characters)"
+
+
 def _check_policies(step: Mapping[str, Any], step_id: str, where: str, report: Report) -> None:
     on_error = step.get("on_error", "fail")
     if on_error not in ERROR_POLICIES:
@@ -284,10 +291,10 @@ def _check_policies(step: Mapping[str, Any], step_id: str, where: str, report: R
             step_id=step_id,
             field=f"{where}.on_error",
         )
-    if "timeout" in step and not (seconds(step["timeout"]) or 0) > 0:
+    if "timeout" in step and not 0 < (seconds(step["timeout"]) or 0) <= MAX_DURATION_SECONDS:
         report.error(
             "invalid_timeout",
-            "timeout must be a positive duration such as '30s'",
+            f"timeout must be a positive duration such as '30s', at most {_longest()}",
             step_id=step_id,
             field=f"{where}.timeout",
         )
@@ -303,6 +310,10 @@ def _check_policies(step: Mapping[str, Any], step_id: str, where: str, report: R
         )
 
 
+def _longest() -> str:
+    return f"'{MAX_DURATION_SECONDS}s' (one day)"
+
+
 def _retry_problems(retry: object) -> Iterator[tuple[str, str]]:
     if not isinstance(retry, Mapping):
         yield "", "retry must be an object"
@@ -313,9 +324,11 @@ def _retry_problems(retry: object) -> Iterator[tuple[str, str]]:
     intervals = {}
     for name in ("initial_interval", "max_interval"):
         if name in retry:
-            intervals[name] = seconds(retry[name])
-            if intervals[name] is None:
+            interval = intervals[name] = seconds(retry[name])
+            if interval is None:
                 yield name, f"{name} must be a duration such as '1.5s'"
+            elif interval > MAX_DURATION_SECONDS:
+                yield name, f"{name} is at most {_longest()}, not {retry[name]}"
     coefficient = retry.get("backoff_coefficient", 2.0)
     if not isinstance(coefficient, int | float) or isinstance(coefficient, bool):
         yield "backoff_coefficient", "backoff_coefficient must be a number"

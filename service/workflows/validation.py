@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
+from engine import schemas
+from engine.sizes import encoded_size
 from engine.tools import ToolCatalog
 from service.workflows.issues import Report
 from service.workflows.outputs import missing_field
 from service.workflows.steps import INPUT_ROOT, Reference, StepFacts, check_step
 from tiers import PlanLimits
+from tiers.plans import MAX_STEPS_CEILING
 
 MAX_NAME_LENGTH = 200
 
@@ -32,6 +32,8 @@ def validate_workflow(
     if not isinstance(definition, Mapping):
         report.error("invalid_field", "a workflow definition is an object", field="workflow")
         return report
+    if _over_plan(definition, limits, report):
+        return report
     name = definition.get("name")
     if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME_LENGTH:
         report.error("invalid_field", f"name is 1 to {MAX_NAME_LENGTH} characters", field="name")
@@ -40,13 +42,6 @@ def validate_workflow(
     if not isinstance(steps, list) or not steps:
         report.error("missing_steps", "a workflow needs at least one step", field="steps")
         return report
-    maximum = limits.max_steps_per_workflow if limits else None
-    if maximum is not None and len(steps) > maximum:
-        report.error(
-            "tier_restriction",
-            f"{len(steps)} steps exceed the plan's {maximum} steps per workflow",
-            field="steps",
-        )
     facts: dict[str, StepFacts] = {}
     for index, step in enumerate(steps):
         found = check_step(step, f"steps[{index}]", limits, report, tools)
@@ -65,6 +60,42 @@ def validate_workflow(
     return report
 
 
+def too_many_steps(count: int, limits: PlanLimits | None) -> Report | None:
+    """The one violation of a workflow with more steps than the plan allows, if it has."""
+    maximum = limits.steps_allowed if limits else MAX_STEPS_CEILING
+    if count <= maximum:
+        return None
+    report = Report()
+    report.error(
+        "tier_restriction",
+        f"{count} steps exceed the plan's {maximum} steps per workflow",
+        field="steps",
+    )
+    return report
+
+
+def _over_plan(definition: Mapping[str, Any], limits: PlanLimits | None, report: Report) -> bool:
+    """One `tier_restriction` when the definition is too big to check at all (then check nothing
+    more): more steps than the plan allows, or more bytes."""
+    steps = definition.get("steps")
+    refused = too_many_steps(len(steps), limits) if isinstance(steps, list) else None
+    if refused is not None:
+        report.errors.extend(refused.errors)
+        return True
+    if limits is None:
+        return False
+    size = encoded_size(definition)
+    if size > limits.max_definition_bytes:
+        report.error(
+            "tier_restriction",
+            f"the definition is {size} bytes as compact JSON; the plan allows "
+            f"{limits.max_definition_bytes}",
+            field="workflow",
+        )
+        return True
+    return False
+
+
 def validate_step(
     step: object,
     available_steps: Sequence[str],
@@ -74,6 +105,15 @@ def validate_step(
 ) -> Report:
     """Check one step as an editor draws it; its edges and paths may name `available_steps`."""
     report = Report()
+    size = encoded_size(step)
+    if limits is not None and size > limits.max_definition_bytes:
+        report.error(
+            "tier_restriction",
+            f"the step is {size} bytes as compact JSON; the plan allows "
+            f"{limits.max_definition_bytes} for a whole definition",
+            field="step",
+        )
+        return report
     _check_input_schema(input_schema, "context.input_schema", report)
     facts = check_step(step, "step", limits, report, tools)
     if facts is None:
@@ -112,13 +152,9 @@ def _check_input_schema(schema: object, field: str, report: Report) -> None:
             "invalid_input_schema", "input_schema must be a JSON Schema object", field=field
         )
         return
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as error:
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        report.error("invalid_input_schema", error.message, field=field + path)
-    except Exception as error:  # a schema that crashes the meta-validator is still just invalid
-        report.error("invalid_input_schema", f"unusable JSON Schema: {error}", field=field)
+    for problem in schemas.check_schema(schema):
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem.path)
+        report.error("invalid_input_schema", problem.message, field=field + path)
 
 
 def _check_graph(facts: dict[str, StepFacts], input_schema: object, report: Report) -> None:
@@ -204,25 +240,12 @@ def _reachable(starts: Sequence[str], successors: Mapping[str, Sequence[str]]) -
 def _check_references(
     facts: dict[str, StepFacts], successors: Mapping[str, Sequence[str]], report: Report
 ) -> None:
-    predecessors: dict[str, list[str]] = {step_id: [] for step_id in facts}
-    for source, targets in successors.items():
-        for target in targets:
-            predecessors[target].append(source)
+    bit = {step_id: 1 << index for index, step_id in enumerate(facts)}
+    before = _before(facts, successors, bit)
     for step in facts.values():
-        if step.type != "parallel":
-            continue
-        # What follows a parallel step runs after its branches, though no edge says so.
-        branches = [t for t, field in step.edges if ".branches[" in field and t in facts]
-        for after in (t for t, field in step.edges if field.endswith(".next") and t in facts):
-            predecessors[after].extend(_reachable(branches, successors) - {after})
-    for step in facts.values():
-        if not step.references:
-            continue
-        # Includes the step itself when it lies on a loop: its previous iteration has run.
-        before = _reachable(predecessors[step.id], predecessors)
         for reference in step.references:
             root = reference.path.root
-            if root == INPUT_ROOT or root in before:
+            if root == INPUT_ROOT or (root in bit and before[step.id] & bit[root]):
                 continue
             if root not in facts:
                 _unknown_path(reference, step.id, report)
@@ -237,6 +260,60 @@ def _check_references(
                 )
 
 
+def _before(
+    facts: dict[str, StepFacts], successors: Mapping[str, Sequence[str]], bit: Mapping[str, int]
+) -> dict[str, int]:
+    """For each step, the steps that can have run before it, as bits of `bit`.
+
+    A step on a loop counts itself: its previous iteration has run. What follows a parallel
+    step runs after its branches and everything they lead to, though no edge says so.
+    One pass over the graph with integers as bit sets keeps this linear in its size, where
+    a walk per step was quadratic.
+    """
+    leads_to = _closure(successors, bit)
+    predecessors: dict[str, list[str]] = {step_id: [] for step_id in facts}
+    for source, targets in successors.items():
+        for target in targets:
+            predecessors[target].append(source)
+    joined = dict.fromkeys(facts, 0)
+    for step in facts.values():
+        if step.type != "parallel":
+            continue
+        branches = [t for t, field in step.edges if ".branches[" in field and t in facts]
+        for after in (t for t, field in step.edges if field.endswith(".next") and t in facts):
+            for branch in branches:
+                joined[after] |= (bit[branch] | leads_to[branch]) & ~bit[after]
+                predecessors[after].append(branch)
+    return _closure(predecessors, bit, joined)
+
+
+def _closure(
+    edges: Mapping[str, Sequence[str]], bit: Mapping[str, int], extra: Mapping[str, int] = {}
+) -> dict[str, int]:
+    """What each node reaches through `edges` (itself only on a cycle) and their `extra`."""
+    reach: dict[str, int] = {}
+    component_of: dict[str, int] = {}
+    for number, component in enumerate(_components(edges)):  # each after those it reaches
+        for member in component:
+            component_of[member] = number
+        found = 0
+        for member in component:
+            found |= extra.get(member, 0)
+            for target in edges[member]:
+                if component_of.get(target) != number:
+                    found |= bit[target] | reach[target]
+        if _cyclic(component, edges):
+            for member in component:
+                found |= bit[member]
+        for member in component:
+            reach[member] = found
+    return reach
+
+
+def _cyclic(component: Sequence[str], edges: Mapping[str, Sequence[str]]) -> bool:
+    return len(component) > 1 or component[0] in edges[component[0]]
+
+
 def _check_cycles(facts: dict[str, StepFacts], report: Report) -> None:
     """Only a loop's body may lead back: any cycle left without the body edges is refused."""
     without_bodies = {
@@ -247,8 +324,11 @@ def _check_cycles(facts: dict[str, StepFacts], report: Report) -> None:
         ]
         for step in facts.values()
     }
-    for component in _cycles(without_bodies):
-        ordered = sorted(component, key=list(facts).index)
+    position = {step_id: index for index, step_id in enumerate(facts)}
+    for component in _components(without_bodies):
+        if not _cyclic(component, without_bodies):
+            continue
+        ordered = sorted(component, key=position.__getitem__)
         report.error(
             "invalid_cycle",
             f"steps {' -> '.join(ordered)} form a cycle that no loop step's body makes; "
@@ -257,13 +337,13 @@ def _check_cycles(facts: dict[str, StepFacts], report: Report) -> None:
         )
 
 
-def _cycles(successors: Mapping[str, Sequence[str]]) -> list[set[str]]:
-    """Strongly connected components that contain a cycle (Tarjan, iteratively)."""
+def _components(successors: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Strongly connected components (Tarjan, iteratively), each after every one it leads to."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     on_stack: set[str] = set()
-    found: list[set[str]] = []
+    found: list[list[str]] = []
     counter = 0
     for root in successors:
         if root in index:
@@ -286,15 +366,14 @@ def _cycles(successors: Mapping[str, Sequence[str]]) -> list[set[str]]:
                     low[node] = min(low[node], index[target])
                 continue
             if low[node] == index[node]:
-                component: set[str] = set()
+                component: list[str] = []
                 while True:
                     member = stack.pop()
                     on_stack.discard(member)
-                    component.add(member)
+                    component.append(member)
                     if member == node:
                         break
-                if len(component) > 1 or node in successors[node]:
-                    found.append(component)
+                found.append(component)
             if work:
                 parent = work[-1][0]
                 low[parent] = min(low[parent], low[node])

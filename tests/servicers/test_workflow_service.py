@@ -218,7 +218,7 @@ async def test_life_cycle_changes_append_workflow_updated_events(
         workflow_pb2.ArchiveWorkflowRequest(id=created.id), metadata=auth(tenant)
     )
     await stub(channel).DeleteWorkflow(
-        workflow_pb2.DeleteWorkflowRequest(id=created.id), metadata=auth(tenant)
+        workflow_pb2.DeleteWorkflowRequest(id=created.id), metadata=auth(tenant, roles=["admin"])
     )
     async with database.transaction(TenantId(tenant)) as session:
         found = (await session.scalars(select(Event).order_by(Event.id))).all()
@@ -259,7 +259,7 @@ async def test_deleting_frees_a_slot_of_the_plan(
     with pytest.raises(grpc.RpcError):
         await create(channel, tenant)
     await stub(channel).DeleteWorkflow(
-        workflow_pb2.DeleteWorkflowRequest(id=made[0].id), metadata=auth(tenant)
+        workflow_pb2.DeleteWorkflowRequest(id=made[0].id), metadata=auth(tenant, roles=["admin"])
     )
     assert (await create(channel, tenant)).version == 1
 
@@ -338,7 +338,7 @@ async def test_enterprise_diffs_versions_step_by_step_and_publishes_with_notes(
     assert list(found.changed_fields) == []  # tool_0 was inserted; no common step moved
     published = await stub(channel).PublishWorkflow(
         workflow_pb2.PublishWorkflowRequest(workflow_id=created.id, release_notes="Adds a log"),
-        metadata=auth(tenant),
+        metadata=auth(tenant, roles=["admin"]),
     )
     assert (published.version.version, published.version.release_notes) == (2, "Adds a log")
     assert published.version.publish_time.seconds > 0

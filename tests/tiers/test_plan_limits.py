@@ -28,6 +28,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "log_detail": tenant_pb2.LOG_DETAIL_NONE,
         "monitoring": tenant_pb2.MONITORING_LEVEL_LIMITED,
         "webhooks": False,
+        "max_definition_bytes": 65536,
+        "max_input_bytes": 65536,
+        "max_output_bytes": 262144,
     },
     "professional": {
         "tier": tenant_pb2.TIER_PROFESSIONAL,
@@ -44,6 +47,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "log_detail": tenant_pb2.LOG_DETAIL_STANDARD,
         "monitoring": tenant_pb2.MONITORING_LEVEL_FULL,
         "webhooks": True,
+        "max_definition_bytes": 262144,
+        "max_input_bytes": 262144,
+        "max_output_bytes": 1048576,
     },
     "enterprise": {
         "tier": tenant_pb2.TIER_ENTERPRISE,
@@ -60,6 +66,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "log_detail": tenant_pb2.LOG_DETAIL_EXTENDED,
         "monitoring": tenant_pb2.MONITORING_LEVEL_ADVANCED,
         "webhooks": True,
+        "max_definition_bytes": 1048576,
+        "max_input_bytes": 1048576,
+        "max_output_bytes": 2097152,
     },
 }
 OPTIONAL = {

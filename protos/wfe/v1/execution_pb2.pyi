@@ -30,6 +30,12 @@ class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATUS_FAILED: _ClassVar[StepStatus]
     STEP_STATUS_SKIPPED: _ClassVar[StepStatus]
     STEP_STATUS_CANCELLED: _ClassVar[StepStatus]
+
+class ExecutionView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXECUTION_VIEW_UNSPECIFIED: _ClassVar[ExecutionView]
+    EXECUTION_VIEW_BASIC: _ClassVar[ExecutionView]
+    EXECUTION_VIEW_FULL: _ClassVar[ExecutionView]
 EXECUTION_STATUS_UNSPECIFIED: ExecutionStatus
 EXECUTION_STATUS_QUEUED: ExecutionStatus
 EXECUTION_STATUS_PENDING: ExecutionStatus
@@ -44,6 +50,9 @@ STEP_STATUS_COMPLETED: StepStatus
 STEP_STATUS_FAILED: StepStatus
 STEP_STATUS_SKIPPED: StepStatus
 STEP_STATUS_CANCELLED: StepStatus
+EXECUTION_VIEW_UNSPECIFIED: ExecutionView
+EXECUTION_VIEW_BASIC: ExecutionView
+EXECUTION_VIEW_FULL: ExecutionView
 
 class ExecutionError(_message.Message):
     __slots__ = ("code", "message", "details", "step_id", "step_name")
@@ -82,7 +91,7 @@ class StepRun(_message.Message):
     def __init__(self, step_id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[int] = ..., output: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[_Union[ExecutionError, _Mapping]] = ..., duration_ms: _Optional[int] = ...) -> None: ...
 
 class Execution(_message.Message):
-    __slots__ = ("id", "workflow_id", "workflow_version", "status", "input", "total_steps", "current_step_number", "current_step", "progress", "steps", "error_detail", "error", "result", "created_by", "create_time", "start_time", "complete_time", "deadline", "rerun_of", "rerun_from_step", "cancelled_by", "steps_document")
+    __slots__ = ("id", "workflow_id", "workflow_version", "status", "input", "total_steps", "current_step_number", "current_step", "progress", "steps", "error_detail", "error", "result", "created_by", "create_time", "start_time", "complete_time", "deadline", "rerun_of", "rerun_from_step", "cancelled_by", "steps_document", "omitted_fields")
     ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +114,7 @@ class Execution(_message.Message):
     RERUN_FROM_STEP_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_BY_FIELD_NUMBER: _ClassVar[int]
     STEPS_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    OMITTED_FIELDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     workflow_id: str
     workflow_version: int
@@ -127,7 +137,8 @@ class Execution(_message.Message):
     rerun_from_step: str
     cancelled_by: str
     steps_document: _struct_pb2.Struct
-    def __init__(self, id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., total_steps: _Optional[int] = ..., current_step_number: _Optional[int] = ..., current_step: _Optional[str] = ..., progress: _Optional[float] = ..., steps: _Optional[_Iterable[_Union[StepRun, _Mapping]]] = ..., error_detail: _Optional[str] = ..., error: _Optional[_Union[ExecutionError, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rerun_of: _Optional[str] = ..., rerun_from_step: _Optional[str] = ..., cancelled_by: _Optional[str] = ..., steps_document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    omitted_fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., total_steps: _Optional[int] = ..., current_step_number: _Optional[int] = ..., current_step: _Optional[str] = ..., progress: _Optional[float] = ..., steps: _Optional[_Iterable[_Union[StepRun, _Mapping]]] = ..., error_detail: _Optional[str] = ..., error: _Optional[_Union[ExecutionError, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rerun_of: _Optional[str] = ..., rerun_from_step: _Optional[str] = ..., cancelled_by: _Optional[str] = ..., steps_document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., omitted_fields: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StartExecutionRequest(_message.Message):
     __slots__ = ("workflow_id", "input", "request_id")
@@ -146,10 +157,12 @@ class StartExecutionResponse(_message.Message):
     def __init__(self, execution: _Optional[_Union[Execution, _Mapping]] = ...) -> None: ...
 
 class GetExecutionRequest(_message.Message):
-    __slots__ = ("execution_id",)
+    __slots__ = ("execution_id", "view")
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
-    def __init__(self, execution_id: _Optional[str] = ...) -> None: ...
+    view: ExecutionView
+    def __init__(self, execution_id: _Optional[str] = ..., view: _Optional[_Union[ExecutionView, str]] = ...) -> None: ...
 
 class GetExecutionResponse(_message.Message):
     __slots__ = ("execution",)
@@ -158,7 +171,7 @@ class GetExecutionResponse(_message.Message):
     def __init__(self, execution: _Optional[_Union[Execution, _Mapping]] = ...) -> None: ...
 
 class ListExecutionsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "workflow_id", "statuses", "created_after", "created_before", "created_by")
+    __slots__ = ("page_size", "page_token", "workflow_id", "statuses", "created_after", "created_before", "created_by", "view")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +179,7 @@ class ListExecutionsRequest(_message.Message):
     CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
     CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     workflow_id: str
@@ -173,7 +187,8 @@ class ListExecutionsRequest(_message.Message):
     created_after: _timestamp_pb2.Timestamp
     created_before: _timestamp_pb2.Timestamp
     created_by: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., workflow_id: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[ExecutionStatus, str]]] = ..., created_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ...) -> None: ...
+    view: ExecutionView
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., workflow_id: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[ExecutionStatus, str]]] = ..., created_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., view: _Optional[_Union[ExecutionView, str]] = ...) -> None: ...
 
 class ListExecutionsResponse(_message.Message):
     __slots__ = ("executions", "next_page_token")

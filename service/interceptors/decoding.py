@@ -1,0 +1,114 @@
+"""Requests that cannot be decoded are refused as INVALID_ARGUMENT, like any bad input.
+
+gRPC decodes a request before any handler or hook runs; a failure there (bad UTF-8 in
+a string, a Struct nested past protobuf's depth limit, bytes that are no message at all)
+would reach the client as UNKNOWN with the library's exception text. This interceptor,
+innermost so authentication still comes first, swaps each method's deserializer for one
+that turns any failure into a marker, and raises `InvalidInput` when the marker reaches
+the method: the error interceptor then answers it like every other refusal.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any, Final
+
+import grpc
+from grpc import aio
+
+from foundation.errors import FieldViolation, InvalidInput
+
+logger = logging.getLogger(__name__)
+
+MESSAGE: Final = (
+    "the request cannot be decoded as this method's request message "
+    "(strings must be UTF-8, nesting at most 100 levels deep)"
+)
+
+
+class Undecodable:
+    """Stands for a request whose bytes did not decode."""
+
+
+UNDECODABLE: Final = Undecodable()
+
+
+def refuse_undecodable(request: object) -> None:
+    if request is UNDECODABLE:
+        raise InvalidInput(MESSAGE, violations=[FieldViolation("request", "cannot be decoded")])
+
+
+class DecodeGuardInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        method = handler_call_details.method
+        guarded = handler._replace(
+            request_deserializer=_guarded(handler.request_deserializer, method)
+        )
+        for kind in ("unary_unary", "unary_stream"):
+            if getattr(handler, kind):
+                return guarded._replace(**{kind: _checked(getattr(handler, kind))})
+        for kind in ("stream_unary", "stream_stream"):
+            if getattr(handler, kind):
+                return guarded._replace(**{kind: _checked_stream(getattr(handler, kind))})
+        return handler
+
+
+def _guarded(deserializer: Callable[[bytes], Any], method: str) -> Callable[[bytes], Any]:
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as error:  # any failure to decode is the sender's
+            logger.info("%s: undecodable request (%s)", method, type(error).__name__)
+            return UNDECODABLE
+
+    return deserialize
+
+
+def _checked(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            refuse_undecodable(request)
+            async for response in behaviour(request, context):
+                yield response
+
+        return stream
+
+    async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        refuse_undecodable(request)
+        result = behaviour(request, context)
+        return await result if inspect.isawaitable(result) else result
+
+    return call
+
+
+def _checked_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    async def checked(requests: AsyncIterable[Any]) -> AsyncIterator[Any]:
+        async for request in requests:
+            refuse_undecodable(request)
+            yield request
+
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(
+            requests: AsyncIterable[Any], context: aio.ServicerContext[Any, Any]
+        ) -> Any:
+            async for response in behaviour(checked(requests), context):
+                yield response
+
+        return stream
+
+    async def call(requests: AsyncIterable[Any], context: aio.ServicerContext[Any, Any]) -> Any:
+        result = behaviour(checked(requests), context)
+        return await result if inspect.isawaitable(result) else result
+
+    return call
