@@ -11,25 +11,38 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Final, ParamSpec, TypeVar
 
-from foundation.errors import WorkTimeout
+from foundation.errors import Unauthenticated, WorkTimeout
+from tenancy import current_tenant
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+INLINE_BYTES: Final = 64 * 1024
+"""Work on a request up to this size runs inline: a thread hop would cost more than it."""
 
 _lock = threading.Lock()
 _workers = 2
 _timeout = 5.0
 _pool: ThreadPoolExecutor | None = None
+_gates: dict[str, asyncio.Lock] = {}
+
+
+SWITCH_INTERVAL_SECONDS: Final = 0.0005
+"""How long a pool thread may hold the GIL while the event loop waits for it (Python's
+default is 5 ms): the loop needs it many times per call, so a short slice keeps other
+tenants' calls fast while a large request is worked on."""
 
 
 def configure(workers: int, timeout_seconds: float) -> None:
     """Size the pool and set the deadline (from `WFE_VALIDATION_*`); a new size takes a new pool."""
     global _workers, _timeout, _pool
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     with _lock:
         if _pool is not None and workers != _workers:
             _pool.shutdown(wait=False, cancel_futures=True)
@@ -50,13 +63,35 @@ async def run(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     deadline (the call's answer then says DEADLINE_EXCEEDED, and nothing was stored)."""
     call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
     timeout = _timeout
-    future = asyncio.get_running_loop().run_in_executor(_executor(), call)
     try:
-        return await asyncio.wait_for(future, timeout)
+        return await asyncio.wait_for(_one_per_tenant(call), timeout)
     except TimeoutError:
-        if not future.cancelled():
-            raise
         raise WorkTimeout(
             f"the request's work took longer than {timeout:g}s; send a smaller definition",
             metadata={"timeout_seconds": timeout},
         ) from None
+
+
+async def _one_per_tenant(call: Callable[[], T]) -> T:
+    """Run `call` in the pool once the caller's tenant has no other work there.
+
+    A tenant that sends many large requests at once queues behind itself: it holds at
+    most one thread, so the others' work (and the event loop's share of the GIL) stays.
+    """
+    gate = _gates.setdefault(_tenant(), asyncio.Lock())
+    async with gate:
+        return await asyncio.get_running_loop().run_in_executor(_executor(), call)
+
+
+def _tenant() -> str:
+    try:
+        return current_tenant()
+    except Unauthenticated:
+        return ""
+
+
+async def run_sized(size: int, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`function` on a request of `size` bytes: inline when small, else in the pool."""
+    if size <= INLINE_BYTES:
+        return function(*args, **kwargs)
+    return await run(function, *args, **kwargs)

@@ -366,6 +366,16 @@ ATTACKS: tuple[Attack, ...] = (
         WORKFLOWS + "GetWorkflow",
         lambda _: workflow_pb2.GetWorkflowRequest(id="\x00"),
     ),
+    Attack(
+        "a NUL character in an input string (JSON in PostgreSQL cannot hold it)",
+        EXECUTIONS + "StartExecution",
+        start({"email": "a\x00@b.c"}),
+    ),
+    Attack(
+        "a NUL character in an input key",
+        EXECUTIONS + "StartExecution",
+        start({"email": "a@b.c", "\x00": 1}),
+    ),
 )
 
 

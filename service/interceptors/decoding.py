@@ -16,9 +16,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import grpc
+from google.protobuf.message import Message
 from grpc import aio
 
 from foundation.errors import FieldViolation, InvalidInput
+from service import offload
+from service.interceptors.text import first_nul
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +31,30 @@ MESSAGE: Final = (
 )
 
 
+NUL_MESSAGE: Final = "text may not contain the NUL character (U+0000): it cannot be stored"
+
+
 class Undecodable:
-    """Stands for a request whose bytes did not decode."""
+    """Stands for a request that did not decode, or holds text that cannot be stored."""
+
+    def __init__(self, message: str, field: str, problem: str) -> None:
+        self.error = InvalidInput(message, violations=[FieldViolation(field, problem)])
 
 
-UNDECODABLE: Final = Undecodable()
+UNDECODABLE: Final = Undecodable(MESSAGE, "request", "cannot be decoded")
 
 
-def refuse_undecodable(request: object) -> None:
-    if request is UNDECODABLE:
-        raise InvalidInput(MESSAGE, violations=[FieldViolation("request", "cannot be decoded")])
+async def refuse_undecodable(request: object) -> None:
+    """Raise for a request that did not decode, or whose text no column could store.
+
+    The walk over a large request's strings runs off the event loop.
+    """
+    if isinstance(request, Undecodable):
+        raise request.error
+    if isinstance(request, Message):
+        where = await offload.run_sized(request.ByteSize(), first_nul, request)
+        if where is not None:
+            raise Undecodable(f"{where}: {NUL_MESSAGE}", where, NUL_MESSAGE).error
 
 
 class DecodeGuardInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
@@ -65,10 +82,11 @@ class DecodeGuardInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 def _guarded(deserializer: Callable[[bytes], Any], method: str) -> Callable[[bytes], Any]:
     def deserialize(raw: bytes) -> Any:
         try:
-            return deserializer(raw)
+            request = deserializer(raw)
         except Exception as error:  # any failure to decode is the sender's
             logger.info("%s: undecodable request (%s)", method, type(error).__name__)
             return UNDECODABLE
+        return request
 
     return deserialize
 
@@ -77,14 +95,14 @@ def _checked(behaviour: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            refuse_undecodable(request)
+            await refuse_undecodable(request)
             async for response in behaviour(request, context):
                 yield response
 
         return stream
 
     async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        refuse_undecodable(request)
+        await refuse_undecodable(request)
         result = behaviour(request, context)
         return await result if inspect.isawaitable(result) else result
 
@@ -94,7 +112,7 @@ def _checked(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 def _checked_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
     async def checked(requests: AsyncIterable[Any]) -> AsyncIterator[Any]:
         async for request in requests:
-            refuse_undecodable(request)
+            await refuse_undecodable(request)
             yield request
 
     if inspect.isasyncgenfunction(behaviour):

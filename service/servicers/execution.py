@@ -9,7 +9,7 @@ stops early rather than exceed the limit.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from google.protobuf import json_format, struct_pb2
 from grpc import aio
@@ -164,7 +164,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         started = await self._executions.start(
             current_identity(),
             request.workflow_id,
-            values.struct_to_dict(request.input, "input"),
+            await values.finite_dict(request.input, "input"),
             request.request_id,
         )
         return execution_pb2.StartExecutionResponse(execution=self._full(started))
@@ -227,7 +227,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             current_identity(),
             request.execution_id,
             request.from_step,
-            values.struct_to_dict(request.input_patch, "input_patch"),
+            await values.finite_dict(request.input_patch, "input_patch"),
             request.request_id,
         )
         return execution_pb2.RerunExecutionResponse(execution=self._full(rerun))
@@ -243,8 +243,23 @@ def _view(view: int, default: int) -> bool:
     return bool(chosen == execution_pb2.EXECUTION_VIEW_FULL)
 
 
+EARLIEST_SECONDS: Final = -62135596800  # 0001-01-01T00:00:00Z, the least a Timestamp holds
+LATEST_SECONDS: Final = 253402300799  # 9999-12-31T23:59:59Z
+
+
 def _moment(request: execution_pb2.ListExecutionsRequest, field: str) -> datetime | None:
+    """A filter's time; INVALID_INPUT for a Timestamp outside what the type allows."""
     if not request.HasField(field):
         return None
-    moment: datetime = getattr(request, field).ToDatetime(tzinfo=UTC)
+    stamp = getattr(request, field)
+    if not (
+        EARLIEST_SECONDS <= stamp.seconds <= LATEST_SECONDS and 0 <= stamp.nanos < 1_000_000_000
+    ):
+        raise InvalidInput(
+            f"{field} is not a valid timestamp",
+            violations=[
+                FieldViolation(field, "between 0001-01-01 and 9999-12-31, nanos 0-999999999")
+            ],
+        )
+    moment: datetime = stamp.ToDatetime(tzinfo=UTC)
     return moment

@@ -18,6 +18,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from foundation.errors import FieldViolation, InvalidInput, WfeError
+from service import offload
 
 STRUCT: Final = "google.protobuf.Struct"
 VALUE: Final = "google.protobuf.Value"
@@ -44,6 +45,18 @@ def struct_to_dict(
     require_finite(message, path, error)
     converted: dict[str, Any] = json_format.MessageToDict(message)
     return converted
+
+
+async def finite(message: Message, path: str, error: type[WfeError] = InvalidInput) -> None:
+    """`require_finite`, off the event loop when the message is large."""
+    await offload.run_sized(message.ByteSize(), require_finite, message, path, error)
+
+
+async def finite_dict(
+    message: Message, path: str, error: type[WfeError] = InvalidInput
+) -> dict[str, Any]:
+    """`struct_to_dict`, off the event loop when the message is large."""
+    return await offload.run_sized(message.ByteSize(), struct_to_dict, message, path, error)
 
 
 def non_finite(message: Message, path: str) -> Iterator[str]:

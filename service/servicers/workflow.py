@@ -146,6 +146,12 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         async with self._unit() as work:
             return work.plan
 
+    async def _refuse_too_many_steps(self, workflow: workflow_pb2.Workflow) -> None:
+        """The plan's step limit, read off the message before any walk over the definition."""
+        refused = too_many_steps(len(workflow.steps), (await self._plan()).limits)
+        if refused is not None:
+            raise workflows.refusal(refused.errors)
+
     async def _create(self, definition: dict[str, Any], request_id: str) -> workflow_pb2.Workflow:
         actor = current_identity().subject
 
@@ -164,7 +170,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def CreateWorkflow(
         self, request: workflow_pb2.CreateWorkflowRequest, context: Context
     ) -> workflow_pb2.CreateWorkflowResponse:
-        values.require_finite(request.workflow, "workflow", InvalidWorkflowDefinition)
+        await self._refuse_too_many_steps(request.workflow)
+        await values.finite(request.workflow, "workflow", InvalidWorkflowDefinition)
         proposed = await offload.run(documents.definition_of, request.workflow)  # grows with it
         created = await self._create(proposed, request.request_id)
         return workflow_pb2.CreateWorkflowResponse(workflow=created)
@@ -214,7 +221,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                     FieldViolation("update_mask", f"unknown or read-only: {p}") for p in unknown
                 ],
             )
-        values.require_finite(request.workflow, "workflow", InvalidWorkflowDefinition)
+        await self._refuse_too_many_steps(request.workflow)
+        await values.finite(request.workflow, "workflow", InvalidWorkflowDefinition)
         proposed = await offload.run(documents.definition_of, request.workflow)
         async with self._unit() as work:
             session, plan = work.session, work.plan
@@ -260,21 +268,24 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def ValidateWorkflow(
         self, request: workflow_pb2.ValidateWorkflowRequest, context: Context
     ) -> workflow_pb2.ValidateWorkflowResponse:
-        values.require_finite(request.workflow, "workflow", InvalidWorkflowDefinition)
         plan = await self._plan()
+        early = too_many_steps(len(request.workflow.steps), plan.limits)
+        if early is not None:
+            return workflow_pb2.ValidateWorkflowResponse(**issue_messages(early))
+        await values.finite(request.workflow, "workflow", InvalidWorkflowDefinition)
         report = await offload.run(_validate, request.workflow, plan.limits)
         return workflow_pb2.ValidateWorkflowResponse(**issue_messages(report))
 
     async def ValidateStep(
         self, request: workflow_pb2.ValidateStepRequest, context: Context
     ) -> workflow_pb2.ValidateStepResponse:
-        values.require_finite(request.step, "step", InvalidWorkflowDefinition)
+        await values.finite(request.step, "step", InvalidWorkflowDefinition)
         plan = await self._plan()
         report = await offload.run(
             validate_step,
             documents.step_to_dict(request.step),
             list(request.context.available_steps),
-            values.struct_to_dict(
+            await values.finite_dict(
                 request.context.input_schema, "context.input_schema", InvalidWorkflowDefinition
             ),
             plan.limits,
