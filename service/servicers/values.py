@@ -8,9 +8,7 @@ mistake, naming where it is, instead of failing later as an internal error.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -19,11 +17,8 @@ from google.protobuf.message import Message
 
 from foundation.errors import FieldViolation, InvalidInput, WfeError
 from service import offload
+from service.fields import scalars
 
-STRUCT: Final = "google.protobuf.Struct"
-VALUE: Final = "google.protobuf.Value"
-LIST: Final = "google.protobuf.ListValue"
-NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 WHY: Final = "NaN and Infinity are not allowed: JSON cannot carry them"
 
 
@@ -60,45 +55,7 @@ async def finite_dict(
 
 
 def non_finite(message: Message, path: str) -> Iterator[str]:
-    """The paths of the non-finite numbers in `message`, in order (iteratively: no depth limit)."""
-    pending: list[tuple[Message, str]] = [(message, path)]
-    while pending:
-        current, where = pending.pop()
-        name = current.DESCRIPTOR.full_name
-        if name == VALUE:
-            kind = current.WhichOneof("kind")
-            if kind == "number_value" and not math.isfinite(current.number_value):
-                yield where
-            elif kind in ("struct_value", "list_value"):
-                pending.append((getattr(current, kind), where))
-        elif name == STRUCT:
-            pending.extend(
-                (item, _key(where, key))
-                for key, item in sorted(current.fields.items(), reverse=True)
-            )
-        elif name == LIST:
-            pending.extend(
-                (item, f"{where}[{index}]")
-                for index, item in reversed(list(enumerate(current.values)))
-            )
-        else:
-            pending.extend(reversed(list(_children(current, where))))
-
-
-def _children(message: Message, path: str) -> Iterator[tuple[Message, str]]:
-    for field, content in message.ListFields():
-        if field.message_type is None:
-            continue
-        where = f"{path}.{field.name}" if path else field.name
-        if field.message_type.GetOptions().map_entry:
-            if field.message_type.fields_by_name["value"].message_type is not None:
-                yield from ((item, _key(where, key)) for key, item in sorted(content.items()))
-        elif field.is_repeated:
-            yield from ((item, f"{where}[{index}]") for index, item in enumerate(content))
-        else:
-            yield content, where
-
-
-def _key(path: str, key: object) -> str:
-    text = str(key)
-    return f"{path}.{text}" if NAME.match(text) else f"{path}[{json.dumps(text)}]"
+    """The paths of the non-finite numbers in `message`, in order."""
+    for value, where in scalars(message, path):
+        if isinstance(value, float) and not math.isfinite(value):
+            yield where
