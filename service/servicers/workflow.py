@@ -6,21 +6,30 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, TypeAlias
 
-from google.protobuf import json_format, struct_pb2
 from grpc import aio
 
 from engine.steptypes import MINIMUM_TIER, STEP_TYPES, published_schema
-from engine.tools import ToolMode, installed
+from engine.tools import installed
 from foundation.errors import FieldViolation, InvalidInput, InvalidWorkflowDefinition
-from persistence.models import Workflow, WorkflowVersion
+from persistence.models import Workflow
 from service import offload, pagination
 from service.idempotency import create_once
 from service.servicers import values
-from service.servicers.messages import TIERS, timestamp
+from service.servicers.messages import TIERS
+from service.servicers.workflow_messages import (
+    STATUS_FILTERS,
+    TOOL_MODES,
+    UPDATABLE,
+    change_message,
+    issue_messages,
+    struct,
+    version_message,
+    workflow_message,
+)
 from service.workflows import documents, templates
 from service.workflows import service as workflows
 from service.workflows.diagram import mermaid
-from service.workflows.diff import FieldChange, diff
+from service.workflows.diff import diff
 from service.workflows.issues import Report
 from service.workflows.validation import too_many_steps, validate_step, validate_workflow
 from tenancy import current_identity
@@ -38,98 +47,12 @@ from wfe.v1 import workflow_pb2, workflow_pb2_grpc
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
 Status = workflows.Status
-STATUSES = {
-    Status.DRAFT: workflow_pb2.WORKFLOW_STATUS_DRAFT,
-    Status.ACTIVE: workflow_pb2.WORKFLOW_STATUS_ACTIVE,
-    Status.ARCHIVED: workflow_pb2.WORKFLOW_STATUS_ARCHIVED,
-}
-STATUS_FILTERS = {number: status for status, number in STATUSES.items()}
-TOOL_MODES = {
-    ToolMode.INLINE: workflow_pb2.TOOL_MODE_INLINE,
-    ToolMode.DISPATCHED: workflow_pb2.TOOL_MODE_DISPATCHED,
-}
-UPDATABLE = frozenset(documents.DEFINITION_FIELDS)
-
-
-def workflow_message(row: Workflow) -> workflow_pb2.Workflow:
-    message = workflow_pb2.Workflow(
-        id=row.id,
-        status=STATUSES[Status(row.status)],
-        version=row.version,
-        create_time=timestamp(row.created_at),
-        update_time=timestamp(row.updated_at),
-        created_by=row.created_by,
-        updated_by=row.updated_by,
-        published_version=row.published_version or 0,
-    )
-    documents.fill_definition(message, row.definition)
-    return message
-
-
-def version_message(row: WorkflowVersion) -> workflow_pb2.WorkflowVersion:
-    definition = workflow_pb2.Workflow()
-    documents.fill_definition(definition, row.definition)
-    message = workflow_pb2.WorkflowVersion(
-        workflow_id=row.workflow_id,
-        version=row.version,
-        name=definition.name,
-        description=definition.description,
-        input_schema=definition.input_schema,
-        steps=definition.steps,
-        create_time=timestamp(row.created_at),
-        created_by=row.created_by,
-        release_notes=row.release_notes or "",
-        published_by=row.published_by or "",
-    )
-    if row.published_at is not None:
-        message.publish_time.CopyFrom(timestamp(row.published_at))
-    return message
 
 
 def _validate(workflow: workflow_pb2.Workflow, limits: PlanLimits) -> Report:
     """ValidateWorkflow's work, conversion included: all of it grows with the definition."""
     too_many = too_many_steps(len(workflow.steps), limits)  # then converting them is waste
     return too_many or validate_workflow(documents.definition_of(workflow), limits)
-
-
-def issue_messages(report: Report) -> dict[str, Any]:
-    def convert(issues: list[Any]) -> list[workflow_pb2.ValidationIssue]:
-        return [
-            workflow_pb2.ValidationIssue(
-                code=i.code,
-                message=i.message,
-                step_id=i.step_id,
-                field=i.field,
-                position=i.position,
-            )
-            for i in issues
-        ]
-
-    return {
-        "valid": report.valid,
-        "errors": convert(report.errors),
-        "warnings": convert(report.warnings),
-    }
-
-
-def struct(value: Any) -> struct_pb2.Struct:
-    message = struct_pb2.Struct()
-    message.update(value)
-    return message
-
-
-def value(item: Any) -> struct_pb2.Value | None:
-    if item is None:
-        return None
-    message = struct_pb2.Value()
-    json_format.ParseDict(item, message)
-    return message
-
-
-def change_message(change: FieldChange) -> workflow_pb2.FieldChange:
-    return workflow_pb2.FieldChange(
-        field=change.field, before=value(change.before), after=value(change.after)
-    )
 
 
 class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
