@@ -9,7 +9,7 @@ from typing import Any, Final, NamedTuple
 import re2  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 
-# Checking against the meta-schema costs about 10 ms per KiB, on the event loop: 32 KiB is
+# Checking against the meta-schema costs about 10 ms per KiB of CPU: 32 KiB is
 # many times any real input schema and keeps a save under half a second.
 MAX_SCHEMA_BYTES: Final = 32 * 1024
 # Compiling a pattern up to RE2's memory cap costs up to 2 ms; this bounds a schema's total.
