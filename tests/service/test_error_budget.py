@@ -101,7 +101,7 @@ def test_library_exception_text_is_scrubbed_of_paths_reprs_and_traces() -> None:
     leaky = (
         "bad value <class 'jsonschema.exceptions.ValidationError'> from "
         "/work/main/.venv/lib/python3.11/site-packages/jsonschema/validators.py at "
-        "<engine.schemas.checks.Checker object at 0x7f00deadbeef> Traceback (most recent call last):\n"
+        "<engine.schemas.Checker object at 0x7f00deadbeef> Traceback (most recent call last):\n"
         '  File "/srv/app.py", line 3'
     )
     status = to_status(InvalidInput(leaky, violations=[FieldViolation("a", leaky)]), "req-1")
