@@ -44,17 +44,26 @@ class Undecodable:
 UNDECODABLE: Final = Undecodable(MESSAGE, "request", "cannot be decoded")
 
 
-async def refuse_undecodable(request: object) -> None:
-    """Raise for a request that did not decode, or whose text no column could store.
+class Unwalked:
+    """A large request whose bytes hold a zero byte: its strings are walked off the loop."""
 
-    The walk over a large request's strings runs off the event loop.
-    """
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+def _holding_nul(message: Message) -> Undecodable | None:
+    where = first_nul(message)
+    return None if where is None else Undecodable(f"{where}: {NUL_MESSAGE}", where, NUL_MESSAGE)
+
+
+async def admitted(request: object) -> object:
+    """The request a method may see; raises for one that did not decode or holds a NUL."""
+    if isinstance(request, Unwalked):
+        refused = await offload.run(_holding_nul, request.message)
+        request = refused or request.message
     if isinstance(request, Undecodable):
         raise request.error
-    if isinstance(request, Message):
-        where = await offload.run_sized(request.ByteSize(), first_nul, request)
-        if where is not None:
-            raise Undecodable(f"{where}: {NUL_MESSAGE}", where, NUL_MESSAGE).error
+    return request
 
 
 class DecodeGuardInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
@@ -86,7 +95,11 @@ def _guarded(deserializer: Callable[[bytes], Any], method: str) -> Callable[[byt
         except Exception as error:  # any failure to decode is the sender's
             logger.info("%s: undecodable request (%s)", method, type(error).__name__)
             return UNDECODABLE
-        return request
+        if b"\x00" not in raw or not isinstance(request, Message):
+            return request  # a NUL in a string is a zero byte on the wire
+        if len(raw) > offload.INLINE_BYTES:
+            return Unwalked(request)
+        return _holding_nul(request) or request
 
     return deserialize
 
@@ -95,15 +108,13 @@ def _checked(behaviour: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            await refuse_undecodable(request)
-            async for response in behaviour(request, context):
+            async for response in behaviour(await admitted(request), context):
                 yield response
 
         return stream
 
     async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        await refuse_undecodable(request)
-        result = behaviour(request, context)
+        result = behaviour(await admitted(request), context)
         return await result if inspect.isawaitable(result) else result
 
     return call
@@ -112,8 +123,7 @@ def _checked(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 def _checked_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
     async def checked(requests: AsyncIterable[Any]) -> AsyncIterator[Any]:
         async for request in requests:
-            await refuse_undecodable(request)
-            yield request
+            yield await admitted(request)
 
     if inspect.isasyncgenfunction(behaviour):
 
