@@ -5,7 +5,8 @@ a string, a Struct nested past protobuf's depth limit, bytes that are no message
 would reach the client as UNKNOWN with the library's exception text. This interceptor,
 innermost so authentication still comes first, swaps each method's deserializer for one
 that turns any failure into a marker, and raises `InvalidInput` when the marker reaches
-the method: the error interceptor then answers it like every other refusal.
+the method: the error interceptor then answers it like every other refusal. A request
+whose text holds a NUL (no database column can store one) is refused the same way.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ MESSAGE: Final = (
     "the request cannot be decoded as this method's request message "
     "(strings must be UTF-8, nesting at most 100 levels deep)"
 )
-
-
 NUL_MESSAGE: Final = "text may not contain the NUL character (U+0000): it cannot be stored"
 
 
