@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from engine.tools.registry import TOOL_NAME
+from engine.tools.registry import TOOL_NAME, closed_object
 from tiers import StepTypeAccess
 
 STEP_ID_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"
@@ -24,15 +24,6 @@ MINIMUM_TIER: Final = {
     StepTypeAccess.ALL_AND_CUSTOM: "enterprise",
 }
 """The lowest tier whose plan reaches each level of step-type access."""
-
-
-def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(required),
-        "additionalProperties": False,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,24 +53,24 @@ STEP_TYPES: Final[dict[str, StepType]] = {
             "input",
             StepTypeAccess.BASIC,
             "The entry step: its output is the execution's input, checked against input_schema.",
-            _object({}),
+            closed_object({}),
         ),
         StepType(
             "output",
             StepTypeAccess.BASIC,
             "Ends a path of the workflow; `values` (literals or paths) become the result.",
-            _object({"values": {"type": "object"}}),
+            closed_object({"values": {"type": "object"}}),
         ),
         StepType(
             "condition",
             StepTypeAccess.BASIC,
             "Branches: the first condition that holds chooses `next`, otherwise `default`.",
-            _object(
+            closed_object(
                 {
                     "conditions": {
                         "type": "array",
                         "minItems": 1,
-                        "items": _object(
+                        "items": closed_object(
                             {"condition": {"type": "string", "minLength": 1}, "next": STEP_REF},
                             required=("condition", "next"),
                         ),
@@ -93,7 +84,7 @@ STEP_TYPES: Final[dict[str, StepType]] = {
             "tool",
             StepTypeAccess.BASIC,
             "Calls an installed tool (built-in or plugged in) with arguments (literals or paths).",
-            _object(
+            closed_object(
                 {
                     "tool": {"type": "string", "pattern": TOOL_NAME.pattern},
                     "arguments": {"type": "object"},
@@ -106,7 +97,7 @@ STEP_TYPES: Final[dict[str, StepType]] = {
             StepTypeAccess.ADVANCED,
             "Runs the chain starting at `body` once per item of `over`; the chain ends by "
             "returning to the loop step.",
-            _object(
+            closed_object(
                 {
                     "over": PATH,
                     "body": STEP_REF,
@@ -119,7 +110,7 @@ STEP_TYPES: Final[dict[str, StepType]] = {
             "parallel",
             StepTypeAccess.ADVANCED,
             "Runs each branch's chain at once; `next` follows when they are done.",
-            _object(
+            closed_object(
                 {
                     "branches": {
                         "type": "array",
@@ -136,7 +127,7 @@ STEP_TYPES: Final[dict[str, StepType]] = {
             "aggregate",
             StepTypeAccess.ADVANCED,
             "Combines earlier outputs (`sources`, paths) into one value.",
-            _object(
+            closed_object(
                 {
                     "sources": {"type": "array", "minItems": 1, "items": PATH},
                     "strategy": {"enum": ["merge", "list", "concat", "sum", "count"]},
@@ -149,7 +140,7 @@ STEP_TYPES: Final[dict[str, StepType]] = {
             StepTypeAccess.ADVANCED,
             "Pauses the execution for `seconds`, or until the time a path names.",
             {
-                **_object(
+                **closed_object(
                     {
                         "seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 2592000},
                         "until": PATH,
@@ -163,7 +154,7 @@ STEP_TYPES: Final[dict[str, StepType]] = {
             "webhook",
             StepTypeAccess.ADVANCED,
             "Waits for an external system to call back with `event`; its payload is the output.",
-            _object(
+            closed_object(
                 {
                     "event": {"type": "string", "minLength": 1, "maxLength": 200},
                     "timeout_seconds": {
@@ -179,7 +170,7 @@ STEP_TYPES: Final[dict[str, StepType]] = {
             "custom",
             StepTypeAccess.ALL_AND_CUSTOM,
             "Calls one of the tenant's own adapters with arguments.",
-            _object(
+            closed_object(
                 {
                     "adapter": {"type": "string", "pattern": r"^[a-z][a-z0-9_.-]{0,99}$"},
                     "arguments": {"type": "object"},

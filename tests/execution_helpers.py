@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 from grpc import aio
+from sqlalchemy import select
 
+from persistence.models import StepAttempt
+from tenancy.context import TenantId
+from tenancy.database import TenantDatabase
 from tests.conftest import auth
 from tests.workflow_helpers import create, stub
 from wfe.v1 import execution_pb2, execution_pb2_grpc, workflow_pb2
@@ -136,3 +140,17 @@ async def eventually(check: Callable[[], object], what: str, patience: float = 1
 
 def to_dict(message: Any) -> Any:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+async def attempts_of(
+    database: TenantDatabase, tenant: str, execution_id: str, step_id: str
+) -> Sequence[StepAttempt]:
+    """A step's attempt rows, first attempt first, as the engine stored them."""
+    async with database.transaction(TenantId(tenant)) as session:
+        return (
+            await session.scalars(
+                select(StepAttempt)
+                .where(StepAttempt.execution_id == execution_id, StepAttempt.step_id == step_id)
+                .order_by(StepAttempt.attempt)
+            )
+        ).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from engine.tools.registry import StepFailure, ToolCall, ToolMode, ToolSpec
+from engine.tools.registry import StepFailure, ToolCall, ToolMode, ToolSpec, closed_object
 from foundation.settings import Settings
 
 logger = logging.getLogger("wfe.steps")
@@ -15,16 +15,6 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
-
-
-def closed_object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A JSON Schema object with exactly `properties` (none other may appear)."""
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(required),
-        "additionalProperties": False,
-    }
 
 
 class TransformTool:

@@ -40,7 +40,6 @@ from engine.tools.addresses import (
     literal_address,
     parse_networks,
 )
-from engine.tools.builtin import closed_object
 from engine.tools.http_messages import (
     DEFAULT_PORTS,
     REDIRECTS,
@@ -51,7 +50,7 @@ from engine.tools.http_messages import (
     redirected,
     timeout_seconds,
 )
-from engine.tools.registry import StepFailure, ToolCall, ToolMode, ToolSpec
+from engine.tools.registry import StepFailure, ToolCall, ToolMode, ToolSpec, closed_object
 
 if TYPE_CHECKING:
     from foundation.settings import Settings

@@ -76,6 +76,16 @@ class StepFailure(Exception):
         return {"code": self.code, "message": self.message, "details": self.details}
 
 
+def closed_object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON Schema object with exactly `properties` (none other may appear)."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
 class ToolMode(StrEnum):
     """Where a tool may run, which decides how the engine runs its steps."""
 

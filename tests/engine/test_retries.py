@@ -6,15 +6,20 @@ import itertools
 from typing import Any
 
 from grpc import aio
-from sqlalchemy import select
 
-from persistence.models import StepAttempt
-from tenancy.context import TenantId
 from tenancy.database import TenantDatabase
 from tests.conftest import NewTenant
 from tests.effects_stub import Effects
 from tests.engine.test_lifecycle import events_of
-from tests.execution_helpers import active_workflow, http, start, step, wait_until, workflow
+from tests.execution_helpers import (
+    active_workflow,
+    attempts_of,
+    http,
+    start,
+    step,
+    wait_until,
+    workflow,
+)
 from wfe.v1 import execution_pb2
 
 COMPLETED = execution_pb2.EXECUTION_STATUS_COMPLETED
@@ -45,14 +50,7 @@ async def test_a_failing_step_is_retried_with_backoff_until_it_succeeds(
     assert call.status == execution_pb2.STEP_STATUS_COMPLETED
     assert effects.keys_of(started.id) == [f"{started.id}:call:{n}" for n in (1, 2, 3)]
     assert effects.applied_count(started.id, "call") == 1
-    async with database.transaction(TenantId(tenant)) as session:
-        attempts = (
-            await session.scalars(
-                select(StepAttempt)
-                .where(StepAttempt.execution_id == started.id, StepAttempt.step_id == "call")
-                .order_by(StepAttempt.attempt)
-            )
-        ).all()
+    attempts = await attempts_of(database, tenant, started.id, "call")
     assert [a.status for a in attempts] == ["failed", "failed", "completed"]
     # The waits grow: 0.2 s after the first failure, 0.4 s after the second.
     waits = [

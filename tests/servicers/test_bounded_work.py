@@ -12,15 +12,15 @@ import grpc
 import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy import select
 
-from persistence.models import StepAttempt, Workflow
+from persistence.models import Workflow
 from tenancy.context import TenantId
 from tenancy.database import TenantDatabase
 from tests.conftest import NewTenant, auth, error_info
 from tests.effects_stub import Effects
 from tests.execution_helpers import (
     active_workflow,
+    attempts_of,
     executions,
     http,
     start,
@@ -226,14 +226,7 @@ async def test_a_stored_10000_year_retry_interval_retries_within_a_day(
         where=lambda e: e.steps[1].error.code == "external_service_error",
     )
     assert running.steps[1].attempts >= 1
-    async with database.transaction(TenantId(tenant)) as session:
-        attempts = (
-            await session.scalars(
-                select(StepAttempt)
-                .where(StepAttempt.execution_id == started.id, StepAttempt.step_id == "call")
-                .order_by(StepAttempt.attempt)
-            )
-        ).all()
+    attempts = await attempts_of(database, tenant, started.id, "call")
     assert [a.status for a in attempts] == ["failed", "scheduled"]
     first, second = attempts
     assert first.finished_at is not None
