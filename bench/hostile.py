@@ -2,14 +2,18 @@
 
 Tenant B (light) reads one execution with GetExecution in a loop; its p99 is measured
 alone, then while tenant A sends the attack corpus (`tests.attacks`) in a loop from
-several clients. Both loops are bounded in time and in calls, and stay on loopback.
+several clients. The attacker runs in a process of its own, as another tenant's client
+would: sharing the reader's event loop would slow the reader's client, not the server.
+Both loops are bounded in time and in calls, and stay on loopback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 from dataclasses import dataclass
+from multiprocessing.synchronize import Event
 
 import grpc
 from grpc import aio
@@ -52,11 +56,11 @@ async def reads(
 
 
 async def attack(
-    stack: Stack, requests: list[tuple[str, bytes]], metadata: Metadata, stop: asyncio.Event
+    target: str, requests: list[tuple[str, bytes]], metadata: Metadata, stop: Event
 ) -> dict[str, int]:
     """Send the corpus round and round until `stop`; the count of each answer's code."""
     codes: dict[str, int] = {}
-    async with aio.insecure_channel(stack.server_target, options=CLIENT_OPTIONS) as channel:
+    async with aio.insecure_channel(target, options=CLIENT_OPTIONS) as channel:
         calls = {method: channel.unary_unary(method) for method, _ in requests}
         sent = 0
         while not stop.is_set() and sent < MAX_CALLS:
@@ -69,6 +73,31 @@ async def attack(
             codes[code] = codes.get(code, 0) + 1
             sent += 1
     return codes
+
+
+def flood(
+    target: str,
+    requests: list[tuple[str, bytes]],
+    metadata: Metadata,
+    attackers: int,
+    started: Event,
+    stop: Event,
+    answers: "multiprocessing.Queue[dict[str, int]]",
+) -> None:
+    """The attacker's process: `attackers` clients until `stop`, then the codes they got."""
+    started.set()
+
+    async def all_clients() -> dict[str, int]:
+        counted = await asyncio.gather(
+            *(attack(target, requests, metadata, stop) for _ in range(attackers))
+        )
+        total: dict[str, int] = {}
+        for codes in counted:
+            for code, count in codes.items():
+                total[code] = total.get(code, 0) + count
+        return total
+
+    answers.put(asyncio.run(all_clients()))
 
 
 async def other_tenant_under_attack(stack: Stack, seconds: float, attackers: int) -> UnderAttack:
@@ -86,18 +115,20 @@ async def other_tenant_under_attack(stack: Stack, seconds: float, attackers: int
     requests = [(a.method, a.build(targets).SerializeToString()) for a in ATTACKS]
 
     alone = await reads(stack, victim, execution_id, seconds)
-    stop = asyncio.Event()
-    flood = [
-        asyncio.create_task(attack(stack, requests, attacker.metadata, stop))
-        for _ in range(attackers)
-    ]
+    spawn = multiprocessing.get_context("spawn")
+    started, stop, answers = spawn.Event(), spawn.Event(), spawn.Queue()
+    attacker_process = spawn.Process(
+        target=flood,
+        args=(stack.server_target, requests, attacker.metadata, attackers, started, stop, answers),
+        daemon=True,
+    )
+    attacker_process.start()
     try:
+        if not await asyncio.to_thread(started.wait, 60):
+            raise RuntimeError("the attacker's process did not start")
         attacked = await reads(stack, victim, execution_id, seconds)
     finally:
         stop.set()
-        answers = await asyncio.gather(*flood)
-    by_code: dict[str, int] = {}
-    for codes in answers:
-        for code, count in codes.items():
-            by_code[code] = by_code.get(code, 0) + count
+        by_code: dict[str, int] = await asyncio.to_thread(answers.get, timeout=60)
+        await asyncio.to_thread(attacker_process.join, 30)
     return UnderAttack(alone, attacked, sum(by_code.values()), by_code)
