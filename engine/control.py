@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from engine import admission, announcements, progress, schemas, transitions
@@ -31,6 +32,11 @@ from foundation.errors import (
 )
 from persistence.models import Execution, ExecutionStatus
 from tiers import Quota, TenantPlan, consume
+
+
+def has_input_schema(definition: Mapping[str, Any]) -> bool:
+    """Whether starting `definition` checks its input against a schema (work worth offloading)."""
+    return bool(definition.get("input_schema"))
 
 
 def check_input(definition: Mapping[str, Any], value: Mapping[str, Any], field: str) -> None:
@@ -116,10 +122,17 @@ async def start(
     definition: dict[str, Any],
     execution_input: dict[str, Any],
     request_id: str = "",
+    *,
+    input_checked: bool = False,
 ) -> Execution:
-    """Start `definition` (the workflow's `version`) on `execution_input`."""
+    """Start `definition` (the workflow's `version`) on `execution_input`.
+
+    `input_checked`: the caller has already run `check_input` on this definition and input
+    (away from the event loop), so it is not run again here.
+    """
     check_input_size(unit.plan, execution_input, "input")
-    check_input(definition, execution_input, "input")
+    if not input_checked:
+        check_input(definition, execution_input, "input")
     check_step_types(definition, unit.plan)
     execution = _new(unit, actor, workflow_id, version, definition)
     execution.input = execution_input
@@ -206,15 +219,20 @@ async def retry(unit: Unit, actor: str, execution_id: str) -> Execution:
     return execution
 
 
-async def rerun(
-    unit: Unit,
-    actor: str,
-    execution_id: str,
-    from_step: str,
-    input_patch: dict[str, Any],
-    request_id: str = "",
-) -> Execution:
-    """A new execution of the same pinned version, starting at `from_step` of a finished one."""
+@dataclass(frozen=True, slots=True)
+class RerunPlan:
+    """What a rerun starts from: the finished execution, its first step, the merged input."""
+
+    original: Execution
+    graph: Graph
+    start_at: str
+    new_input: dict[str, Any]
+
+
+async def plan_rerun(
+    unit: Unit, execution_id: str, from_step: str, input_patch: dict[str, Any]
+) -> RerunPlan:
+    """A rerun's checks short of the input schema: finished, a real step, input within size."""
     original = await get(unit, execution_id)
     if original.status not in TERMINAL:
         raise ExecutionStateConflict(
@@ -230,7 +248,32 @@ async def rerun(
         )
     new_input = {**original.input, **input_patch}
     check_input_size(unit.plan, new_input, "input_patch")
-    check_input(original.definition, new_input, "input_patch")
+    return RerunPlan(original, graph, start_at, new_input)
+
+
+async def rerun(
+    unit: Unit,
+    actor: str,
+    execution_id: str,
+    from_step: str,
+    input_patch: dict[str, Any],
+    request_id: str = "",
+    *,
+    input_checked: bool = False,
+) -> Execution:
+    """A new execution of the same pinned version, starting at `from_step` of a finished one.
+
+    `input_checked`: as for `start`, the merged input was checked by the caller already.
+    """
+    planned = await plan_rerun(unit, execution_id, from_step, input_patch)
+    original, graph, start_at, new_input = (
+        planned.original,
+        planned.graph,
+        planned.start_at,
+        planned.new_input,
+    )
+    if not input_checked:
+        check_input(original.definition, new_input, "input_patch")
     check_step_types(original.definition, unit.plan)
     execution = _new(
         unit, actor, original.workflow_id, original.workflow_version, original.definition

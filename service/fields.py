@@ -4,6 +4,10 @@ The walk is iterative (a Struct nested as deep as the decoder allows costs no re
 visits `Struct`/`Value`/`ListValue` as the JSON they stand for, and yields map and Struct
 keys as well as values, in a stable order (keys sorted), so the first problem found is the
 same on every call.
+
+Naming every scalar's path is most of that walk's cost, and nearly every request has no
+problem to name: `leaves` visits the same scalars without paths or order, about three times
+faster, so a check asks it first and walks `scalars` only to name what it found.
 """
 
 from __future__ import annotations
@@ -44,6 +48,47 @@ def scalars(message: Message, path: str = "") -> Iterator[tuple[object, str]]:
             )
         else:
             pending.extend(reversed(list(_fields(current, where))))
+
+
+def leaves(message: Message) -> Iterator[object]:
+    """Every scalar and key in `message`, as `scalars` visits them, in no set order."""
+    pending: list[Message] = [message]
+    while pending:
+        current = pending.pop()
+        name = current.DESCRIPTOR.full_name
+        if name == STRUCT:
+            for key, item in current.fields.items():
+                yield key
+                pending.append(item)
+        elif name == VALUE:
+            kind = current.WhichOneof("kind")
+            if kind is None or kind == "null_value":
+                continue
+            content = getattr(current, kind)
+            if isinstance(content, Message):
+                pending.append(content)
+            else:
+                yield content
+        elif name == LIST:
+            pending.extend(current.values)
+        else:
+            for field, content in current.ListFields():
+                if field.message_type is None:
+                    if field.is_repeated:
+                        yield from content
+                    else:
+                        yield content
+                elif field.message_type.GetOptions().map_entry:
+                    for key, item in content.items():
+                        yield key
+                        if isinstance(item, Message):
+                            pending.append(item)
+                        else:
+                            yield item
+                elif field.is_repeated:
+                    pending.extend(content)
+                else:
+                    pending.append(content)
 
 
 def _fields(message: Message, path: str) -> Iterator[tuple[object, str]]:

@@ -45,6 +45,15 @@ SERVICE_NAMES = (
     execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
 )
 
+OFFLOADED = (
+    "engine.control",
+    "service.interceptors.text",
+    "service.servicers.values",
+    "service.servicers.workflow",
+    "service.workflows.validation",
+)
+"""Modules whose functions run in `offload`'s workers: imported there as the server starts."""
+
 
 @dataclass
 class RunningServer:
@@ -102,7 +111,10 @@ async def start_server(
     )
     tokens = PageTokens(signing_key(settings))
     answers = settings.grpc_max_message_bytes
-    offload.configure(settings.validation_workers, settings.validation_timeout_seconds)
+    offload.configure(
+        settings.validation_workers, settings.validation_timeout_seconds, preload=OFFLOADED
+    )
+    offload.start()
     tenant_pb2_grpc.add_TenantServiceServicer_to_server(TenantServicer(database), server)
     workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowServicer(database, tokens, answers), server

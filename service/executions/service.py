@@ -3,11 +3,18 @@
 Each change is one transaction through the engine's control operations; the step
 tasks it made due are published after that transaction commits (if that publish is
 lost, the sweeper publishes them later).
+
+Checking an input against the workflow's schema can take real CPU (a tenant's schema may
+fan out through `$ref`s up to the evaluation budget), so it never runs on the event loop
+inside that transaction: a start or rerun whose definition has an input schema reads it,
+leaves the transaction, checks the input in `offload`'s workers and then does the work,
+told the input is checked. A transaction is never held open while the check runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -15,16 +22,38 @@ from engine import control
 from engine import executions as repository
 from engine.dispatch import Publisher
 from engine.executions import Filter
+from engine.sizes import check_input_size
 from engine.units import Unit, open_unit, timing_of
 from foundation.errors import ExecutionStateConflict
 from foundation.settings import Settings
 from persistence.models import Execution
+from service import offload
 from service.idempotency import create_once
 from service.workflows import service as workflows
 from tenancy import CallIdentity, TenantId
 from tenancy.database import TenantDatabase
 
 __all__ = ["ExecutionService", "Filter"]
+
+Made = Callable[[Unit], Awaitable[Execution]]
+
+
+class _CheckFirst(Exception):
+    """Leaves a unit of work whose input must be checked off the loop before it is done."""
+
+    def __init__(self, definition: Mapping[str, Any], value: Mapping[str, Any], key: int) -> None:
+        super().__init__("the input is checked before the work is done")
+        self.definition, self.value, self.key = definition, value, key
+
+
+@dataclass(slots=True)
+class _Checked:
+    """What one call has checked so far: the keys (workflow versions) its input satisfies."""
+
+    keys: set[int] = field(default_factory=set)
+
+    def covers(self, key: int) -> bool:
+        return key in self.keys
 
 
 class ExecutionService:
@@ -43,6 +72,7 @@ class ExecutionService:
         request_id: str = "",
     ) -> Execution:
         """Start an active workflow's current version; with a known `request_id`, that execution."""
+        checked = _Checked()
 
         async def work(unit: Unit) -> Execution:
             workflow = await workflows.get(unit.session, workflow_id)
@@ -51,6 +81,9 @@ class ExecutionService:
                     f"workflow {workflow_id!r} is {workflow.status}; only active workflows run",
                     metadata={"workflow_id": workflow_id, "status": workflow.status},
                 )
+            if not checked.keys and control.has_input_schema(workflow.definition):
+                check_input_size(unit.plan, execution_input, "input")
+                raise _CheckFirst(workflow.definition, execution_input, workflow.version)
             return await control.start(
                 unit,
                 caller.subject,
@@ -59,9 +92,11 @@ class ExecutionService:
                 workflow.definition,
                 execution_input,
                 request_id,
+                # A version saved since the check (a rare race) is checked here, inline.
+                input_checked=checked.covers(workflow.version),
             )
 
-        return await self._create(caller.tenant_id, request_id, work)
+        return await self._create_checked(caller.tenant_id, request_id, work, checked, "input")
 
     async def get(self, tenant: TenantId, execution_id: str) -> Execution:
         async with open_unit(self._database, tenant, self._timing) as unit:
@@ -94,13 +129,37 @@ class ExecutionService:
         request_id: str = "",
     ) -> Execution:
         """A new execution from `from_step` of a finished one; with a known `request_id`, that."""
+        checked = _Checked()  # a finished execution's definition and input never change: key 0
 
         async def work(unit: Unit) -> Execution:
+            if not checked.keys:
+                planned = await control.plan_rerun(unit, execution_id, from_step, input_patch)
+                if control.has_input_schema(planned.original.definition):
+                    raise _CheckFirst(planned.original.definition, planned.new_input, 0)
             return await control.rerun(
-                unit, caller.subject, execution_id, from_step, input_patch, request_id
+                unit,
+                caller.subject,
+                execution_id,
+                from_step,
+                input_patch,
+                request_id,
+                input_checked=checked.covers(0),
             )
 
-        return await self._create(caller.tenant_id, request_id, work)
+        return await self._create_checked(
+            caller.tenant_id, request_id, work, checked, "input_patch"
+        )
+
+    async def _create_checked(
+        self, tenant: TenantId, request_id: str, work: Made, checked: _Checked, field: str
+    ) -> Execution:
+        """`_create`; when `work` asks for its input to be checked first, that, then again."""
+        try:
+            return await self._create(tenant, request_id, work)
+        except _CheckFirst as first:
+            await offload.run(control.check_input, first.definition, first.value, field)
+            checked.keys.add(first.key)
+        return await self._create(tenant, request_id, work)
 
     async def _change(
         self, tenant: TenantId, work: Callable[[Unit], Awaitable[Execution]]

@@ -50,15 +50,14 @@ class Unwalked:
         self.message = message
 
 
-def _holding_nul(message: Message) -> Undecodable | None:
-    where = first_nul(message)
+def _holding_nul(where: str | None) -> Undecodable | None:
     return None if where is None else Undecodable(f"{where}: {NUL_MESSAGE}", where, NUL_MESSAGE)
 
 
 async def admitted(request: object) -> object:
     """The request a method may see; raises for one that did not decode or holds a NUL."""
     if isinstance(request, Unwalked):
-        refused = await offload.run(_holding_nul, request.message)
+        refused = _holding_nul(await offload.run(first_nul, request.message))
         request = refused or request.message
     if isinstance(request, Undecodable):
         raise request.error
@@ -98,7 +97,7 @@ def _guarded(deserializer: Callable[[bytes], Any], method: str) -> Callable[[byt
             return request  # a NUL in a string is a zero byte on the wire
         if len(raw) > offload.INLINE_BYTES:
             return Unwalked(request)
-        return _holding_nul(request) or request
+        return _holding_nul(first_nul(request)) or request
 
     return deserialize
 

@@ -11,13 +11,15 @@ from typing import Final
 
 from google.protobuf.message import Message
 
-from service.fields import scalars
+from service.fields import leaves, scalars
 
 NUL: Final = "\x00"
 
 
 def first_nul(message: Message) -> str | None:
     """The path of the first string (value or key) in `message` that holds a NUL, if any."""
+    if not any(isinstance(value, str) and NUL in value for value in leaves(message)):
+        return None
     for value, where in scalars(message):
         if isinstance(value, str) and NUL in value:
             return where or "request"

@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 
 from foundation.errors import FieldViolation, InvalidInput, WfeError
 from service import offload
-from service.fields import scalars
+from service.fields import leaves, scalars
 
 WHY: Final = "NaN and Infinity are not allowed: JSON cannot carry them"
 
@@ -56,6 +56,8 @@ async def finite_dict(
 
 def non_finite(message: Message, path: str) -> Iterator[str]:
     """The paths of the non-finite numbers in `message`, in order."""
+    if all(math.isfinite(value) for value in leaves(message) if isinstance(value, float)):
+        return
     for value, where in scalars(message, path):
         if isinstance(value, float) and not math.isfinite(value):
             yield where

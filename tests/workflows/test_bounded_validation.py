@@ -4,9 +4,7 @@ expressions capped before the grammar runs, durations bounded, and the engine's 
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,8 +19,6 @@ from hypothesis import strategies as st
 from engine import expressions
 from engine.expressions import ExpressionError, parse, parse_path
 from engine.retry import LONGEST_DELAY_SECONDS, RetryPolicy, policy_of
-from foundation.errors import WorkTimeout
-from service import offload
 from service.workflows import steps as steps_module
 from service.workflows import validation
 from service.workflows.issues import Issue
@@ -319,26 +315,3 @@ def test_any_stored_policy_gives_a_wait_between_zero_and_a_day(
     policy = RetryPolicy(attempts, initial, coefficient, longest, jitter)
     assert 0.0 <= policy.delay(attempt) <= LONGEST_DELAY_SECONDS
     assert not policy.allows_retry(100, "error", True)
-
-
-# --- work off the event loop -----------------------------------------------------------------
-
-
-async def test_work_past_its_deadline_is_a_timeout_and_the_loop_stays_free() -> None:
-    release = threading.Event()
-    offload.configure(1, 0.2)
-    try:
-        waiting = asyncio.create_task(offload.run(release.wait, 30))
-        assert await offload_free_loop() == "answered"  # the loop serves others meanwhile
-        with pytest.raises(WorkTimeout) as timed_out:
-            await waiting
-        assert timed_out.value.code.name == "DEADLINE_EXCEEDED"
-        assert timed_out.value.reason == "TIMEOUT"
-    finally:
-        release.set()
-        offload.configure(2, 5.0)
-    assert await offload.run(sum, [1, 2, 3]) == 6
-
-
-async def offload_free_loop() -> str:
-    return await asyncio.wait_for(asyncio.to_thread(lambda: "answered"), 1.0)
