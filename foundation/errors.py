@@ -7,6 +7,7 @@ Every failure a client can see is a `WfeError`; one interceptor turns it into a
     ├── Unauthenticated            (UNAUTHENTICATED)
     ├── PermissionDenied           (PERMISSION_DENIED)
     ├── InvalidInput               (INVALID_INPUT, carries field violations)
+    │   └── AlreadyExists          the id the request chooses is taken
     ├── InvalidWorkflowDefinition  (INVALID_WORKFLOW_DEFINITION, carries field violations)
     ├── StepConfigurationError     (STEP_CONFIGURATION_ERROR)
     ├── WorkflowNotFound           (WORKFLOW_NOT_FOUND)
@@ -119,6 +120,10 @@ class InvalidInput(WfeError):
     reason = Reason.INVALID_INPUT
 
 
+class AlreadyExists(InvalidInput):
+    """The id the request chooses for a new resource is taken (ALREADY_EXISTS, not a bad value)."""
+
+
 class InvalidWorkflowDefinition(WfeError):
     """A workflow definition breaks a rule; `violations` lists every problem."""
 
@@ -184,6 +189,7 @@ STATUS_CODES: Final[Mapping[type[WfeError], grpc.StatusCode]] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     InvalidWorkflowDefinition: grpc.StatusCode.INVALID_ARGUMENT,
     StepConfigurationError: grpc.StatusCode.INVALID_ARGUMENT,
     WorkflowNotFound: grpc.StatusCode.NOT_FOUND,

@@ -23,6 +23,8 @@ SERVICE_GRANTS: dict[str, tuple[str, ...]] = {
     "workflows": ("SELECT", "INSERT", "UPDATE"),
     # Versions are immutable; only their publication is filled in later.
     "workflow_versions": ("SELECT", "INSERT", "UPDATE (release_notes, published_at, published_by)"),
+    # A tenant's own templates are saved once and never rewritten.
+    "workflow_templates": ("SELECT", "INSERT"),
     # Executions are deleted only by the retention purge; attempts with them.
     "executions": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "step_attempts": ("SELECT", "INSERT", "UPDATE", "DELETE"),

@@ -21,7 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 from sqlalchemy import func, select
 
-from persistence.models import Event, Execution, Workflow
+from persistence.models import Event, Execution, Workflow, WorkflowTemplate
 from tenancy.context import TenantId
 from tenancy.database import TenantDatabase
 from tests.workflow_helpers import message
@@ -429,11 +429,11 @@ def _executions(channel: aio.Channel) -> execution_pb2_grpc.ExecutionServiceStub
 
 
 async def stored(database: TenantDatabase, tenant: str) -> tuple[int, ...]:
-    """How many workflows, executions and events `tenant` has."""
+    """How many workflows, executions, events and custom templates `tenant` has."""
     async with database.transaction(TenantId(tenant)) as session:
         return tuple(
             [
                 await session.scalar(select(func.count()).select_from(model)) or 0
-                for model in (Workflow, Execution, Event)
+                for model in (Workflow, Execution, Event, WorkflowTemplate)
             ]
         )

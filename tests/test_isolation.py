@@ -103,6 +103,36 @@ async def create_from_template_case(channel: aio.Channel, tenant_a: str, tenant_
     assert mine.workflow.id != owned.workflow.id
 
 
+async def save_as_template_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
+    """B can neither save A's workflow nor see or use A's template; B's ids are its own."""
+    owned = await owned_workflow(channel, tenant_a)
+    request = workflow_pb2.SaveAsTemplateRequest(
+        workflow_id=owned.id, template_id="shared-name", name="A's", category="sales"
+    )
+    await stub(channel).SaveAsTemplate(request, metadata=auth(tenant_a))
+    await assert_not_found(
+        stub(channel).SaveAsTemplate(request, metadata=auth(tenant_b, roles=["admin"]))
+    )
+    listed = await stub(channel).ListTemplates(
+        workflow_pb2.ListTemplatesRequest(page_size=200), metadata=auth(tenant_b)
+    )
+    assert [t.id for t in listed.templates if t.custom] == []
+    with pytest.raises(grpc.RpcError) as caught:
+        await stub(channel).CreateWorkflowFromTemplate(
+            workflow_pb2.CreateWorkflowFromTemplateRequest(template_id="shared-name"),
+            metadata=auth(tenant_b),
+        )
+    assert error_info(caught.value) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_INPUT",
+        {"template_id": "shared-name"},
+    )
+    mine = await create(channel, tenant_b, definition("B's"))
+    request.workflow_id, request.name = mine.id, "B's"
+    saved = await stub(channel).SaveAsTemplate(request, metadata=auth(tenant_b))
+    assert (saved.template.source_workflow_id, saved.template.workflow.name) == (mine.id, "B's")
+
+
 async def list_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
     await owned_workflow(channel, tenant_a)
     listed = await stub(channel).ListWorkflows(
@@ -189,6 +219,7 @@ CASES: dict[str, Case] = {
     "/wfe.v1.TenantService/GetTenant": get_tenant_case,
     WORKFLOW + "CreateWorkflow": create_case,
     WORKFLOW + "CreateWorkflowFromTemplate": create_from_template_case,
+    WORKFLOW + "SaveAsTemplate": save_as_template_case,
     WORKFLOW + "ListWorkflows": list_case,
     WORKFLOW + "GetWorkflow": by_id_case(
         "GetWorkflow", lambda i: workflow_pb2.GetWorkflowRequest(id=i)

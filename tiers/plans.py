@@ -64,6 +64,7 @@ class PlanLimits:
     history_retention_days: int
     max_execution_seconds: int | None
     max_templates: int | None
+    max_custom_templates: int | None
     step_types: StepTypeAccess
     versioning: Versioning
     templates: TemplateAccess
@@ -108,6 +109,7 @@ OVERRIDABLE: Final = frozenset(
         "history_retention_days",
         "max_execution_seconds",
         "max_templates",
+        "max_custom_templates",
     }
 )
 """Limits an Enterprise contract may set per tenant ("configurable" in the tier table)."""
@@ -121,6 +123,7 @@ PLANS: Final[dict[Tier, PlanLimits]] = {
         history_retention_days=7,
         max_execution_seconds=5 * 60,
         max_templates=5,
+        max_custom_templates=0,
         step_types=StepTypeAccess.BASIC,
         versioning=Versioning.NONE,
         templates=TemplateAccess.BASIC,
@@ -139,6 +142,7 @@ PLANS: Final[dict[Tier, PlanLimits]] = {
         history_retention_days=30,
         max_execution_seconds=30 * 60,
         max_templates=None,
+        max_custom_templates=0,
         step_types=StepTypeAccess.ADVANCED,
         versioning=Versioning.BASIC,
         templates=TemplateAccess.STANDARD,
@@ -158,6 +162,8 @@ PLANS: Final[dict[Tier, PlanLimits]] = {
         history_retention_days=365,
         max_execution_seconds=24 * 60 * 60,
         max_templates=None,
+        # A tenant's own templates are rows it keeps: bounded like its workflows.
+        max_custom_templates=100,
         step_types=StepTypeAccess.ALL_AND_CUSTOM,
         versioning=Versioning.FULL,
         templates=TemplateAccess.ALL_AND_CUSTOM,

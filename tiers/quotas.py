@@ -20,6 +20,7 @@ class Quota(Enum):
     WORKFLOWS = ("workflows", "max_workflows", False)
     CONCURRENT_EXECUTIONS = ("concurrent_executions", "max_concurrent_executions", False)
     EXECUTIONS_PER_DAY = ("executions", "max_executions_per_day", True)
+    CUSTOM_TEMPLATES = ("custom_templates", "max_custom_templates", False)
 
     def __init__(self, metric: str, limit_name: str, daily: bool) -> None:
         self.metric = metric

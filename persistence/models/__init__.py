@@ -3,6 +3,7 @@
 from persistence.models.event import Event
 from persistence.models.execution import Dispatch, Execution, StepAttempt
 from persistence.models.statuses import AttemptStatus, DispatchState, ExecutionStatus
+from persistence.models.template import WorkflowTemplate
 from persistence.models.tenant import Tenant
 from persistence.models.usage import UsageCounter
 from persistence.models.workflow import Workflow, WorkflowVersion
@@ -18,5 +19,6 @@ __all__ = [
     "Tenant",
     "UsageCounter",
     "Workflow",
+    "WorkflowTemplate",
     "WorkflowVersion",
 ]

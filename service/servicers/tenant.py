@@ -45,6 +45,7 @@ def limits_message(plan: TenantPlan) -> tenant_pb2.TierLimits:
             "max_executions_per_day",
             "max_execution_seconds",
             "max_templates",
+            "max_custom_templates",
         )
         if getattr(limits, name) is not None
     }
@@ -69,6 +70,7 @@ def usage_message(used: dict[Quota, Allowance]) -> tenant_pb2.TenantUsage:
         workflows=used[Quota.WORKFLOWS].used,
         concurrent_executions=used[Quota.CONCURRENT_EXECUTIONS].used,
         executions_today=daily.used,
+        custom_templates=used[Quota.CUSTOM_TEMPLATES].used,
     )
     if daily.resets_at is not None:
         message.executions_reset_time.CopyFrom(timestamp(daily.resets_at))

@@ -23,10 +23,11 @@ from service.servicers.workflow_messages import (
     change_message,
     issue_messages,
     struct,
+    template_message,
     version_message,
     workflow_message,
 )
-from service.workflows import documents, templates
+from service.workflows import custom_templates, documents, templates
 from service.workflows import service as workflows
 from service.workflows.diagram import mermaid
 from service.workflows.diff import diff
@@ -37,6 +38,7 @@ from tenancy.database import TenantDatabase
 from tiers import (
     PlanLimits,
     PlannedSession,
+    TemplateAccess,
     TenantPlan,
     Tier,
     Versioning,
@@ -328,54 +330,76 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def ListTemplates(
         self, request: workflow_pb2.ListTemplatesRequest, context: Context
     ) -> workflow_pb2.ListTemplatesResponse:
+        """The catalog, then the tenant's own templates; a token is [catalog index] while in
+        the catalog, [catalog length, last id] once among the tenant's."""
         size = pagination.page_size(request.page_size)
         tenant = current_identity().tenant_id
         listing = f"templates:{request.available_only}"
         key = self._tokens.decode(request.page_token, tenant, listing)
         start = int(key[0]) if key else 0
-        plan = await self._plan()
-        shown = [
-            (template, plan.limits.templates >= template.access)
-            for template in templates.catalog().values()
-        ]
-        if request.available_only:
-            shown = [(template, True) for template, available in shown if available]
-        page = shown[start : start + size]
-        token = ""
-        if start + size < len(shown):
-            token = self._tokens.encode(tenant, listing, [start + size])
-        return workflow_pb2.ListTemplatesResponse(
-            templates=[
-                workflow_pb2.Template(
-                    id=template.id,
-                    name=template.name,
-                    description=template.description,
-                    category=template.category,
-                    minimum_tier=TIERS[template.tier],
-                    available=available,
-                    workflow=documents.parse_document(template.workflow),
+        after = str(key[1]) if key and len(key) > 1 else None
+        async with self._unit() as work:
+            access = work.plan.limits.templates
+            shown = [(t, access >= t.access) for t in templates.catalog().values()]
+            if request.available_only:
+                shown = [(template, True) for template, available in shown if available]
+            entries = [] if after is not None else shown[start : start + size + 1]
+            if len(entries) <= size and (
+                access >= TemplateAccess.ALL_AND_CUSTOM or not request.available_only
+            ):
+                owned = await custom_templates.page(
+                    work.session, after=after, limit=size + 1 - len(entries)
                 )
-                for template, available in page
-            ],
-            next_page_token=token,
-        )
+                entries += [(template, access >= template.access) for template in owned]
+        page = [template_message(template, available) for template, available in entries[:size]]
+        del page[pagination.fitting([m.ByteSize() for m in page], self._budget) :]
+        token = ""
+        if len(entries) > len(page):
+            last = entries[len(page) - 1][0]
+            position = [len(shown), last.id] if last.custom else [start + len(page)]
+            token = self._tokens.encode(tenant, listing, position)
+        return workflow_pb2.ListTemplatesResponse(templates=page, next_page_token=token)
 
     async def CreateWorkflowFromTemplate(
         self, request: workflow_pb2.CreateWorkflowFromTemplateRequest, context: Context
     ) -> workflow_pb2.CreateWorkflowFromTemplateResponse:
         template = templates.catalog().get(request.template_id)
+        async with self._unit() as work:
+            plan = work.plan
+            if template is None:
+                template = await custom_templates.find(work.session, request.template_id)
         if template is None:
             raise InvalidInput(
                 f"no template {request.template_id!r}",
                 metadata={"template_id": request.template_id},
                 violations=[FieldViolation("template_id", "no such template")],
             )
-        require_feature(await self._plan(), "templates", template.access)
+        require_feature(plan, "templates", template.access)
         definition = documents.definition_of(documents.parse_document(template.workflow))
         if request.name:
             definition["name"] = request.name
         created = await self._create(definition, request.request_id)
         return workflow_pb2.CreateWorkflowFromTemplateResponse(workflow=created)
+
+    async def SaveAsTemplate(
+        self, request: workflow_pb2.SaveAsTemplateRequest, context: Context
+    ) -> workflow_pb2.SaveAsTemplateResponse:
+        fields = custom_templates.TemplateFields(
+            id=request.template_id,
+            name=request.name,
+            description=request.description,
+            category=request.category,
+        )
+        async with self._unit() as work:
+            saved = await custom_templates.save(
+                work.session,
+                work.plan,
+                current_identity().subject,
+                request.workflow_id,
+                request.version,
+                fields,
+            )
+        return workflow_pb2.SaveAsTemplateResponse(template=template_message(saved, True))
 
     async def GetWorkflowDiagram(
         self, request: workflow_pb2.GetWorkflowDiagramRequest, context: Context

@@ -8,11 +8,12 @@ from google.protobuf import json_format, struct_pb2
 
 from engine.tools import ToolMode
 from persistence.models import Workflow, WorkflowVersion
-from service.servicers.messages import timestamp
+from service.servicers.messages import TIERS, timestamp
 from service.workflows import documents
 from service.workflows import service as workflows
 from service.workflows.diff import FieldChange
 from service.workflows.issues import Report
+from service.workflows.templates import Template
 from wfe.v1 import workflow_pb2
 
 Status = workflows.Status
@@ -61,6 +62,25 @@ def version_message(row: WorkflowVersion) -> workflow_pb2.WorkflowVersion:
     )
     if row.published_at is not None:
         message.publish_time.CopyFrom(timestamp(row.published_at))
+    return message
+
+
+def template_message(template: Template, available: bool) -> workflow_pb2.Template:
+    message = workflow_pb2.Template(
+        id=template.id,
+        name=template.name,
+        description=template.description,
+        category=template.category,
+        minimum_tier=TIERS[template.tier],
+        available=available,
+        workflow=documents.parse_document(template.workflow),
+        custom=template.custom,
+    )
+    if template.origin is not None:
+        message.source_workflow_id = template.origin.workflow_id
+        message.source_version = template.origin.version
+        message.create_time.CopyFrom(timestamp(template.origin.created_at))
+        message.created_by = template.origin.created_by
     return message
 
 

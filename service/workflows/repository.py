@@ -1,4 +1,7 @@
-"""SQL for workflows and their versions; every statement is confined to the session's tenant."""
+"""SQL for workflows, their versions and the tenant's own templates.
+
+Every statement is confined to the session's tenant.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence.models import Workflow, WorkflowVersion
+from persistence.models import Workflow, WorkflowTemplate, WorkflowVersion
 
 
 def _live() -> Select[Workflow]:
@@ -81,5 +84,20 @@ async def list_versions(
     return (await session.scalars(statement)).all()
 
 
-def add(session: AsyncSession, row: Workflow | WorkflowVersion) -> None:
+async def get_template(session: AsyncSession, template_id: str) -> WorkflowTemplate | None:
+    statement = select(WorkflowTemplate).where(WorkflowTemplate.id == template_id)
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def list_templates(
+    session: AsyncSession, *, after: str | None, limit: int
+) -> Sequence[WorkflowTemplate]:
+    """By id; `after` is the id of the previous page's last template."""
+    statement = select(WorkflowTemplate).order_by(WorkflowTemplate.id).limit(limit)
+    if after is not None:
+        statement = statement.where(WorkflowTemplate.id > after)
+    return (await session.scalars(statement)).all()
+
+
+def add(session: AsyncSession, row: Workflow | WorkflowVersion | WorkflowTemplate) -> None:
     session.add(row)

@@ -56,7 +56,7 @@ def refusal(errors: Sequence[Issue]) -> InvalidWorkflowDefinition:
     )
 
 
-async def _checked(definition: Mapping[str, Any], plan: TenantPlan) -> dict[str, Any]:
+async def check_definition(definition: Mapping[str, Any], plan: TenantPlan) -> dict[str, Any]:
     """The definition, once valid; validation runs in `offload`'s pool, off the event loop."""
     report = await offload.run(validate_workflow, definition, plan.limits)
     if not report.valid:
@@ -139,7 +139,7 @@ async def create(
     existing = await find_created(session, request_id)
     if existing is not None:
         return existing
-    checked = await _checked(definition, plan)
+    checked = await check_definition(definition, plan)
     await consume(session, plan, Quota.WORKFLOWS)
     now = datetime.now(UTC)
     workflow = Workflow(
@@ -168,7 +168,7 @@ async def _replace_definition(
     workflow: Workflow,
     definition: dict[str, Any],
 ) -> Workflow:
-    checked = await _checked(definition, plan)
+    checked = await check_definition(definition, plan)
     if (
         _keeps_history(plan)
         and await repository.get_version(session, workflow.id, workflow.version) is None
@@ -224,7 +224,7 @@ async def change_status(
             violations=[FieldViolation("id", f"workflow is {workflow.status}")],
         )
     if target is Status.ACTIVE:
-        await _checked(workflow.definition, plan)
+        await check_definition(workflow.definition, plan)
     previous = workflow.status
     workflow.status = target
     workflow.updated_at = datetime.now(UTC)

@@ -2,7 +2,8 @@
 
 Templates ship as package data in `catalog/`, so they are read through importlib.resources
 and work the same from a source tree or an installed wheel. Each names the lowest tier
-that may use it; `Template.access` maps that to the plan's `TemplateAccess` level.
+that may use it; `Template.access` maps that to the plan's `TemplateAccess` level. A
+tenant's own templates (`custom_templates`) take the same shape, with an `Origin`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from typing import Any, Final
 
@@ -28,11 +30,25 @@ ACCESS_BY_TIER: Final = {
     Tier.ENTERPRISE: TemplateAccess.ALL_AND_CUSTOM,
 }
 TIER_RANK: Final = {tier: rank for rank, tier in enumerate(Tier)}
+CUSTOM_TIER: Final = next(
+    tier for tier, access in ACCESS_BY_TIER.items() if access is TemplateAccess.ALL_AND_CUSTOM
+)
+"""The lowest tier whose plan admits custom templates, hence the tier each one needs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a tenant's own template came from, and who saved it; the catalog's have none."""
+
+    workflow_id: str
+    version: int
+    created_at: datetime
+    created_by: str
 
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """One catalog entry: metadata plus the workflow document it creates."""
+    """One template: metadata plus the workflow document it creates."""
 
     id: str
     name: str
@@ -40,11 +56,17 @@ class Template:
     category: str
     tier: Tier
     workflow: dict[str, Any]
+    origin: Origin | None = None
 
     @property
     def access(self) -> TemplateAccess:
         """The plan template level needed to use this template."""
         return ACCESS_BY_TIER[self.tier]
+
+    @property
+    def custom(self) -> bool:
+        """A tenant's own template rather than one of the catalog's."""
+        return self.origin is not None
 
 
 def parse_template(file_name: str, text: str) -> Template:

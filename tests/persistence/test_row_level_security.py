@@ -152,6 +152,7 @@ async def test_only_the_owner_gets_the_unrestricted_registry_policy(
         "usage_counters",
         "workflows",
         "workflow_versions",
+        "workflow_templates",
         "executions",
         "step_attempts",
     }

@@ -22,6 +22,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "history_retention_days": 7,
         "max_execution_seconds": 300,
         "max_templates": 5,
+        "max_custom_templates": 0,
         "step_types": tenant_pb2.STEP_TYPE_ACCESS_BASIC,
         "versioning": tenant_pb2.VERSIONING_LEVEL_NONE,
         "templates": tenant_pb2.TEMPLATE_ACCESS_BASIC,
@@ -41,6 +42,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "history_retention_days": 30,
         "max_execution_seconds": 1800,
         "max_templates": None,
+        "max_custom_templates": 0,
         "step_types": tenant_pb2.STEP_TYPE_ACCESS_ADVANCED,
         "versioning": tenant_pb2.VERSIONING_LEVEL_BASIC,
         "templates": tenant_pb2.TEMPLATE_ACCESS_STANDARD,
@@ -60,6 +62,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "history_retention_days": 365,
         "max_execution_seconds": 86400,
         "max_templates": None,
+        "max_custom_templates": 100,
         "step_types": tenant_pb2.STEP_TYPE_ACCESS_ALL_AND_CUSTOM,
         "versioning": tenant_pb2.VERSIONING_LEVEL_FULL,
         "templates": tenant_pb2.TEMPLATE_ACCESS_ALL_AND_CUSTOM,
@@ -78,6 +81,7 @@ OPTIONAL = {
     "max_executions_per_day",
     "max_execution_seconds",
     "max_templates",
+    "max_custom_templates",
 }
 
 

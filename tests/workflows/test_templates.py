@@ -184,8 +184,20 @@ def problems(workflow: dict[str, Any]) -> list[str]:
     return found
 
 
+def lowest_tier(template: Template) -> Tier:
+    """The lowest tier whose plan may use `template`, read off the plans, not the file."""
+    return next(tier for tier in Tier if PLANS[tier].templates >= template.access)
+
+
 def test_the_catalog_has_at_least_twenty_templates() -> None:
     assert len(catalog()) >= 20
+
+
+def test_professional_may_use_at_least_twenty_templates() -> None:
+    """The seed's tier table: Professional uses "all (20+)" templates."""
+    usable = [t for t in catalog().values() if PLANS[Tier.PROFESSIONAL].templates >= t.access]
+    assert len(usable) >= 20
+    assert all(lowest_tier(template) != Tier.ENTERPRISE for template in usable)
 
 
 def test_exactly_five_templates_are_free_and_at_least_three_enterprise() -> None:
@@ -248,9 +260,12 @@ def test_every_template_is_a_valid_workflow() -> None:
 
 
 def test_every_template_passes_the_service_validator_for_its_tier() -> None:
-    """Only the seed's own `== true` comparison may draw a (simplification) warning."""
+    """Each validates with the limits of the lowest tier that may use it, so every tenant
+    offered a template can create it. Only the seed's own `== true` comparison may draw a
+    (simplification) warning."""
     for template in catalog().values():
-        report = validate_workflow(template.workflow, PLANS[template.tier])
+        assert lowest_tier(template) == template.tier, template.id
+        report = validate_workflow(template.workflow, PLANS[lowest_tier(template)])
         parse_document(template.workflow)
         warnings = {(issue.code, issue.step_id) for issue in report.warnings}
         assert report.errors == [], template.id

@@ -436,7 +436,7 @@ class PublishWorkflowResponse(_message.Message):
     def __init__(self, version: _Optional[_Union[WorkflowVersion, _Mapping]] = ...) -> None: ...
 
 class Template(_message.Message):
-    __slots__ = ("id", "name", "description", "category", "minimum_tier", "available", "workflow")
+    __slots__ = ("id", "name", "description", "category", "minimum_tier", "available", "workflow", "custom", "source_workflow_id", "source_version", "create_time", "created_by")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -444,6 +444,11 @@ class Template(_message.Message):
     MINIMUM_TIER_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -451,7 +456,12 @@ class Template(_message.Message):
     minimum_tier: _tenant_pb2.Tier
     available: bool
     workflow: Workflow
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., category: _Optional[str] = ..., minimum_tier: _Optional[_Union[_tenant_pb2.Tier, str]] = ..., available: _Optional[bool] = ..., workflow: _Optional[_Union[Workflow, _Mapping]] = ...) -> None: ...
+    custom: bool
+    source_workflow_id: str
+    source_version: int
+    create_time: _timestamp_pb2.Timestamp
+    created_by: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., category: _Optional[str] = ..., minimum_tier: _Optional[_Union[_tenant_pb2.Tier, str]] = ..., available: _Optional[bool] = ..., workflow: _Optional[_Union[Workflow, _Mapping]] = ..., custom: _Optional[bool] = ..., source_workflow_id: _Optional[str] = ..., source_version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ...) -> None: ...
 
 class ListTemplatesRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "available_only")
@@ -486,6 +496,28 @@ class CreateWorkflowFromTemplateResponse(_message.Message):
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     workflow: Workflow
     def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ...) -> None: ...
+
+class SaveAsTemplateRequest(_message.Message):
+    __slots__ = ("workflow_id", "version", "template_id", "name", "description", "category")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    version: int
+    template_id: str
+    name: str
+    description: str
+    category: str
+    def __init__(self, workflow_id: _Optional[str] = ..., version: _Optional[int] = ..., template_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
+
+class SaveAsTemplateResponse(_message.Message):
+    __slots__ = ("template",)
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    template: Template
+    def __init__(self, template: _Optional[_Union[Template, _Mapping]] = ...) -> None: ...
 
 class GetWorkflowDiagramRequest(_message.Message):
     __slots__ = ("workflow_id", "version")

@@ -128,6 +128,11 @@ class WorkflowServiceStub:
                 request_serializer=wfe_dot_v1_dot_workflow__pb2.CreateWorkflowFromTemplateRequest.SerializeToString,
                 response_deserializer=wfe_dot_v1_dot_workflow__pb2.CreateWorkflowFromTemplateResponse.FromString,
                 _registered_method=True)
+        self.SaveAsTemplate = channel.unary_unary(
+                '/wfe.v1.WorkflowService/SaveAsTemplate',
+                request_serializer=wfe_dot_v1_dot_workflow__pb2.SaveAsTemplateRequest.SerializeToString,
+                response_deserializer=wfe_dot_v1_dot_workflow__pb2.SaveAsTemplateResponse.FromString,
+                _registered_method=True)
         self.GetWorkflowDiagram = channel.unary_unary(
                 '/wfe.v1.WorkflowService/GetWorkflowDiagram',
                 request_serializer=wfe_dot_v1_dot_workflow__pb2.GetWorkflowDiagramRequest.SerializeToString,
@@ -254,14 +259,27 @@ class WorkflowServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTemplates(self, request, context):
-        """Lists the template catalog, saying which templates the plan may use.
+        """Lists the template catalog, then the caller's own templates, saying which the plan
+        may use.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateWorkflowFromTemplate(self, request, context):
-        """Creates a draft workflow from a template the plan may use.
+        """Creates a draft workflow from a template the plan may use: a catalog template or
+        one of the caller's own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveAsTemplate(self, request, context):
+        """Saves one of the caller's workflows as a template of its own (Enterprise: plans
+        whose templates access is TEMPLATE_ACCESS_ALL_AND_CUSTOM; others are refused with
+        reason TIER_RESTRICTION). Only the caller's tenant lists or uses it. The id may be
+        neither a catalog template's nor one of the tenant's own (ALREADY_EXISTS), and a
+        tenant keeps at most its plan's `max_custom_templates` (RESOURCE_EXHAUSTED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -361,6 +379,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.CreateWorkflowFromTemplate,
                     request_deserializer=wfe_dot_v1_dot_workflow__pb2.CreateWorkflowFromTemplateRequest.FromString,
                     response_serializer=wfe_dot_v1_dot_workflow__pb2.CreateWorkflowFromTemplateResponse.SerializeToString,
+            ),
+            'SaveAsTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveAsTemplate,
+                    request_deserializer=wfe_dot_v1_dot_workflow__pb2.SaveAsTemplateRequest.FromString,
+                    response_serializer=wfe_dot_v1_dot_workflow__pb2.SaveAsTemplateResponse.SerializeToString,
             ),
             'GetWorkflowDiagram': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkflowDiagram,
@@ -836,6 +859,33 @@ class WorkflowService:
             '/wfe.v1.WorkflowService/CreateWorkflowFromTemplate',
             wfe_dot_v1_dot_workflow__pb2.CreateWorkflowFromTemplateRequest.SerializeToString,
             wfe_dot_v1_dot_workflow__pb2.CreateWorkflowFromTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveAsTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wfe.v1.WorkflowService/SaveAsTemplate',
+            wfe_dot_v1_dot_workflow__pb2.SaveAsTemplateRequest.SerializeToString,
+            wfe_dot_v1_dot_workflow__pb2.SaveAsTemplateResponse.FromString,
             options,
             channel_credentials,
             insecure,
