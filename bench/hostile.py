@@ -82,7 +82,7 @@ def flood(
     attackers: int,
     started: Event,
     stop: Event,
-    answers: "multiprocessing.Queue[dict[str, int]]",
+    answers: multiprocessing.Queue[dict[str, int]],
 ) -> None:
     """The attacker's process: `attackers` clients until `stop`, then the codes they got."""
     started.set()

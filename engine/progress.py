@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from engine.titles import step_title
+
 
 class StepStatus(StrEnum):
     PENDING = "pending"
@@ -42,7 +44,7 @@ def initial(definition: Mapping[str, Any]) -> dict[str, Any]:
         "step_list": [
             {
                 "id": step["id"],
-                "name": step.get("name") or step["id"],
+                "name": step_title(step),
                 "status": StepStatus.PENDING.value,
                 "started_at": None,
                 "completed_at": None,

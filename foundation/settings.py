@@ -50,7 +50,10 @@ class Settings(BaseSettings):
     )
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=300)
     validation_workers: int = Field(
-        2, ge=1, le=64, description="Processes that validate definitions and inputs, off the event loop."
+        2,
+        ge=1,
+        le=64,
+        description="Processes that check definitions and inputs, off the event loop.",
     )
     validation_timeout_seconds: float = Field(
         5.0, gt=0, le=300, description="A validation still running after this is refused."

@@ -23,13 +23,17 @@ from workers.publisher import BackgroundPublisher, CeleryPublisher
 
 logger = logging.getLogger(__name__)
 
+IN_MEMORY_BROKER = "memory://localhost/"
+
 
 class EmbeddedEngine:
     """An in-process worker and periodic jobs sharing the server's loop and database."""
 
     def __init__(self, settings: Settings, database: TenantDatabase) -> None:
         self.settings = settings
-        self.app = create_app(settings, broker_url="memory://")
+        # A host in the URL, though the memory transport ignores it: without one kombu
+        # warns "No hostname was supplied" on every connection.
+        self.app = create_app(settings, broker_url=IN_MEMORY_BROKER)
         self.engine = Engine(database, ToolRegistry(settings), settings)
         self._direct = CeleryPublisher(self.app)
         # The server's publisher: hands messages to a thread, never blocks the loop.

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from engine.steptypes import STEP_TYPES
+from engine.titles import step_title
 
 SHAPES: Final = {
     "input": ('(["', '"])'),
@@ -34,14 +35,7 @@ def _escape(text: str) -> str:
 
 
 def _label(step: Mapping[str, Any], index: int) -> str:
-    name = step.get("name")
-    step_id = step.get("id")
-    if isinstance(name, str) and name.strip():
-        title = name
-    elif isinstance(step_id, str) and step_id.strip():
-        title = step_id
-    else:
-        title = f"step {index + 1}"
+    title = step_title(step).strip() or f"step {index + 1}"
     step_type = step.get("type")
     return _escape(f"{title} ({step_type})" if isinstance(step_type, str) else title)
 

@@ -56,7 +56,7 @@ def test_quotes_and_newlines_in_labels_are_escaped() -> None:
     assert '    s0(["Say #quot;hi#quot; now (input)"])' in diagram
     assert '    s1{"#35;1 check (condition)"}' in diagram
     assert '    s1 -->|"$.a.x == #quot;y#quot;"| s2' in diagram
-    assert '    s2(["c (output)"])' in diagram
+    assert '    s2(["C (output)"])' in diagram  # no name: a title from the id
 
 
 def test_end_as_a_step_id_never_becomes_a_node_id() -> None:
@@ -69,7 +69,7 @@ def test_end_as_a_step_id_never_becomes_a_node_id() -> None:
         }
     )
     assert diagram.splitlines()[1:4] == [
-        '    s0(["start (input)"])',
+        '    s0(["Start (input)"])',
         '    s1(["end (output)"])',
         "    s0 --> s1",
     ]
@@ -89,9 +89,9 @@ def test_advanced_shapes_edges_and_classes() -> None:
         }
     )
     body = diagram.splitlines()
-    assert '    s1[["each (loop)"]]' in body
-    assert '    s3[["fan (parallel)"]]' in body
-    assert '    s5["y (mystery)"]' in body
+    assert '    s1[["Each (loop)"]]' in body
+    assert '    s3[["Fan (parallel)"]]' in body
+    assert '    s5["Y (mystery)"]' in body
     assert '    s1 -->|"each item"| s2' in body
     assert '    s3 -->|"branch"| s4' in body
     assert not [line for line in body if line.endswith(("gone", "nowhere"))]
