@@ -74,8 +74,9 @@ class Engine:
         self.database = database
         self.tools = tools
         self.timing = timing_of(settings)
-        # Renew the lease (and look for a cancellation) this often while a step runs.
-        self.checkpoint_seconds = min(settings.lease_seconds / 3, 2.0)
+        # Renew the lease (and look for a cancellation) this often while a step runs; at
+        # least three times a lease, so one slow renewal never loses it.
+        self.checkpoint_seconds = min(settings.lease_seconds / 3, settings.checkpoint_seconds)
 
     async def run_attempt(self, key: AttemptKey, task_id: str | None = None) -> list[TaskRef]:
         """Run one step attempt if it is still due; the tasks to publish afterwards."""

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         30.0, gt=0, le=3600, description="A running step not heard from this long is re-run."
     )
+    checkpoint_seconds: float = Field(
+        0.8,
+        gt=0,
+        le=60,
+        description="A running step renews its lease and looks for a cancellation this often.",
+    )
     dispatch_grace_seconds: float = Field(
         15.0, gt=0, le=3600, description="A due step not started this long after is re-sent."
     )
