@@ -124,13 +124,15 @@ async def start(
     request_id: str = "",
     *,
     input_checked: bool = False,
+    input_size: int | None = None,
 ) -> Execution:
     """Start `definition` (the workflow's `version`) on `execution_input`.
 
     `input_checked`: the caller has already run `check_input` on this definition and input
-    (away from the event loop), so it is not run again here.
+    (away from the event loop), so it is not run again here; `input_size`: the input's
+    `encoded_size`, when the caller measured it.
     """
-    check_input_size(unit.plan, execution_input, "input")
+    check_input_size(unit.plan, execution_input, "input", input_size)
     if not input_checked:
         check_input(definition, execution_input, "input")
     check_step_types(definition, unit.plan)

@@ -18,13 +18,16 @@ def encoded_size(value: object) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def check_input_size(plan: TenantPlan, value: object, field: str) -> None:
+def check_input_size(plan: TenantPlan, value: object, field: str, size: int | None = None) -> None:
     """Refuse an execution input over the plan's `max_input_bytes`, before anything reads it.
 
     A plan limit, not a malformed value (a bigger plan takes the same input): reason
     TIER_RESTRICTION with RESOURCE_EXHAUSTED, as for the plan's other numeric limits.
+    `size`: the value's `encoded_size` when the caller measured it already (encoding a
+    large input costs milliseconds, better spent off the event loop).
     """
-    size, limit = encoded_size(value), plan.limits.max_input_bytes
+    limit = plan.limits.max_input_bytes
+    size = encoded_size(value) if size is None else size
     if size > limit:
         raise QuotaExhausted(
             f"the input is {size} bytes as compact JSON; the {plan.tier} tier allows {limit}",

@@ -38,6 +38,10 @@ Ts = TypeVarTuple("Ts")
 INLINE_BYTES: Final = 64 * 1024
 """Work on a request up to this size runs inline: sending it to a worker would cost more."""
 
+WORKER_NICENESS: Final = 10
+"""Workers run at a lower CPU priority than the server: when cores are short, the event loop
+that answers every tenant comes before one tenant's heavy request."""
+
 QUEUED_PER_TENANT: Final = 8
 """Requests of one tenant that may wait for its worker; the next one is refused at once."""
 
@@ -104,7 +108,7 @@ def _started() -> _Pools:
                 ProcessPoolExecutor(
                     _workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_import_all,
+                    initializer=_prepare_worker,
                     initargs=(_preload,),
                 ),
                 ThreadPoolExecutor(_workers, thread_name_prefix="wfe-offload"),
@@ -230,6 +234,7 @@ def _call(function: Callable[..., T], args: tuple[object, ...]) -> T | _Raised:
         return _Raised(type(error), error.message, error.metadata, error.violations)
 
 
-def _import_all(modules: tuple[str, ...]) -> None:
+def _prepare_worker(modules: tuple[str, ...]) -> None:
+    os.nice(WORKER_NICENESS)
     for name in modules:
         importlib.import_module(name)

@@ -70,8 +70,12 @@ class ExecutionService:
         workflow_id: str,
         execution_input: dict[str, Any],
         request_id: str = "",
+        input_size: int | None = None,
     ) -> Execution:
-        """Start an active workflow's current version; with a known `request_id`, that execution."""
+        """Start an active workflow's current version; with a known `request_id`, that execution.
+
+        `input_size`: the input's `encoded_size`, when measured off the loop already.
+        """
         checked = _Checked()
 
         async def work(unit: Unit) -> Execution:
@@ -82,7 +86,7 @@ class ExecutionService:
                     metadata={"workflow_id": workflow_id, "status": workflow.status},
                 )
             if not checked.keys and control.has_input_schema(workflow.definition):
-                check_input_size(unit.plan, execution_input, "input")
+                check_input_size(unit.plan, execution_input, "input", input_size)
                 raise _CheckFirst(workflow.definition, execution_input, workflow.version)
             return await control.start(
                 unit,
@@ -94,6 +98,7 @@ class ExecutionService:
                 request_id,
                 # A version saved since the check (a rare race) is checked here, inline.
                 input_checked=checked.covers(workflow.version),
+                input_size=input_size,
             )
 
         return await self._create_checked(caller.tenant_id, request_id, work, checked, "input")

@@ -161,11 +161,9 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     async def StartExecution(
         self, request: execution_pb2.StartExecutionRequest, context: Context
     ) -> execution_pb2.StartExecutionResponse:
+        execution_input, size = await values.finite_sized_dict(request.input, "input")
         started = await self._executions.start(
-            current_identity(),
-            request.workflow_id,
-            await values.finite_dict(request.input, "input"),
-            request.request_id,
+            current_identity(), request.workflow_id, execution_input, request.request_id, size
         )
         return execution_pb2.StartExecutionResponse(execution=self._full(started))
 

@@ -15,6 +15,7 @@ from typing import Any, Final
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from engine.sizes import encoded_size
 from foundation.errors import FieldViolation, InvalidInput, WfeError
 from service import offload
 from service.fields import leaves, scalars
@@ -42,6 +43,14 @@ def struct_to_dict(
     return converted
 
 
+def struct_to_sized_dict(
+    message: Message, path: str, error: type[WfeError] = InvalidInput
+) -> tuple[dict[str, Any], int]:
+    """`struct_to_dict`, and the result's `encoded_size` (what plan size limits compare)."""
+    converted = struct_to_dict(message, path, error)
+    return converted, encoded_size(converted)
+
+
 async def finite(message: Message, path: str, error: type[WfeError] = InvalidInput) -> None:
     """`require_finite`, off the event loop when the message is large."""
     await offload.run_sized(message.ByteSize(), require_finite, message, path, error)
@@ -52,6 +61,14 @@ async def finite_dict(
 ) -> dict[str, Any]:
     """`struct_to_dict`, off the event loop when the message is large."""
     return await offload.run_sized(message.ByteSize(), struct_to_dict, message, path, error)
+
+
+async def finite_sized_dict(
+    message: Message, path: str, error: type[WfeError] = InvalidInput
+) -> tuple[dict[str, Any], int]:
+    """`struct_to_sized_dict`, off the event loop when the message is large: encoding a
+    large input to measure it costs as much as converting it."""
+    return await offload.run_sized(message.ByteSize(), struct_to_sized_dict, message, path, error)
 
 
 def non_finite(message: Message, path: str) -> Iterator[str]:
