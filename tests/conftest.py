@@ -65,10 +65,14 @@ def _require_postgres() -> None:
 PROCESS_FIXTURES = frozenset(
     {
         *("wfe_env", "dev_server"),  # tests/test_cli.py: `wfe` processes
+        "live_dev",  # tests/cli/conftest.py: one `wfe dev` for the CLI tests
         "tool_package",  # tests/engine/test_plugged_tools.py: pip, then `wfe` processes
     }
 )
-PROCESS_MODULES = frozenset({"test_protos.py", "test_startup.py"})  # processes, no fixture
+# processes, no fixture
+PROCESS_MODULES = frozenset(
+    {"test_protos.py", "test_startup.py", "cli/test_imports.py", "cli/test_listening.py"}
+)
 FAULT_MODULES = frozenset({"engine/test_faults.py"})  # SIGKILLed workers, crashed brokers
 INTEGRATION_FIXTURES = frozenset(
     {

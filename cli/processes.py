@@ -1,0 +1,141 @@
+"""The processes `wfe` runs: the server (alone, or with the engine embedded), workers, beat.
+
+This is where the service, engine, workers and SQLAlchemy come together, so only the
+commands that run one of them load it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from pydantic import SecretStr
+
+from cli import admin, config, ports, schema
+from cli.demo import DEMO_TENANTS, TOKEN_HOURS, banner
+from cli.shell import client_address
+from cli.tokens import mint
+from foundation.settings import Settings
+from service import logs
+from service.server import RunningServer, run_until_signalled, start_server
+from tenancy.database import TenantDatabase
+from tenancy.dev_tokens import dev_secret
+from tenancy.verifiers import verifier_for
+from workers.app import create_app
+from workers.embedded import EmbeddedEngine
+from workers.publisher import BackgroundPublisher, CeleryPublisher
+
+REFUSED = ports.REFUSED
+
+
+def _listening_on(address: str | None) -> dict[str, Any]:
+    """The settings override a command-line address makes (it wins over WFE_LISTEN_ADDRESS)."""
+    return {"listen_address": address} if address else {}
+
+
+def refuse_unsafe_role(settings: Settings) -> None:
+    """Stop before serving if the database role would slip past row-level security."""
+    from persistence import preflight  # loads Alembic, which a warm `wfe dev` never needs
+
+    defects = preflight.role_defects(settings.effective_database_url)
+    for defect in defects:
+        typer.echo(defect.message, err=True)
+    if defects:
+        raise typer.Exit(REFUSED)
+
+
+def serve(address: str | None) -> None:
+    """The service alone: its engine runs in `wfe worker` processes behind a broker."""
+    settings = config.load(**_listening_on(address))
+    ports.refuse_if_in_use(settings.listen_address)
+    refuse_unsafe_role(settings)
+    logs.configure(settings.log_level)
+    asyncio.run(_serve(settings, lambda running: _announce(settings, running)))
+
+
+def dev(address: str | None) -> None:
+    """Everything in this process; once listening, the lines that let a shell use it."""
+    base = config.load(**_listening_on(address))
+    ports.refuse_if_in_use(base.listen_address)
+    secret = base.jwt_secret or SecretStr(dev_secret(base.data_dir))
+    settings = config.load(listen_address=base.listen_address, jwt_secret=secret, jwt_jwks_url=None)
+    logs.configure(settings.log_level)
+    schema.migrate_unless_current(settings)
+    asyncio.run(admin.run(settings, lambda session: admin.ensure(session, DEMO_TENANTS)))
+
+    def announce(running: RunningServer) -> None:
+        _announce(settings, running)
+        tokens = {
+            tenant_id: mint(settings, [tenant_id], ["admin"], TOKEN_HOURS * 3600)
+            for tenant_id, _, _ in DEMO_TENANTS
+        }
+        reach = client_address(settings.listen_address, running.port)
+        typer.echo(banner(reach, settings.effective_database_url, tokens))
+
+    asyncio.run(_serve(settings, announce, embedded=True))
+
+
+def _announce(settings: Settings, running: RunningServer) -> None:
+    typer.echo(f"wfe listening on {settings.listen_address.rsplit(':', 1)[0]}:{running.port}")
+
+
+async def _serve(
+    settings: Settings, listening: Callable[[RunningServer], None], *, embedded: bool = False
+) -> None:
+    """Serve until signalled; `embedded` also runs the engine here on an in-memory broker."""
+    database = TenantDatabase(
+        settings.effective_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    local = EmbeddedEngine(settings, database) if embedded else None
+    publisher = (
+        local.publisher if local else BackgroundPublisher(CeleryPublisher(create_app(settings)))
+    )
+    try:
+        if local is not None:
+            await local.start()
+        try:
+            running = await start_server(settings, database, verifier_for(settings), publisher)
+        except (OSError, RuntimeError) as error:  # taken since the check, or not ours to bind
+            ports.refuse(settings.listen_address, f"cannot be bound ({error})")
+        listening(running)
+        await run_until_signalled(running, settings.shutdown_grace_seconds)
+    finally:
+        if local is not None:
+            await local.stop()
+        await database.dispose()
+
+
+def worker(concurrency: int | None, pool: str, name: str) -> None:
+    settings = config.load()
+    refuse_unsafe_role(settings)
+    logs.configure(settings.log_level)
+    celery = create_app(settings)
+    celery.worker_main(
+        [
+            "worker",
+            f"--queues={settings.queue_name}",
+            f"--concurrency={concurrency or settings.worker_concurrency}",
+            f"--pool={pool}",
+            f"--hostname={name}",
+            f"--loglevel={settings.log_level}",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
+
+
+def beat() -> None:
+    settings = config.load()
+    refuse_unsafe_role(settings)
+    logs.configure(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery = create_app(settings)
+    celery.Beat(
+        schedule=str(settings.data_dir / "beat-schedule"),
+        loglevel=settings.log_level,
+        max_interval=min(settings.sweep_interval_seconds, 5.0),
+    ).run()
