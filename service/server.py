@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from dataclasses import dataclass
+from typing import Final
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -44,6 +46,11 @@ SERVICE_NAMES = (
     workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
     execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
 )
+
+SWITCH_INTERVAL_SECONDS: Final = 0.0005
+"""How long another thread of the server (the workers' feeder, the task publisher) may keep the
+GIL once the event loop asks for it back (Python's default is 5 ms). The loop gives the GIL up at
+every database call, so on a busy server a long slice would add to every call of every tenant."""
 
 OFFLOADED = (
     "engine.control",
@@ -111,6 +118,7 @@ async def start_server(
     )
     tokens = PageTokens(signing_key(settings))
     answers = settings.grpc_max_message_bytes
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     offload.configure(
         settings.validation_workers, settings.validation_timeout_seconds, preload=OFFLOADED
     )
