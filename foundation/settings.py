@@ -15,9 +15,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "PS256"})
 
-# `WFE_` variables read by something other than `Settings`, so never typos: the workflow
-# client's connection (cli/workflows.py), and the namespaces of the tokens `wfe dev` prints
-# for export (WFE_TOKEN_FREE, ...) and of the test suite and benchmark (WFE_TEST_*).
+# `WFE_` variables read by something other than `Settings`, so never typos: the client
+# commands' connection (cli/client.py; `wfe dev` and `wfe env` print them for export), the
+# per-tier tokens older `wfe dev` printed (WFE_TOKEN_FREE, ...), still in users' shells, and
+# the test suite's and benchmark's own (WFE_TEST_*).
 NOT_SETTINGS: Final = frozenset({"WFE_ADDRESS", "WFE_TENANT", "WFE_TOKEN"})
 NOT_SETTINGS_PREFIXES: Final = ("WFE_TOKEN_", "WFE_TEST_")
 
@@ -57,6 +58,21 @@ class Settings(BaseSettings):
     )
     validation_timeout_seconds: float = Field(
         5.0, gt=0, le=300, description="A validation still running after this is refused."
+    )
+    stream_heartbeat_seconds: float = Field(
+        15.0, gt=0, le=3600, description="An idle event stream sends a heartbeat this often."
+    )
+    stream_buffer_events: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Events held for one live stream; a stream further behind reads the log.",
+    )
+    event_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Streams look at the event log at least this often, wake-up or not.",
     )
     error_max_violations: int = Field(
         50, ge=1, le=1000, description="Field violations one error lists; the rest are counted."
