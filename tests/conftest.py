@@ -66,6 +66,7 @@ PROCESS_FIXTURES = frozenset(
     {
         *("wfe_env", "dev_server"),  # tests/test_cli.py: `wfe` processes
         "live_dev",  # tests/cli/conftest.py: one `wfe dev` for the CLI tests
+        "readme_dev",  # tests/test_readme_walkthrough.py: the `wfe dev` the README's commands call
         "tool_package",  # tests/engine/test_plugged_tools.py: pip, then `wfe` processes
     }
 )

@@ -20,9 +20,17 @@ def test_configuration_table_lists_exactly_the_settings() -> None:
     assert documented == expected
 
 
+def section(title: str) -> str:
+    """The README's text under `## title`, up to the next `## ` heading."""
+    text = README.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
 def readme_workflow() -> dict[str, Any]:
-    """The README's first YAML example, in the stored form Create takes."""
-    example = re.search(r"```yaml\n(.*?)```", README.read_text(), re.DOTALL)
+    """The Workflows section's YAML example, in the stored form Create takes."""
+    example = re.search(r"```yaml\n(.*?)```", section("Workflows"), re.DOTALL)
     assert example is not None
     return documents.definition_of(documents.load_document(example.group(1)))
 
