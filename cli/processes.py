@@ -18,7 +18,7 @@ from cli.demo import DEMO_TENANTS, TOKEN_HOURS, banner
 from cli.shell import client_address
 from cli.tokens import mint
 from foundation.settings import Settings
-from service import logs
+from service import logs, offload
 from service.server import RunningServer, run_until_signalled, start_server
 from tenancy.database import TenantDatabase
 from tenancy.dev_tokens import dev_secret
@@ -104,6 +104,7 @@ async def _serve(
         listening(running)
         await run_until_signalled(running, settings.shutdown_grace_seconds)
     finally:
+        offload.shutdown(now=True)
         if local is not None:
             await local.stop()
         await database.dispose()

@@ -119,13 +119,22 @@ def _started() -> _Pools:
         return _pools
 
 
-def shutdown() -> None:
-    """Stop the workers (the next `run` starts new ones)."""
+def shutdown(*, now: bool = False) -> None:
+    """Stop the workers (the next `run` starts new ones); `now` stops them mid-task.
+
+    A process about to exit stops them `now`: otherwise it waits for every worker to
+    finish starting and importing, seconds after the server itself has stopped.
+    """
     global _pools
     with _lock:
         pools, _pools = _pools, None
-    if pools is not None:
-        pools.shutdown(wait=True)
+    if pools is None:
+        return
+    if now:
+        # The executor offers no public way to stop its workers before Python 3.14.
+        for process in list(getattr(pools.processes, "_processes", {}).values()):
+            process.terminate()
+    pools.shutdown(wait=True)
 
 
 async def run(function: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
