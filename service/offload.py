@@ -42,7 +42,7 @@ WORKER_NICENESS: Final = 10
 """Workers run at a lower CPU priority than the server: when cores are short, the event loop
 that answers every tenant comes before one tenant's heavy request."""
 
-QUEUED_PER_TENANT: Final = 8
+QUEUED_PER_TENANT: Final = 64
 """Requests of one tenant that may wait for its worker; the next one is refused at once."""
 
 _lock = threading.Lock()
@@ -171,10 +171,10 @@ async def _in_turn(
     gate = _gates.setdefault(tenant, _Gate(asyncio.Lock()))
     if gate.lock.locked() and gate.waiting >= QUEUED_PER_TENANT:
         raise QuotaExhausted(
-            f"{gate.waiting} large requests of this tenant are already waiting to be worked "
-            "on; send the next one when an answer comes back",
+            f"{gate.waiting} requests of this tenant are already waiting for their turn at the "
+            "workers; send the next one when an answer comes back",
             metadata={"quota": "queued_work", "limit": QUEUED_PER_TENANT},
-            violations=[FieldViolation("request", "too many large requests at once")],
+            violations=[FieldViolation("request", "too many requests waiting at once")],
         )
     gate.waiting += 1
     try:

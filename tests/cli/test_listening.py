@@ -66,7 +66,11 @@ def test_the_address_flag_wins_over_wfe_listen_address(taken: str, tmp_path: Pat
 def test_make_dev_passes_an_optional_address() -> None:
     def recipe(*arguments: str) -> str:
         dry = subprocess.run(
-            ["make", "-n", "dev", *arguments], cwd=ROOT, capture_output=True, text=True, check=True
+            ["make", "--no-print-directory", "-n", "dev", *arguments],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return dry.stdout.strip().splitlines()[-1]
 
