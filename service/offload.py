@@ -42,7 +42,7 @@ WORKER_NICENESS: Final = 10
 """Workers run at a lower CPU priority than the server: when cores are short, the event loop
 that answers every tenant comes before one tenant's heavy request."""
 
-QUEUED_PER_TENANT: Final = 64
+QUEUED_PER_TENANT: Final = 256
 """Requests of one tenant that may wait for its worker; the next one is refused at once."""
 
 _lock = threading.Lock()
