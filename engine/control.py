@@ -97,6 +97,21 @@ async def get(unit: Unit, execution_id: str, *, for_update: bool = False) -> Exe
     return execution
 
 
+async def snapshot(unit: Unit, execution_id: str) -> tuple[Execution, int]:
+    """The execution and the id of its last event: later events are changes it does not show."""
+    found = await repository.get_with_last_event(unit.session, execution_id)
+    if found is None:
+        raise ExecutionNotFound(
+            f"no execution {execution_id!r}", metadata={"execution_id": execution_id}
+        )
+    return found
+
+
+def finished(execution: Execution) -> bool:
+    """Whether the execution is in a terminal status (completed, failed or cancelled)."""
+    return execution.status in TERMINAL
+
+
 async def _admit_or_queue(unit: Unit, execution: Execution, *, fresh: bool) -> None:
     await admission.lock_tenant(unit.session, unit.plan.tenant_id)
     slots = await admission.try_take_slot(unit.session, unit.plan)

@@ -1,14 +1,33 @@
-"""Appending to and reading from the event log, always within the session's tenant."""
+"""Appending to and reading from the event log, always within the session's tenant.
+
+A transaction that appends events is marked; once it commits, the listeners registered
+for its database with `on_commit` are called (live streams wake up on it, or send the
+wake-up to other processes). Nothing is called for a transaction that rolls back.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, Engine, event, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from engine.topics import Topics
+from foundation.database import Database
 from persistence.models import Event
+from tenancy.scoping import TenantScopedSession
+
+WRITTEN: Final = "wfe.events_written"
+"""`Session.info` key: the transaction appended events."""
+
+Listener = Callable[[], None]
+
+_listeners: WeakKeyDictionary[Engine, tuple[Listener, ...]] = WeakKeyDictionary()
+_lock = threading.Lock()
 
 
 async def append(
@@ -38,6 +57,7 @@ def record(
         type=event_type, payload=payload, workflow_id=workflow_id, execution_id=execution_id
     )
     session.add(event)
+    session.info[WRITTEN] = True
     return event
 
 
@@ -59,3 +79,63 @@ async def read_after(
     if topics:
         statement = statement.where(or_(*topics))
     return (await session.scalars(statement)).all()
+
+
+async def read_topics(
+    session: AsyncSession, topics: Topics, after_id: int, upto_id: int, limit: int
+) -> Sequence[Event]:
+    """The tenant's events of `topics` with `after_id` < id <= `upto_id`, oldest first."""
+    statement = (
+        select(Event)
+        .where(Event.id > after_id, Event.id <= upto_id, _covered_by(topics))
+        .order_by(Event.id)
+        .limit(limit)
+    )
+    return (await session.scalars(statement)).all()
+
+
+def _covered_by(topics: Topics) -> ColumnElement[bool]:
+    """`Topics.matches` as SQL (each branch served by an index on tenant, key and id)."""
+    branches: list[ColumnElement[bool]] = []
+    if topics.all_executions:
+        branches.append(Event.execution_id.is_not(None))
+    elif topics.executions:
+        branches.append(Event.execution_id.in_(sorted(topics.executions)))
+    if topics.all_workflows:
+        branches.append(Event.execution_id.is_(None))
+    elif topics.workflows:
+        branches.append(
+            Event.execution_id.is_(None) & Event.workflow_id.in_(sorted(topics.workflows))
+        )
+    return or_(*branches) if branches else false()
+
+
+def on_commit(database: Database[Any], listener: Listener) -> Callable[[], None]:
+    """Call `listener()` after every commit on `database` of a transaction that appended events.
+
+    It runs in the committing thread, right after the commit: it must be quick and must
+    not block (set a flag, schedule a callback). Returns the function that removes it.
+    """
+    engine = database.engine.sync_engine
+    with _lock:
+        _listeners[engine] = (*_listeners.get(engine, ()), listener)
+
+    def remove() -> None:
+        with _lock:
+            _listeners[engine] = tuple(x for x in _listeners.get(engine, ()) if x is not listener)
+
+    return remove
+
+
+@event.listens_for(TenantScopedSession, "after_commit")
+def _committed(session: Session) -> None:
+    if not session.info.pop(WRITTEN, False):
+        return
+    bind = session.bind
+    for listener in _listeners.get(bind, ()) if isinstance(bind, Engine) else ():
+        listener()
+
+
+@event.listens_for(TenantScopedSession, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop(WRITTEN, None)

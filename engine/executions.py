@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence.models import Execution, ExecutionStatus
+from persistence.models import Event, Execution, ExecutionStatus
 
 
 async def get(
@@ -19,6 +19,27 @@ async def get(
     if for_update:
         statement = statement.with_for_update()
     return (await session.scalars(statement)).one_or_none()
+
+
+async def get_with_last_event(
+    session: AsyncSession, execution_id: str
+) -> tuple[Execution, int] | None:
+    """The execution and the id of its last event (0: none), read in one statement.
+
+    One statement sees one snapshot, and an execution's events are appended in the
+    transactions that change it, which hold its row locked: so every event after that id
+    is a change the row does not show yet, and every event up to it is one it does.
+    """
+    last = (
+        select(func.coalesce(func.max(Event.id), 0))
+        .where(Event.execution_id == Execution.id)
+        .correlate(Execution)
+        .scalar_subquery()
+    )
+    found = (
+        await session.execute(select(Execution, last).where(Execution.id == execution_id))
+    ).one_or_none()
+    return None if found is None else (found[0], int(found[1]))
 
 
 async def get_by_request(session: AsyncSession, request_id: str) -> Execution | None:

@@ -16,6 +16,7 @@ Every failure a client can see is a `WfeError`; one interceptor turns it into a
     │   └── ExecutionStateConflict not in a state that allows the action
     ├── ExecutionTimeout           (TIMEOUT)
     ├── WorkTimeout                (TIMEOUT: a request's own work ran past its deadline)
+    ├── Unavailable                (UNAVAILABLE: the server is going away; call again)
     └── TierRestriction            (TIER_RESTRICTION)
         ├── QuotaExhausted         a quota is used up
         └── FeatureNotInPlan       the plan does not include the feature
@@ -48,6 +49,7 @@ class Reason(StrEnum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     TIER_RESTRICTION = "TIER_RESTRICTION"
     UNAUTHENTICATED = "UNAUTHENTICATED"
+    UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
 
@@ -170,6 +172,12 @@ class WorkTimeout(WfeError):
     reason = Reason.TIMEOUT
 
 
+class Unavailable(WfeError):
+    """The server is shutting down: the call may be made again, elsewhere (a stream resumes)."""
+
+    reason = Reason.UNAVAILABLE
+
+
 class TierRestriction(WfeError):
     """The tenant's plan does not allow this; metadata says tier, limit and used."""
 
@@ -198,6 +206,7 @@ STATUS_CODES: Final[Mapping[type[WfeError], grpc.StatusCode]] = {
     ExecutionStateConflict: grpc.StatusCode.FAILED_PRECONDITION,
     ExecutionTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     WorkTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
     TierRestriction: grpc.StatusCode.FAILED_PRECONDITION,
     QuotaExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     FeatureNotInPlan: grpc.StatusCode.FAILED_PRECONDITION,

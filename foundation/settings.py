@@ -59,6 +59,21 @@ class Settings(BaseSettings):
     validation_timeout_seconds: float = Field(
         5.0, gt=0, le=300, description="A validation still running after this is refused."
     )
+    stream_heartbeat_seconds: float = Field(
+        15.0, gt=0, le=3600, description="An idle event stream sends a heartbeat this often."
+    )
+    stream_buffer_events: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Events held for one live stream; a stream further behind reads the log.",
+    )
+    event_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Streams look at the event log at least this often, wake-up or not.",
+    )
     error_max_violations: int = Field(
         50, ge=1, le=1000, description="Field violations one error lists; the rest are counted."
     )

@@ -34,7 +34,12 @@ SERVICE_GRANTS: dict[str, tuple[str, ...]] = {
 
 
 # Functions the service role may call: each tells it only what its name says.
-SERVICE_FUNCTIONS: tuple[str, ...] = ("wfe_tenant_ids()",)
+SERVICE_FUNCTIONS: tuple[str, ...] = (
+    "wfe_tenant_ids()",
+    # The live streams' dispatcher: how far the event log is final, and the events up to there.
+    "wfe_event_horizon()",
+    "wfe_event_feed(bigint, bigint, text[], integer)",
+)
 
 
 def sync_url(url: str | URL) -> URL:

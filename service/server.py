@@ -24,13 +24,17 @@ from service.interceptors import (
     details_budget,
 )
 from service.pagination import PageTokens, signing_key
+from service.servicers.event import EventServicer
 from service.servicers.execution import ExecutionServicer
 from service.servicers.tenant import TenantServicer
 from service.servicers.workflow import WorkflowServicer
+from service.streams.hub import EventHub
 from tenancy.database import TenantDatabase
 from tenancy.interceptor import AuthInterceptor
 from tenancy.tokens import TokenVerifier
 from wfe.v1 import (
+    event_pb2,
+    event_pb2_grpc,
     execution_pb2,
     execution_pb2_grpc,
     tenant_pb2,
@@ -45,6 +49,7 @@ SERVICE_NAMES = (
     tenant_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name,
     workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
     execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
+    event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 
 SWITCH_INTERVAL_SECONDS: Final = 0.0005
@@ -67,11 +72,15 @@ class RunningServer:
     server: aio.Server
     port: int
     health: health.aio.HealthServicer
+    hub: EventHub
 
     async def stop(self, grace: float | None) -> None:
-        """Report NOT_SERVING, then let in-flight calls finish for up to `grace` seconds."""
+        """Report NOT_SERVING, end event streams with UNAVAILABLE (their clients resume
+        elsewhere), then let other in-flight calls finish for up to `grace` seconds."""
         await self.health.enter_graceful_shutdown()
+        self.hub.close()
         await self.server.stop(grace)
+        await self.hub.stop()
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -81,6 +90,9 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_metadata_size", settings.grpc_max_metadata_bytes),
         ("grpc.keepalive_time_ms", settings.grpc_keepalive_time_seconds * 1000),
         ("grpc.keepalive_timeout_ms", settings.grpc_keepalive_timeout_seconds * 1000),
+        # What grpc core now waits for a ping's ack (keepalive's included) before it closes
+        # the connection; left alone it is a minute, whatever the keepalive timeout says.
+        ("grpc.http2.ping_timeout_ms", settings.grpc_keepalive_timeout_seconds * 1000),
         ("grpc.keepalive_permit_without_calls", 1),
         (
             "grpc.http2.min_ping_interval_without_data_ms",
@@ -123,14 +135,21 @@ async def start_server(
         settings.validation_workers, settings.validation_timeout_seconds, preload=OFFLOADED
     )
     offload.start()
+    hub = EventHub(
+        database,
+        heartbeat_seconds=settings.stream_heartbeat_seconds,
+        buffer_events=settings.stream_buffer_events,
+        poll_seconds=settings.event_poll_seconds,
+    )
     tenant_pb2_grpc.add_TenantServiceServicer_to_server(TenantServicer(database), server)
     workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowServicer(database, tokens, answers), server
     )
     execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionServicer(ExecutionService(database, settings, publisher), tokens, answers),
+        ExecutionServicer(ExecutionService(database, settings, publisher), tokens, answers, hub),
         server,
     )
+    event_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(hub), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -139,10 +158,11 @@ async def start_server(
     port = server.add_insecure_port(address or settings.listen_address)
     if port == 0:
         raise OSError(f"cannot bind {address or settings.listen_address}")
+    await hub.start()
     await server.start()
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer)
+    return RunningServer(server, port, health_servicer, hub)
 
 
 async def run_until_signalled(running: RunningServer, grace: float) -> None:

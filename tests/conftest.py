@@ -154,6 +154,7 @@ def server_settings(**overrides: Any) -> Settings:
         "jwt_audience": AUDIENCE,
         "listen_address": "127.0.0.1:0",
         "shutdown_grace_seconds": 1.0,
+        "stream_heartbeat_seconds": 0.5,  # an idle stream answers within a read's patience
         **ENGINE_SETTINGS,
     }
     values.update(overrides)

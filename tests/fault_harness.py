@@ -295,7 +295,12 @@ async def engine_stack(
 
 @asynccontextmanager
 async def serve_process(
-    postgres: ThrowawayDatabase, effects: Effects, directory: Path, *, broker: str
+    postgres: ThrowawayDatabase,
+    effects: Effects,
+    directory: Path,
+    *,
+    broker: str,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[subprocess.Popen[bytes], aio.Channel, Processes]]:
     """`wfe serve` on a free port, publishing to `broker`; yields the process and a channel."""
     settings = stack_settings(broker, effects)
@@ -308,6 +313,7 @@ async def serve_process(
         WFE_LISTEN_ADDRESS=f"127.0.0.1:{port}",
         WFE_SHUTDOWN_GRACE_SECONDS="1",
     )
+    env.update(extra_env or {})
     processes = Processes(env, directory)
     try:
         process = processes.start("serve")

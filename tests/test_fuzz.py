@@ -36,14 +36,14 @@ from tests.attacks import nested, stored, tampered, to_struct
 from tests.conftest import NewTenant, auth, error_info, token
 from tests.execution_helpers import active_workflow, start, three_steps, wait_until
 from tests.workflow_helpers import definition, message, stub
-from wfe.v1 import execution_pb2, tenant_pb2, workflow_pb2
+from wfe.v1 import event_pb2, execution_pb2, tenant_pb2, workflow_pb2
 
 pytestmark = pytest.mark.slow
 
 DEADLINE = 10.0
 SERVICES = {
     service.full_name: service
-    for module in (tenant_pb2, workflow_pb2, execution_pb2)
+    for module in (tenant_pb2, workflow_pb2, execution_pb2, event_pb2)
     for service in module.DESCRIPTOR.services_by_name.values()
 }
 FD = descriptor.FieldDescriptor
@@ -287,6 +287,17 @@ async def stranger(channel: aio.Channel, new_tenant: NewTenant) -> World:
     return _worlds[key]
 
 
+async def first_answer(call: Any) -> None:
+    """The answer of a unary call; of a stream (which may never end), its first message."""
+    if isinstance(call, aio.UnaryStreamCall):
+        try:
+            await call.read()  # an event, a snapshot or a heartbeat, or the status
+        finally:
+            call.cancel()
+    else:
+        await call
+
+
 async def serving(channel: aio.Channel) -> int:
     answer = await health_pb2_grpc.HealthStub(channel).Check(
         health_pb2.HealthCheckRequest(), timeout=5
@@ -324,17 +335,19 @@ async def test_any_request_gets_a_clear_answer_in_time_and_a_refusal_stores_noth
     request = data.draw(requests(method, ids), label="request")
     credentials = data.draw(st.sampled_from(sorted(CREDENTIALS)), label="credentials")
     event(f"{method.name} as {credentials}")
-    call = channel.unary_unary(
-        f"/{service}/{method.name}",
+    path = f"/{service}/{method.name}"
+    answer_type = message_factory.GetMessageClass(method.output_type)
+    call = (channel.unary_stream if method.server_streaming else channel.unary_unary)(
+        path,
         request_serializer=lambda m: m.SerializeToString(),
-        response_deserializer=message_factory.GetMessageClass(method.output_type).FromString,
+        response_deserializer=answer_type.FromString,
     )
     before = await stored(database, tenant)
 
     began = time.monotonic()
     try:
-        await call(
-            request, metadata=CREDENTIALS[credentials](tenant, world.tenant), timeout=DEADLINE
+        await first_answer(
+            call(request, metadata=CREDENTIALS[credentials](tenant, world.tenant), timeout=DEADLINE)
         )
     except aio.AioRpcError as error:
         code = error.code()

@@ -24,6 +24,7 @@ from tests.execution_helpers import (
     three_steps,
     wait_until,
 )
+from tests.stream_helpers import next_event, subscribe, watch
 from tests.workflow_helpers import create, definition, message, stub, update_steps
 from wfe.v1 import execution_pb2, tenant_pb2, tenant_pb2_grpc, workflow_pb2
 
@@ -213,6 +214,41 @@ async def list_executions_case(channel: aio.Channel, tenant_a: str, tenant_b: st
         assert list(listed.executions) == []
 
 
+async def watch_execution_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
+    """B watching A's execution: NOT_FOUND, as for a missing one; A sees its own."""
+    owned = await finished_execution(channel, tenant_a)
+    for execution_id in (owned.id, str(uuid.uuid4())):
+        with pytest.raises(grpc.RpcError) as caught:
+            await watch(channel, tenant_b, execution_id)
+        code, reason, _ = error_info(caught.value)
+        assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "EXECUTION_NOT_FOUND")
+    [snapshot] = await watch(channel, tenant_a, owned.id)
+    assert snapshot.snapshot == owned
+
+
+async def subscribe_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
+    """B's topics naming A's ids get what ids that do not exist get: none of A's events.
+
+    B replays from the log's start; B's own change, made after all of A's, is the first
+    event B receives, so no event of A came before it.
+    """
+    owned = await finished_execution(channel, tenant_a)
+    streams = [
+        subscribe(channel, tenant_b, topics, after=0, roles=["admin"])
+        for topics in (
+            [f"workflow:{owned.workflow_id}", f"execution:{owned.id}", "all_workflows"],
+            [f"workflow:{uuid.uuid4()}", f"execution:{uuid.uuid4()}", "all_workflows"],
+            ["all_workflows", "all_executions"],
+        )
+    ]
+    await finished_execution(channel, tenant_a)  # and more of A, live
+    fence = await create(channel, tenant_b, definition("B's"))
+    for stream in streams:
+        first = await next_event(stream)
+        assert (first.workflow_id, first.type) == (fence.id, "workflow_updated")
+        stream.cancel()
+
+
 EXECUTION = "/wfe.v1.ExecutionService/"
 WORKFLOW = "/wfe.v1.WorkflowService/"
 CASES: dict[str, Case] = {
@@ -276,6 +312,8 @@ CASES: dict[str, Case] = {
     EXECUTION + "RetryExecution": execution_case(
         "RetryExecution", lambda i: execution_pb2.RetryExecutionRequest(execution_id=i)
     ),
+    EXECUTION + "WatchExecution": watch_execution_case,
+    "/wfe.v1.EventService/Subscribe": subscribe_case,
     EXECUTION + "RerunExecution": execution_case(
         "RerunExecution",
         lambda i: execution_pb2.RerunExecutionRequest(

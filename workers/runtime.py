@@ -4,6 +4,9 @@ The engine is async; a Celery task is not. Each worker process keeps one event l
 in a thread, with its own database pool, and tasks hand it coroutines. `wfe dev`
 installs its own runtime instead, whose loop is the server's, so the in-process
 worker and the server share one embedded database.
+
+On PostgreSQL a worker process also runs a `CommitNotifier`: after its commits of events,
+the servers' live streams are woken (`engine.wakeups`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, TypeVar
 from engine.dispatch import Publisher
 from engine.engine import Engine
 from engine.tools import ToolRegistry
+from engine.wakeups import CommitNotifier
 from foundation.settings import from_environment
 from tenancy.database import TenantDatabase
 
@@ -66,4 +70,6 @@ def _build(publisher: Publisher) -> Runtime:
         max_overflow=2,
     )
     engine = Engine(database, ToolRegistry(settings), settings)
+    if database.is_postgresql:
+        loop.call_soon_threadsafe(CommitNotifier(database).start)
     return Runtime(engine, loop, publisher)

@@ -107,6 +107,13 @@ class ExecutionService:
         async with open_unit(self._database, tenant, self._timing) as unit:
             return await control.get(unit, execution_id)
 
+    async def snapshot(self, tenant: TenantId, execution_id: str) -> tuple[Execution, int, bool]:
+        """The execution, the id of its last event (later ones are changes it does not show)
+        and whether it is finished."""
+        async with open_unit(self._database, tenant, self._timing) as unit:
+            row, last_event_id = await control.snapshot(unit, execution_id)
+        return row, last_event_id, control.finished(row)
+
     async def list_page(
         self, tenant: TenantId, where: Filter, *, after: tuple[datetime, str] | None, limit: int
     ) -> Sequence[Execution]:

@@ -8,19 +8,24 @@ stops early rather than exceed the limit.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Final, TypeAlias
 
 from google.protobuf import json_format, struct_pb2
 from grpc import aio
 
+from engine.feed import FeedEvent
 from engine.progress import StepStatus
+from engine.topics import ENDS_EXECUTION, Topics
 from foundation.errors import FieldViolation, InvalidInput
 from persistence.models import Execution, ExecutionStatus
 from service import pagination
 from service.executions.service import ExecutionService, Filter
 from service.servicers import values
+from service.servicers.event_messages import event_message
 from service.servicers.messages import timestamp
+from service.streams.hub import EventHub
 from tenancy import current_identity
 from wfe.v1 import execution_pb2, execution_pb2_grpc
 
@@ -149,11 +154,16 @@ def _fit(message: execution_pb2.Execution, budget: int) -> None:
 
 class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     def __init__(
-        self, executions: ExecutionService, tokens: pagination.PageTokens, limit: int
+        self,
+        executions: ExecutionService,
+        tokens: pagination.PageTokens,
+        limit: int,
+        hub: EventHub,
     ) -> None:
         self._executions = executions
         self._tokens = tokens
         self._budget = limit - pagination.ANSWER_HEADROOM
+        self._hub = hub
 
     def _full(self, row: Execution) -> execution_pb2.Execution:
         return execution_message(row, budget=self._budget)
@@ -229,6 +239,19 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             request.request_id,
         )
         return execution_pb2.RerunExecutionResponse(execution=self._full(rerun))
+
+    async def WatchExecution(
+        self, request: execution_pb2.WatchExecutionRequest, context: Context
+    ) -> AsyncIterator[execution_pb2.WatchExecutionResponse]:
+        tenant = current_identity().tenant_id
+        row, last_event_id, finished = await self._executions.snapshot(tenant, request.execution_id)
+        yield execution_pb2.WatchExecutionResponse(snapshot=self._full(row))
+        if finished:
+            return
+        async for item in self._hub.stream(tenant, Topics.of_execution(row.id), last_event_id):
+            yield execution_pb2.WatchExecutionResponse(event=event_message(item))
+            if isinstance(item, FeedEvent) and item.type == ENDS_EXECUTION:
+                return
 
 
 def _view(view: int, default: int) -> bool:

@@ -72,6 +72,11 @@ class ExecutionServiceStub:
                 request_serializer=wfe_dot_v1_dot_execution__pb2.RerunExecutionRequest.SerializeToString,
                 response_deserializer=wfe_dot_v1_dot_execution__pb2.RerunExecutionResponse.FromString,
                 _registered_method=True)
+        self.WatchExecution = channel.unary_stream(
+                '/wfe.v1.ExecutionService/WatchExecution',
+                request_serializer=wfe_dot_v1_dot_execution__pb2.WatchExecutionRequest.SerializeToString,
+                response_deserializer=wfe_dot_v1_dot_execution__pb2.WatchExecutionResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -131,6 +136,16 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchExecution(self, request, context):
+        """Streams the execution as it is now, then its events until it reaches a terminal
+        status, and then ends; on a finished execution, the snapshot alone. The events are
+        those a Subscribe to `execution:<id>` receives, from the first one the snapshot
+        does not reflect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +178,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.RerunExecution,
                     request_deserializer=wfe_dot_v1_dot_execution__pb2.RerunExecutionRequest.FromString,
                     response_serializer=wfe_dot_v1_dot_execution__pb2.RerunExecutionResponse.SerializeToString,
+            ),
+            'WatchExecution': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExecution,
+                    request_deserializer=wfe_dot_v1_dot_execution__pb2.WatchExecutionRequest.FromString,
+                    response_serializer=wfe_dot_v1_dot_execution__pb2.WatchExecutionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -335,6 +355,33 @@ class ExecutionService:
             '/wfe.v1.ExecutionService/RerunExecution',
             wfe_dot_v1_dot_execution__pb2.RerunExecutionRequest.SerializeToString,
             wfe_dot_v1_dot_execution__pb2.RerunExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/wfe.v1.ExecutionService/WatchExecution',
+            wfe_dot_v1_dot_execution__pb2.WatchExecutionRequest.SerializeToString,
+            wfe_dot_v1_dot_execution__pb2.WatchExecutionResponse.FromString,
             options,
             channel_credentials,
             insecure,

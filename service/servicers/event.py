@@ -1,0 +1,39 @@
+"""`wfe.v1.EventService`: live streams of the caller's events; the work is in `service.streams`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
+from grpc import aio
+
+from engine import topics
+from foundation.errors import FieldViolation, InvalidInput
+from service.servicers.event_messages import event_message
+from service.streams.hub import EventHub
+from tenancy import current_identity
+from tenancy.roles import authorize_topics
+from wfe.v1 import event_pb2, event_pb2_grpc
+
+Context: TypeAlias = aio.ServicerContext[Any, Any]
+
+
+class EventServicer(event_pb2_grpc.EventServiceServicer):
+    def __init__(self, hub: EventHub) -> None:
+        self._hub = hub
+
+    async def Subscribe(
+        self, request: event_pb2.SubscribeRequest, context: Context
+    ) -> AsyncIterator[event_pb2.SubscribeResponse]:
+        identity = current_identity()
+        names = list(request.topics)
+        authorize_topics(identity, names)
+        wanted = topics.parse(names)
+        after = request.after_event_id if request.HasField("after_event_id") else None
+        if after is not None and after < 0:
+            raise InvalidInput(
+                "after_event_id cannot be negative",
+                violations=[FieldViolation("after_event_id", "0 or a received event_id")],
+            )
+        async for item in self._hub.stream(identity.tenant_id, wanted, after):
+            yield event_pb2.SubscribeResponse(event=event_message(item))

@@ -1,0 +1,1 @@
+"""Live event streams: the process's dispatcher and its subscriptions."""
