@@ -147,6 +147,25 @@ def get(
     output.show(found.execution, json_, show_execution)
 
 
+@execution_app.command("watch")
+def watch(
+    execution_id: ExecutionId,
+    tenant: Tenant,
+    token: Token,
+    address: Address = DEFAULT_ADDRESS,
+    json_: Annotated[
+        bool, typer.Option("--json", help="print each message as one line of JSON")
+    ] = False,
+) -> None:
+    """Follow an execution live, with a progress bar, until it ends; reconnects after a drop.
+
+    Exits 0 when it completed, 1 when it failed or was cancelled (or the server refused).
+    """
+    from cli import watching
+
+    raise typer.Exit(watching.watch(Target(address, tenant, token), execution_id, json_))
+
+
 @execution_app.command("list")
 def list_(
     tenant: Tenant,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from tests.cli.conftest import LiveDev, fields
 from tests.cli.test_workflows import GREETER, document
+from tests.test_cli import WFE
 
 CALL = """\
 name: Call
@@ -103,6 +105,53 @@ def test_execution_cancel_stops_an_execution_waiting_to_retry(
     again = live_dev.wfe("execution", "cancel", started["id"])
     assert again.returncode == 1
     assert again.stderr.startswith("FAILED_PRECONDITION WORKFLOW_EXECUTION_ERROR: ")
+
+
+def test_execution_watch_follows_a_running_execution_live_until_it_ends(
+    live_dev: LiveDev, tmp_path: Path
+) -> None:
+    workflow_id = active(live_dev, document(tmp_path, calling(live_dev, retried=True)))
+    started = execution(live_dev, "start", workflow_id)
+    wait_for(live_dev, started["id"], "in_progress")
+    watching = subprocess.Popen(
+        [*WFE, "execution", "watch", started["id"]],
+        env=live_dev.as_tenant("demo-pro"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watching.stdout is not None
+        first = watching.stdout.readline()  # the snapshot, before anything else happens
+        assert first.startswith(f"{started['id']} [") and "in_progress" in first
+        cancelled = live_dev.wfe("execution", "cancel", started["id"], "--reason", "enough")
+        assert cancelled.returncode == 0, cancelled.stderr
+        rest, errors = watching.communicate(timeout=30)
+    finally:
+        if watching.poll() is None:
+            watching.kill()
+    assert watching.returncode == 1, errors  # it ended, but not completed
+    assert rest.splitlines()[-1].startswith("cancelled cancelled in ")
+
+
+def test_execution_watch_of_a_finished_execution_shows_it_and_its_result(
+    live_dev: LiveDev, greeter: str
+) -> None:
+    started = execution(live_dev, "start", greeter, "--input", '{"name": "ada"}')
+    wait_for(live_dev, started["id"], "completed")
+    shown = live_dev.wfe("execution", "watch", started["id"])
+    assert shown.returncode == 0, shown.stderr
+    first, result = shown.stdout.splitlines()
+    assert "[########################] 100% completed" in first
+    assert result == 'result: {"greeting":"ada"}'
+    lines = live_dev.wfe("execution", "watch", started["id"], "--json").stdout.splitlines()
+    assert json.loads(lines[0])["snapshot"]["status"] == "EXECUTION_STATUS_COMPLETED"
+
+
+def test_execution_watch_of_an_unknown_execution_is_refused(live_dev: LiveDev) -> None:
+    refused = live_dev.wfe("execution", "watch", "no-such-execution")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("NOT_FOUND EXECUTION_NOT_FOUND: ")
 
 
 def test_execution_retry_resumes_a_failed_execution(live_dev: LiveDev, tmp_path: Path) -> None:
