@@ -179,8 +179,11 @@ async def _in_turn(
     gate.waiting += 1
     try:
         await gate.lock.acquire()
-    finally:
+    except BaseException:  # cancelled while waiting: the turn was never taken
         gate.waiting -= 1
+        _forget_if_idle(tenant, gate)
+        raise
+    gate.waiting -= 1
     try:
         work = asyncio.get_running_loop().run_in_executor(
             _started().executor(), _call, function, args
@@ -197,7 +200,12 @@ async def _in_turn(
 
 def _end_turn(tenant: str, gate: _Gate) -> None:
     gate.lock.release()
-    if gate.waiting == 0 and _gates.get(tenant) is gate:
+    _forget_if_idle(tenant, gate)
+
+
+def _forget_if_idle(tenant: str, gate: _Gate) -> None:
+    """Drop a gate nobody holds or waits for: an idle tenant keeps nothing here."""
+    if not gate.lock.locked() and gate.waiting == 0 and _gates.get(tenant) is gate:
         del _gates[tenant]
 
 

@@ -136,3 +136,20 @@ async def test_a_tenants_turn_lasts_until_its_work_ends_even_past_the_deadline(
     assert not done
     release.set()
     assert await following == 4
+
+
+async def test_a_call_cancelled_while_waiting_for_its_turn_leaves_nothing_behind(
+    manager: SyncManager,
+) -> None:
+    release, started = manager.Event(), manager.Event()
+    with acting_as("t-impatient"):
+        running = asyncio.create_task(offload.run(wait_for, release, started))
+        await asyncio.to_thread(started.wait, 30)
+        waiting = asyncio.create_task(offload.run(sum, [1]))
+        await asyncio.sleep(0)  # it has taken its place in the line
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        release.set()
+        await running
+    assert "t-impatient" not in offload._gates  # an idle tenant keeps no gate
