@@ -74,6 +74,8 @@ class PlanLimits:
     max_definition_bytes: int
     max_input_bytes: int
     max_output_bytes: int
+    max_subscriptions: int
+    """Live streams (Subscribe, WatchExecution) the tenant may hold open on one server."""
 
     @property
     def steps_allowed(self) -> int:
@@ -94,8 +96,8 @@ class PlanLimits:
                 raise ValueError(f"limit {name!r} must be at least 1")
             if name == "max_steps_per_workflow" and value is not None and value > MAX_STEPS_CEILING:
                 raise ValueError(f"max_steps_per_workflow is at most {MAX_STEPS_CEILING}")
-            if name == "history_retention_days" and value is None:
-                raise ValueError("history_retention_days cannot be unlimited")
+            if name in BOUNDED and value is None:
+                raise ValueError(f"{name} cannot be unlimited")
             changes[known[name].name] = value
         return replace(self, **changes)
 
@@ -110,9 +112,13 @@ OVERRIDABLE: Final = frozenset(
         "max_execution_seconds",
         "max_templates",
         "max_custom_templates",
+        "max_subscriptions",
     }
 )
 """Limits an Enterprise contract may set per tenant ("configurable" in the tier table)."""
+
+BOUNDED: Final = frozenset({"history_retention_days", "max_subscriptions"})
+"""Overridable limits that always keep a number: every stream holds server memory."""
 
 PLANS: Final[dict[Tier, PlanLimits]] = {
     Tier.FREE: PlanLimits(
@@ -133,6 +139,7 @@ PLANS: Final[dict[Tier, PlanLimits]] = {
         max_definition_bytes=64 * KIB,
         max_input_bytes=64 * KIB,
         max_output_bytes=256 * KIB,
+        max_subscriptions=3,
     ),
     Tier.PROFESSIONAL: PlanLimits(
         max_workflows=50,
@@ -152,6 +159,7 @@ PLANS: Final[dict[Tier, PlanLimits]] = {
         max_definition_bytes=256 * KIB,
         max_input_bytes=256 * KIB,
         max_output_bytes=1 * MIB,
+        max_subscriptions=25,
     ),
     # "Configurable" limits get these defaults until the contract overrides them.
     Tier.ENTERPRISE: PlanLimits(
@@ -174,5 +182,6 @@ PLANS: Final[dict[Tier, PlanLimits]] = {
         max_definition_bytes=1 * MIB,
         max_input_bytes=1 * MIB,
         max_output_bytes=2 * MIB,
+        max_subscriptions=200,
     ),
 }

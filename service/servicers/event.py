@@ -35,5 +35,8 @@ class EventServicer(event_pb2_grpc.EventServiceServicer):
                 "after_event_id cannot be negative",
                 violations=[FieldViolation("after_event_id", "0 or a received event_id")],
             )
-        async for item in self._hub.stream(identity.tenant_id, wanted, after):
-            yield event_pb2.SubscribeResponse(event=event_message(item))
+        terms = await self._hub.terms(identity.tenant_id, wanted)
+        async for item in self._hub.stream(identity.tenant_id, wanted, after, terms):
+            yield event_pb2.SubscribeResponse(
+                event=event_message(item, step_outputs=terms.step_outputs)
+            )

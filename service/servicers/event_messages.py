@@ -26,8 +26,9 @@ logger = logging.getLogger(__name__)
 Payload = Mapping[str, Any]
 
 
-def event_message(item: FeedEvent | Heartbeat) -> event_pb2.Event:
-    """The message a stream sends for an event of the log, or for a heartbeat."""
+def event_message(item: FeedEvent | Heartbeat, *, step_outputs: bool = True) -> event_pb2.Event:
+    """The message a stream sends for an event of the log, or for a heartbeat; without
+    `step_outputs` (a plan with limited monitoring) a completed step's output is left out."""
     if isinstance(item, Heartbeat):
         return event_pb2.Event(
             type="heartbeat", event_time=timestamp(item.sent_at), heartbeat=event_pb2.Heartbeat()
@@ -48,6 +49,8 @@ def event_message(item: FeedEvent | Heartbeat) -> event_pb2.Event:
     except (ValueError, TypeError, AttributeError, json_format.Error):
         logger.warning("event %d goes out without its payload", item.id, exc_info=True)
         return message
+    if not step_outputs and item.type == "workflow_step_completed":
+        payload.ClearField("output")
     getattr(message, item.type).CopyFrom(payload)
     if moment is not None:
         message.event_time.CopyFrom(moment)

@@ -245,11 +245,15 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     ) -> AsyncIterator[execution_pb2.WatchExecutionResponse]:
         tenant = current_identity().tenant_id
         row, last_event_id, finished = await self._executions.snapshot(tenant, request.execution_id)
+        topics = Topics.of_execution(row.id)
+        terms = None if finished else await self._hub.terms(tenant, topics)
         yield execution_pb2.WatchExecutionResponse(snapshot=self._full(row))
-        if finished:
+        if terms is None:
             return
-        async for item in self._hub.stream(tenant, Topics.of_execution(row.id), last_event_id):
-            yield execution_pb2.WatchExecutionResponse(event=event_message(item))
+        async for item in self._hub.stream(tenant, topics, last_event_id, terms):
+            yield execution_pb2.WatchExecutionResponse(
+                event=event_message(item, step_outputs=terms.step_outputs)
+            )
             if isinstance(item, FeedEvent) and item.type == ENDS_EXECUTION:
                 return
 

@@ -61,6 +61,7 @@ def limits_message(plan: TenantPlan) -> tenant_pb2.TierLimits:
         max_definition_bytes=limits.max_definition_bytes,
         max_input_bytes=limits.max_input_bytes,
         max_output_bytes=limits.max_output_bytes,
+        max_subscriptions=limits.max_subscriptions,
     )
 
 

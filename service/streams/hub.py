@@ -41,7 +41,8 @@ from engine import events
 from engine.feed import EventFeed, FeedEvent, feed_for
 from engine.topics import Topics
 from engine.wakeups import CommitNotifier, NotifyListener
-from foundation.errors import Unavailable
+from foundation.errors import QuotaExhausted, Unavailable
+from service.streams.allowance import StreamAllowance, terms_for
 from service.streams.registry import Subscription, SubscriptionRegistry
 from tenancy import TenantId
 from tenancy.database import TenantDatabase
@@ -140,13 +141,28 @@ class EventHub:
                 await part.stop()
         await self._feed.close()
 
+    async def terms(self, tenant: TenantId, topics: Topics) -> StreamAllowance:
+        """How the tenant's plan lets it watch `topics`: refused (TIER_RESTRICTION) if not
+        at all, or if it already holds all the streams its plan allows."""
+        terms = await terms_for(self._database, tenant, topics)
+        _within_cap(terms, self.registry.count(tenant))
+        return terms
+
     async def stream(
-        self, tenant: TenantId, topics: Topics, after: int | None
+        self,
+        tenant: TenantId,
+        topics: Topics,
+        after: int | None,
+        terms: StreamAllowance | None = None,
     ) -> AsyncIterator[FeedEvent | Heartbeat]:
         """The tenant's events of `topics` after event id `after` (None: from now on), in id
-        order, with a `Heartbeat` when idle; raises `Unavailable` when the server stops."""
+        order, with a `Heartbeat` when idle; raises `Unavailable` when the server stops, and
+        `QuotaExhausted` if the tenant already holds the streams `terms` allow (checked
+        again here, where the stream is counted, without an await in between)."""
         if self._closed:
             raise _going_away()
+        if terms is not None:
+            _within_cap(terms, self.registry.count(tenant))
         subscription = Subscription(
             tenant, topics, self.position if after is None else after, self._capacity
         )
@@ -227,6 +243,20 @@ def _settled(task: asyncio.Task[Any]) -> None:
     """Retrieve the outcome of a read whose caller went away (else asyncio reports it)."""
     if not task.cancelled():
         task.exception()
+
+
+def _within_cap(terms: StreamAllowance, held: int) -> None:
+    if held >= terms.max_subscriptions:
+        raise QuotaExhausted(
+            f"max_subscriptions is {terms.max_subscriptions} on the {terms.tier} tier; "
+            "end a stream before opening another",
+            metadata={
+                "tier": terms.tier,
+                "quota": "max_subscriptions",
+                "limit": terms.max_subscriptions,
+                "used": held,
+            },
+        )
 
 
 def _going_away() -> Unavailable:

@@ -123,7 +123,7 @@ async def test_malformed_subscriptions_are_invalid_input(
 async def test_a_subscriber_follows_an_execution_live_in_the_seeds_payloads(
     channel: aio.Channel, new_tenant: NewTenant
 ) -> None:
-    tenant = await new_tenant()
+    tenant = await new_tenant("enterprise")
     workflow_id = await active_workflow(channel, tenant, three_steps())
     changes = subscribe(channel, tenant, [f"workflow:{workflow_id}"], after=0)
     progress = subscribe(channel, tenant, ["all_executions"], roles=["admin"])
@@ -228,7 +228,7 @@ async def test_watching_a_running_execution_sends_its_snapshot_then_its_events_t
 
 
 async def test_an_idle_stream_sends_heartbeats(channel: aio.Channel, new_tenant: NewTenant) -> None:
-    tenant = await new_tenant()
+    tenant = await new_tenant("enterprise")
     stream = subscribe(channel, tenant, [f"workflow:{uuid.uuid4()}"])
     for _ in range(2):
         answer = await asyncio.wait_for(stream.read(), 10)
@@ -239,7 +239,7 @@ async def test_an_idle_stream_sends_heartbeats(channel: aio.Channel, new_tenant:
 async def test_a_cancelled_stream_leaves_no_subscription_or_task_behind(
     channel: aio.Channel, server: RunningServer, new_tenant: NewTenant
 ) -> None:
-    tenant = await new_tenant()
+    tenant = await new_tenant("enterprise")
     workflow_id = await active_workflow(channel, tenant, three_steps())
     await eventually(lambda: server.hub.registry.count() == 0, "no stream open before")
     before = asyncio.all_tasks()
@@ -259,7 +259,7 @@ async def test_stopping_the_server_ends_streams_with_unavailable(
 ) -> None:
     verifier = SharedSecretVerifier(SECRET, ClaimRules(ISSUER, AUDIENCE))
     running = await start_server(server_settings(), database, verifier, engine)
-    tenant = await new_tenant()
+    tenant = await new_tenant("enterprise")
     async with aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         workflow_id = await active_workflow(channel, tenant, three_steps())
         stream = subscribe(channel, tenant, [f"workflow:{workflow_id}"], after=0)
@@ -289,7 +289,7 @@ async def test_a_subscriber_that_reads_nothing_keeps_memory_bounded_then_gets_ev
 ) -> None:
     """It reads nothing for 30 s while 10,000 events are written: the server holds at most
     one buffer of events for it (the rest stays in the log), and it then receives all."""
-    tenant = await new_tenant()
+    tenant = await new_tenant("enterprise")
     stream = subscribe(channel, tenant, ["execution:load"])
     assert (await stream.read()).event.WhichOneof("payload") == "heartbeat"  # subscribed
     began = time.monotonic()
@@ -368,7 +368,7 @@ async def test_keepalive_reaps_a_stream_whose_client_vanished(
         stream_heartbeat_seconds=600,
     )
     running = await start_server(settings, database, verifier, engine)
-    tenant = await new_tenant()
+    tenant = await new_tenant("enterprise")
     try:
         async with (
             FreezingProxy(running.port) as proxy,

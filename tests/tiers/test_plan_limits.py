@@ -32,6 +32,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "max_definition_bytes": 65536,
         "max_input_bytes": 65536,
         "max_output_bytes": 262144,
+        "max_subscriptions": 3,
     },
     "professional": {
         "tier": tenant_pb2.TIER_PROFESSIONAL,
@@ -52,6 +53,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "max_definition_bytes": 262144,
         "max_input_bytes": 262144,
         "max_output_bytes": 1048576,
+        "max_subscriptions": 25,
     },
     "enterprise": {
         "tier": tenant_pb2.TIER_ENTERPRISE,
@@ -72,6 +74,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "max_definition_bytes": 1048576,
         "max_input_bytes": 1048576,
         "max_output_bytes": 2097152,
+        "max_subscriptions": 200,
     },
 }
 OPTIONAL = {
@@ -112,10 +115,16 @@ async def test_enterprise_overrides_replace_configurable_limits(
 ) -> None:
     tenant_id = await new_tenant(
         "enterprise",
-        {"max_concurrent_executions": 500, "max_execution_seconds": 7200, "max_workflows": 1000},
+        {
+            "max_concurrent_executions": 500,
+            "max_execution_seconds": 7200,
+            "max_workflows": 1000,
+            "max_subscriptions": 2000,
+        },
     )
     limits = (await get_tenant(channel, tenant_id)).limits
     assert limits.max_concurrent_executions == 500
     assert limits.max_execution_seconds == 7200
     assert limits.max_workflows == 1000
+    assert limits.max_subscriptions == 2000
     assert not limits.HasField("max_executions_per_day")

@@ -63,6 +63,11 @@ class EventServiceServicer:
         execution's progress), and, for the admin role only, `all_workflows` and
         `all_executions` (PERMISSION_DENIED otherwise). Topics only ever match the caller's
         tenant: an id of another tenant matches nothing, exactly as an id that does not exist.
+        The plan's monitoring level decides the rest (FAILED_PRECONDITION, TIER_RESTRICTION,
+        beyond it): limited (Free) follows `execution:<id>` only and gets no step outputs;
+        full (Professional) adds `workflow:<id>`; advanced (Enterprise) adds the `all_*`
+        topics. A tenant holds at most `max_subscriptions` streams (GetTenant) at once on a
+        server, WatchExecution calls included; one more is RESOURCE_EXHAUSTED (TIER_RESTRICTION).
         The stream ends with UNAVAILABLE when the server shuts down; subscribe again with
         `after_event_id` set to the last event id received.
         """

@@ -140,7 +140,7 @@ class ExecutionServiceServicer:
         """Streams the execution as it is now, then its events until it reaches a terminal
         status, and then ends; on a finished execution, the snapshot alone. The events are
         those a Subscribe to `execution:<id>` receives, from the first one the snapshot
-        does not reflect.
+        does not reflect, under the same plan terms (step outputs, `max_subscriptions`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
