@@ -26,6 +26,7 @@ from engine.durations import seconds
 from engine.graph import Graph, context_of
 from engine.runner import Outcome, run_step, runs_inline
 from engine.tools import StepFailure, ToolCall, ToolRegistry
+from engine.topics import NOTIFICATION
 from engine.transitions import TERMINAL
 from engine.units import Unit, open_unit, timing_of, utcnow
 from foundation.settings import Settings
@@ -35,6 +36,7 @@ from persistence.models import (
     DispatchState,
     Event,
     Execution,
+    Notification,
     StepAttempt,
 )
 from tenancy import TenantId
@@ -285,7 +287,8 @@ class Engine:
             )
 
     async def purge(self, batch: int = 500) -> int:
-        """Delete finished executions (and their events) older than each tenant's retention."""
+        """Delete finished executions (and their events) and notifications older than each
+        tenant's retention."""
         async with self.database.transaction(None) as session:
             tenant_ids = await tenant_rows.all_ids(session)
         purged = 0
@@ -304,6 +307,11 @@ class Engine:
                     await session.execute(delete(Event).where(Event.execution_id.in_(ids)))
                     await session.execute(delete(Execution).where(Execution.id.in_(ids)))
                     purged += len(ids)
+                # Notifications (and their events, which name no execution) age the same way.
+                await session.execute(delete(Notification).where(Notification.created_at < cutoff))
+                await session.execute(
+                    delete(Event).where(Event.type == NOTIFICATION, Event.created_at < cutoff)
+                )
         return purged
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Engine, event, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from engine.topics import Topics
+from engine.topics import NOTIFICATION, Topics
 from foundation.database import Database
 from persistence.models import Event
 from tenancy.scoping import TenantScopedSession
@@ -102,10 +102,16 @@ def _covered_by(topics: Topics) -> ColumnElement[bool]:
     elif topics.executions:
         branches.append(Event.execution_id.in_(sorted(topics.executions)))
     if topics.all_workflows:
-        branches.append(Event.execution_id.is_(None))
+        branches.append(Event.execution_id.is_(None) & (Event.type != NOTIFICATION))
     elif topics.workflows:
         branches.append(
             Event.execution_id.is_(None) & Event.workflow_id.in_(sorted(topics.workflows))
+        )
+    if topics.recipient is not None:
+        # Notifications carry no workflow or execution key: no other branch takes them.
+        branches.append(
+            (Event.type == NOTIFICATION)
+            & (Event.payload["user_id"].as_string() == topics.recipient)
         )
     return or_(*branches) if branches else false()
 

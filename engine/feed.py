@@ -34,6 +34,7 @@ from typing import Any, Final, Protocol
 from sqlalchemy import Executable, Row, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from engine.topics import NOTIFICATION
 from foundation.database import Database
 from persistence.models import Event
 from tenancy import TenantId, decode_tenant
@@ -53,6 +54,14 @@ class FeedEvent:
     execution_id: str | None
     payload: Mapping[str, Any]
     created_at: datetime
+
+    @property
+    def recipient(self) -> str | None:
+        """The user a notification is for; None for every other event."""
+        if self.type != NOTIFICATION:
+            return None
+        user = self.payload.get("user_id")
+        return user if isinstance(user, str) else ""
 
     @classmethod
     def of(cls, row: Any) -> FeedEvent:

@@ -74,6 +74,18 @@ class Settings(BaseSettings):
         le=60,
         description="Streams look at the event log at least this often, wake-up or not.",
     )
+    slow_step_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="A step that runs longer makes a slow_execution notification.",
+    )
+    slow_step_factor: float = Field(
+        3.0,
+        ge=1.0,
+        le=1000.0,
+        description="So does a step taking this many times its own recent p95.",
+    )
     error_max_violations: int = Field(
         50, ge=1, le=1000, description="Field violations one error lists; the rest are counted."
     )

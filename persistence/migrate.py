@@ -30,6 +30,12 @@ SERVICE_GRANTS: dict[str, tuple[str, ...]] = {
     "step_attempts": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     # Ids and times only, read across tenants by the sweeper; no row-level security.
     "dispatch_queue": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    # A notification is made once; only its reading is filled in later. The retention
+    # purge deletes old ones.
+    "notifications": ("SELECT", "INSERT", "UPDATE (read_at)", "DELETE"),
+    "notification_preferences": ("SELECT", "INSERT", "UPDATE"),
+    # Positions of the handlers that follow the log; no tenant data, no row-level security.
+    "projections": ("SELECT", "INSERT", "UPDATE"),
 }
 
 

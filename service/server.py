@@ -23,9 +23,11 @@ from service.interceptors import (
     RequestIdInterceptor,
     details_budget,
 )
+from service.notifications.projector import NotificationProjector
 from service.pagination import PageTokens, signing_key
 from service.servicers.event import EventServicer
 from service.servicers.execution import ExecutionServicer
+from service.servicers.notification import NotificationServicer
 from service.servicers.tenant import TenantServicer
 from service.servicers.workflow import WorkflowServicer
 from service.streams.hub import EventHub
@@ -37,6 +39,8 @@ from wfe.v1 import (
     event_pb2_grpc,
     execution_pb2,
     execution_pb2_grpc,
+    notification_pb2,
+    notification_pb2_grpc,
     tenant_pb2,
     tenant_pb2_grpc,
     workflow_pb2,
@@ -50,6 +54,7 @@ SERVICE_NAMES = (
     workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
     execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
     event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
 )
 
 SWITCH_INTERVAL_SECONDS: Final = 0.0005
@@ -73,6 +78,7 @@ class RunningServer:
     port: int
     health: health.aio.HealthServicer
     hub: EventHub
+    notifier: NotificationProjector
 
     async def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING, end event streams with UNAVAILABLE (their clients resume
@@ -80,6 +86,7 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         self.hub.close()
         await self.server.stop(grace)
+        await self.notifier.stop()
         await self.hub.stop()
 
 
@@ -150,6 +157,9 @@ async def start_server(
         server,
     )
     event_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(hub), server)
+    notification_pb2_grpc.add_NotificationServiceServicer_to_server(
+        NotificationServicer(database, tokens), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -158,11 +168,19 @@ async def start_server(
     port = server.add_insecure_port(address or settings.listen_address)
     if port == 0:
         raise OSError(f"cannot bind {address or settings.listen_address}")
+    notifier = NotificationProjector(
+        database,
+        slow_step_seconds=settings.slow_step_seconds,
+        slow_step_factor=settings.slow_step_factor,
+        poll_seconds=settings.event_poll_seconds,
+    )
     await hub.start()
+    await notifier.start()
+    hub.followers.append(notifier.wake)
     await server.start()
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, hub)
+    return RunningServer(server, port, health_servicer, hub, notifier)
 
 
 async def run_until_signalled(running: RunningServer, grace: float) -> None:

@@ -6,6 +6,7 @@ coverage test fails when an RPC is added without a case here.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -26,7 +27,15 @@ from tests.execution_helpers import (
 )
 from tests.stream_helpers import next_event, subscribe, watch
 from tests.workflow_helpers import create, definition, message, stub, update_steps
-from wfe.v1 import execution_pb2, tenant_pb2, tenant_pb2_grpc, workflow_pb2
+from wfe.v1 import (
+    event_pb2,
+    execution_pb2,
+    notification_pb2,
+    notification_pb2_grpc,
+    tenant_pb2,
+    tenant_pb2_grpc,
+    workflow_pb2,
+)
 
 Case = Callable[[aio.Channel, str, str], Awaitable[None]]
 
@@ -249,8 +258,70 @@ async def subscribe_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> 
         stream.cancel()
 
 
+def notifications(channel: aio.Channel) -> notification_pb2_grpc.NotificationServiceStub:
+    return notification_pb2_grpc.NotificationServiceStub(channel)
+
+
+def opt_in(on: bool) -> notification_pb2.UpdateNotificationSettingsRequest:
+    settings = notification_pb2.NotificationSettings(on_completed=on)
+    return notification_pb2.UpdateNotificationSettingsRequest(settings=settings)
+
+
+async def notified(channel: aio.Channel, tenant: str) -> list[event_pb2.Notification]:
+    """The caller's notifications once A's completed execution has made one (the same user
+    name, `user-1`, is every test token's subject, in A and in B alike)."""
+    await notifications(channel).UpdateNotificationSettings(opt_in(True), metadata=auth(tenant))
+    await finished_execution(channel, tenant)
+    async with asyncio.timeout(30):
+        while True:
+            found = await notifications(channel).ListNotifications(
+                notification_pb2.ListNotificationsRequest(), metadata=auth(tenant)
+            )
+            if found.notifications:
+                return list(found.notifications)
+            await asyncio.sleep(0.05)
+
+
+async def list_notifications_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
+    await notified(channel, tenant_a)
+    seen = await notifications(channel).ListNotifications(
+        notification_pb2.ListNotificationsRequest(), metadata=auth(tenant_b)
+    )
+    assert (list(seen.notifications), seen.unread_count) == ([], 0)
+
+
+async def mark_notifications_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
+    """B marking A's ids, or all of its own, leaves A's notification unread."""
+    [owned] = await notified(channel, tenant_a)
+    mark = notifications(channel).MarkNotificationsRead
+    for request in (
+        notification_pb2.MarkNotificationsReadRequest(ids=[owned.id]),
+        notification_pb2.MarkNotificationsReadRequest(all=True),
+    ):
+        assert (await mark(request, metadata=auth(tenant_b))).marked == 0
+    again = await notifications(channel).ListNotifications(
+        notification_pb2.ListNotificationsRequest(), metadata=auth(tenant_a)
+    )
+    assert [(n.id, n.HasField("read_time")) for n in again.notifications] == [(owned.id, False)]
+
+
+async def notification_settings_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
+    """The same user name in B has settings of its own: B's change leaves A's as they were."""
+    service = notifications(channel)
+    await service.UpdateNotificationSettings(opt_in(True), metadata=auth(tenant_a))
+    await service.UpdateNotificationSettings(opt_in(False), metadata=auth(tenant_b))
+    request = notification_pb2.GetNotificationSettingsRequest()
+    assert (
+        await service.GetNotificationSettings(request, metadata=auth(tenant_a))
+    ).settings.on_completed
+    assert not (
+        await service.GetNotificationSettings(request, metadata=auth(tenant_b))
+    ).settings.on_completed
+
+
 EXECUTION = "/wfe.v1.ExecutionService/"
 WORKFLOW = "/wfe.v1.WorkflowService/"
+NOTIFICATION = "/wfe.v1.NotificationService/"
 CASES: dict[str, Case] = {
     "/wfe.v1.TenantService/GetTenant": get_tenant_case,
     WORKFLOW + "CreateWorkflow": create_case,
@@ -314,6 +385,10 @@ CASES: dict[str, Case] = {
     ),
     EXECUTION + "WatchExecution": watch_execution_case,
     "/wfe.v1.EventService/Subscribe": subscribe_case,
+    NOTIFICATION + "ListNotifications": list_notifications_case,
+    NOTIFICATION + "MarkNotificationsRead": mark_notifications_case,
+    NOTIFICATION + "GetNotificationSettings": notification_settings_case,
+    NOTIFICATION + "UpdateNotificationSettings": notification_settings_case,
     EXECUTION + "RerunExecution": execution_case(
         "RerunExecution",
         lambda i: execution_pb2.RerunExecutionRequest(

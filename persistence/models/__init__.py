@@ -2,6 +2,7 @@
 
 from persistence.models.event import Event
 from persistence.models.execution import Dispatch, Execution, StepAttempt
+from persistence.models.notification import Notification, NotificationPreference, Projection
 from persistence.models.statuses import AttemptStatus, DispatchState, ExecutionStatus
 from persistence.models.template import WorkflowTemplate
 from persistence.models.tenant import Tenant
@@ -15,6 +16,9 @@ __all__ = [
     "Event",
     "Execution",
     "ExecutionStatus",
+    "Notification",
+    "NotificationPreference",
+    "Projection",
     "StepAttempt",
     "Tenant",
     "UsageCounter",

@@ -28,13 +28,15 @@ class EventServicer(event_pb2_grpc.EventServiceServicer):
         identity = current_identity()
         names = list(request.topics)
         authorize_topics(identity, names)
-        wanted = topics.parse(names)
+        wanted = topics.parse(names, user=identity.subject)
         after = request.after_event_id if request.HasField("after_event_id") else None
         if after is not None and after < 0:
             raise InvalidInput(
                 "after_event_id cannot be negative",
                 violations=[FieldViolation("after_event_id", "0 or a received event_id")],
             )
+        if after is None:
+            after = self._hub.position  # "from now on": from the call, not from the plan read
         terms = await self._hub.terms(identity.tenant_id, wanted)
         async for item in self._hub.stream(identity.tenant_id, wanted, after, terms):
             yield event_pb2.SubscribeResponse(

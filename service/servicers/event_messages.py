@@ -168,10 +168,16 @@ def _log(p: Payload) -> event_pb2.WorkflowExecutionLog:
 
 
 def _notification(p: Payload) -> event_pb2.Notification:
+    details: Payload = p.get("details") or {}
     return event_pb2.Notification(
+        id=int(p.get("notification_id") or 0),
         kind=_text(p.get("kind")),
         message=_text(p.get("message")),
-        details=_struct(p.get("details")),
+        details=_struct(details),
+        workflow_id=_text(details.get("workflow_id")),
+        execution_id=_text(details.get("execution_id")),
+        source_event_id=int(details.get("source_event_id") or 0),
+        create_time=_time(p.get("timestamp")),
     )
 
 

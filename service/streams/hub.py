@@ -18,7 +18,8 @@ only events after its cursor.
 
 `close()` (server shutdown) ends every stream with UNAVAILABLE; clients resume elsewhere
 from the last event id they received. `consumers` see every batch the dispatcher reads, a
-hook for work that follows the log in-process (with one, it reads every tenant's events).
+hook for work that follows the log in-process (with one, it reads every tenant's events);
+`followers` are only told that the log moved on (the notification handler reads it itself).
 
 Streams come and go at any moment, so their reads are never cut short: a database call
 cancelled midway can leave its connection checked out, and on SQLite holding the write
@@ -93,6 +94,7 @@ class EventHub:
         self._poll = poll_seconds
         self.registry = SubscriptionRegistry()
         self.consumers: list[Consumer] = []
+        self.followers: list[Callable[[], None]] = []
         self.position = 0
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -144,7 +146,7 @@ class EventHub:
     async def terms(self, tenant: TenantId, topics: Topics) -> StreamAllowance:
         """How the tenant's plan lets it watch `topics`: refused (TIER_RESTRICTION) if not
         at all, or if it already holds all the streams its plan allows."""
-        terms = await terms_for(self._database, tenant, topics)
+        terms = await self._uncut(terms_for(self._database, tenant, topics))
         _within_cap(terms, self.registry.count(tenant))
         return terms
 
@@ -227,6 +229,7 @@ class EventHub:
     async def _round(self) -> None:
         """Read from `position` to the log's final id and hand it out, page by page."""
         upto = await self._uncut(self._feed.horizon())
+        previous = self.position
         while self.position < upto:
             tenants = None if self.consumers else self.registry.tenants()
             batch: list[FeedEvent] = []
@@ -237,6 +240,9 @@ class EventHub:
             for consumer in self.consumers:
                 consumer(batch)
             self.position = reached
+        if self.followers and self.position >= upto > previous:
+            for follower in self.followers:
+                follower()
 
 
 def _settled(task: asyncio.Task[Any]) -> None:

@@ -22,10 +22,12 @@ from engine.topics import Topics
 from tenancy import TenantId
 
 Key = tuple[TenantId, str, str]
-"""(tenant, family, id): `execution` or `workflow` and the id; id "" is the whole family."""
+"""(tenant, family, id): `execution` or `workflow` and the id, id "" being the whole family;
+or `user` and the user a notification is for."""
 
 EXECUTIONS: Final = "execution"
 WORKFLOWS: Final = "workflow"
+RECIPIENTS: Final = "user"
 
 
 class Subscription:
@@ -57,6 +59,8 @@ class Subscription:
             yield (self.tenant, WORKFLOWS, "")
         else:
             yield from ((self.tenant, WORKFLOWS, i) for i in sorted(self.topics.workflows))
+        if self.topics.recipient is not None:
+            yield (self.tenant, RECIPIENTS, self.topics.recipient)
 
     def offer(self, event: FeedEvent) -> None:
         """Take a live event of its topics, or stop being live if there is no room."""
@@ -124,14 +128,18 @@ class SubscriptionRegistry:
         began; it reads this batch's range from the log instead.
         """
         for event in batch:
-            family, ident = (
-                (EXECUTIONS, event.execution_id)
-                if event.execution_id is not None
-                else (WORKFLOWS, event.workflow_id)
-            )
-            keys = [(event.tenant_id, family, "")]
-            if ident:
-                keys.append((event.tenant_id, family, ident))
+            recipient = event.recipient
+            if recipient is not None:
+                keys = [(event.tenant_id, RECIPIENTS, recipient)]
+            else:
+                family, ident = (
+                    (EXECUTIONS, event.execution_id)
+                    if event.execution_id is not None
+                    else (WORKFLOWS, event.workflow_id)
+                )
+                keys = [(event.tenant_id, family, "")]
+                if ident:
+                    keys.append((event.tenant_id, family, ident))
             for key in keys:
                 for subscription in self._by_key.get(key, ()):
                     subscription.offer(event)

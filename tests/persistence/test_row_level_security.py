@@ -155,6 +155,8 @@ async def test_only_the_owner_gets_the_unrestricted_registry_policy(
         "workflow_templates",
         "executions",
         "step_attempts",
+        "notifications",
+        "notification_preferences",
     }
 
 

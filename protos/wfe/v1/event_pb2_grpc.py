@@ -60,8 +60,9 @@ class EventServiceServicer:
         """Streams the events of the given topics, oldest first, with a heartbeat when idle.
 
         Topics are `workflow:<id>` (the workflow's own changes), `execution:<id>` (one
-        execution's progress), and, for the admin role only, `all_workflows` and
-        `all_executions` (PERMISSION_DENIED otherwise). Topics only ever match the caller's
+        execution's progress), `notifications` (the caller's own, on every plan), and, for
+        the admin role only, `all_workflows` and `all_executions` (PERMISSION_DENIED
+        otherwise). Topics only ever match the caller's
         tenant: an id of another tenant matches nothing, exactly as an id that does not exist.
         The plan's monitoring level decides the rest (FAILED_PRECONDITION, TIER_RESTRICTION,
         beyond it): limited (Free) follows `execution:<id>` only and gets no step outputs;

@@ -1,0 +1,208 @@
+"""Notifications made from the event log (seed 001's real-time notifications per user).
+
+Three rules, each an idempotent handler of one kind of event: an execution that failed
+tells the user who started it (`execution_failed`); one that completed tells that user if
+they asked for it (`execution_completed`, opt-in); a step that took longer than a
+threshold, or longer than `factor` times the p95 of its own recent runs, tells that user the
+execution is slow (`slow_execution`).
+
+A notification is a row keyed by (tenant, user, kind, source event), inserted with ON
+CONFLICT DO NOTHING; only a row that was really inserted appends its `notification`
+event, in the same transaction, addressed to its user (`engine.topics`). So handling the
+same event twice, after a restart or on two servers, makes one notification and one
+event. Notification events make nothing themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine import events
+from engine.feed import FeedEvent
+from engine.topics import NOTIFICATION
+from persistence.models import Execution, Notification, NotificationPreference
+from tenancy import TenantId
+
+EXECUTION_FAILED: Final = "execution_failed"
+EXECUTION_COMPLETED: Final = "execution_completed"
+SLOW_EXECUTION: Final = "slow_execution"
+
+MIN_SAMPLES: Final = 20
+"""Runs of a step needed before its own p95 says what is slow for it."""
+SAMPLES: Final = 100
+"""Recent runs of a step kept for its p95."""
+STEPS_TRACKED: Final = 10_000
+"""Steps (tenant, workflow, step) whose recent runs are kept; the least recent go first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A notification an event calls for, before its recipient is known."""
+
+    kind: str
+    source: FeedEvent
+    message: str
+    details: dict[str, Any]
+
+
+class StepDurations:
+    """Recent run times of each step, to tell a slow run from its usual pace.
+
+    Fed by the `workflow_step_completed` events the handler reads, in memory and bounded
+    (`STEPS_TRACKED` steps of `SAMPLES` runs each); after a restart a step's pace is learnt
+    again from its next runs, while the fixed threshold holds from the first one.
+    """
+
+    def __init__(self, threshold_ms: int, factor: float) -> None:
+        self._threshold_ms = threshold_ms
+        self._factor = factor
+        self._runs: OrderedDict[tuple[str, str, str], deque[int]] = OrderedDict()
+
+    def slow(self, key: tuple[str, str, str], duration_ms: int) -> dict[str, Any] | None:
+        """Why a run of `duration_ms` is slow for this step (None if it is not); then
+        remember it."""
+        runs = self._runs.pop(key, None) or deque(maxlen=SAMPLES)
+        why: dict[str, Any] | None = None
+        if duration_ms > self._threshold_ms:
+            why = {"threshold_ms": self._threshold_ms}
+        elif len(runs) >= MIN_SAMPLES:
+            usual = p95(runs)
+            if duration_ms > self._factor * usual:
+                why = {"p95_ms": usual, "factor": self._factor}
+        runs.append(duration_ms)
+        self._runs[key] = runs
+        while len(self._runs) > STEPS_TRACKED:
+            self._runs.popitem(last=False)
+        return why
+
+
+def p95(values: Iterable[int]) -> int:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def candidates(batch: Sequence[FeedEvent], durations: StepDurations) -> list[Candidate]:
+    """The notifications the events of `batch` call for, in event order."""
+    found: list[Candidate] = []
+    for event in batch:
+        if event.type == "workflow_execution_completed":
+            status = event.payload.get("status")
+            if status == "failed":
+                found.append(
+                    Candidate(EXECUTION_FAILED, event, f"Execution {event.execution_id} failed", {})
+                )
+            elif status == "completed":
+                found.append(
+                    Candidate(
+                        EXECUTION_COMPLETED, event, f"Execution {event.execution_id} completed", {}
+                    )
+                )
+        elif event.type == "workflow_step_completed":
+            slow = _slow_step(event, durations)
+            if slow is not None:
+                found.append(slow)
+    return found
+
+
+def _slow_step(event: FeedEvent, durations: StepDurations) -> Candidate | None:
+    duration = event.payload.get("duration_ms")
+    step_id = event.payload.get("step_id")
+    if not isinstance(duration, int) or not isinstance(step_id, str):
+        return None
+    key = (event.tenant_id, event.workflow_id or "", step_id)
+    why = durations.slow(key, duration)
+    if why is None:
+        return None
+    name = event.payload.get("step_name") or step_id
+    message = f"Execution {event.execution_id} is slow: step {name} took {duration / 1000:.1f}s"
+    return Candidate(
+        SLOW_EXECUTION, event, message, {"step_id": step_id, "duration_ms": duration, **why}
+    )
+
+
+async def record(session: AsyncSession, tenant: TenantId, found: Sequence[Candidate]) -> int:
+    """Make the tenant's notifications of `found`, each once; the number newly made.
+
+    Runs in the tenant's transaction: recipients come from the executions' `created_by`,
+    and `execution_completed` goes only to users who opted in.
+    """
+    if not found:
+        return 0
+    execution_ids = sorted({c.source.execution_id for c in found if c.source.execution_id})
+    rows = (
+        await session.execute(
+            select(Execution.id, Execution.created_by, Execution.error).where(
+                Execution.id.in_(execution_ids)
+            )
+        )
+    ).all()
+    started_by = {row.id: row.created_by for row in rows}
+    errors = {row.id: row.error for row in rows}
+    opted_in = set(
+        (
+            await session.scalars(
+                select(NotificationPreference.user_id).where(
+                    NotificationPreference.user_id.in_(sorted(set(started_by.values()))),
+                    NotificationPreference.on_completed.is_(True),
+                )
+            )
+        ).all()
+    )
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    made = 0
+    for candidate in found:
+        event = candidate.source
+        user = started_by.get(event.execution_id or "")
+        if user is None or (candidate.kind == EXECUTION_COMPLETED and user not in opted_in):
+            continue
+        details = {**candidate.details, "status": event.payload.get("status")}
+        if candidate.kind == EXECUTION_FAILED and errors.get(event.execution_id or ""):
+            details["error"] = errors[event.execution_id or ""]
+        details = {k: v for k, v in details.items() if v is not None}
+        now = datetime.now(UTC)
+        inserted = await session.scalar(
+            dialect.insert(Notification)
+            .values(
+                tenant_id=tenant,
+                user_id=user,
+                kind=candidate.kind,
+                event_id=event.id,
+                workflow_id=event.workflow_id,
+                execution_id=event.execution_id,
+                message=candidate.message,
+                details=details,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["tenant_id", "user_id", "kind", "event_id"])
+            .returning(Notification.id)
+        )
+        if inserted is None:
+            continue
+        made += 1
+        events.record(
+            session,
+            NOTIFICATION,
+            {
+                "notification_id": inserted,
+                "user_id": user,
+                "kind": candidate.kind,
+                "message": candidate.message,
+                "details": {
+                    **details,
+                    "workflow_id": event.workflow_id,
+                    "execution_id": event.execution_id,
+                    "source_event_id": event.id,
+                },
+                "timestamp": now.isoformat().replace("+00:00", "Z"),
+            },
+        )
+    return made

@@ -1,0 +1,1 @@
+"""Notifications per user: made from the event log, listed and marked read."""
