@@ -2,11 +2,11 @@
 
 One throwaway PostgreSQL database (owner + RLS service role, migrated), a real
 `wfe serve` process, `wfe worker` and `wfe beat` processes on the chosen broker,
-and next to them the floors: a no-op Celery worker started the same way and a
-no-op grpc.aio server. The engine keeps its production clocks (lease, grace,
-sweep interval), because the tests' short clocks would make the sweeper re-publish
-any backlog older than a second. Everything started here is stopped, and the
-database dropped, when the context ends.
+and next to them the floors: a no-op Celery worker started the same way, a no-op
+grpc.aio server and a no-op grpc.aio streaming server. The engine keeps its
+production clocks (lease, grace, sweep interval), because the tests' short clocks
+would make the sweeper re-publish any backlog older than a second. Everything
+started here is stopped, and the database dropped, when the context ends.
 """
 
 from __future__ import annotations
@@ -163,6 +163,14 @@ class Observer:
         )
         return str(row[0]) if row else ""
 
+    async def execution_events(self, tenant_id: str) -> int:
+        """Events of the tenant's executions in the log (what `all_executions` streams)."""
+        row = await self._one(
+            "SELECT count(*) FROM events WHERE tenant_id = %s AND execution_id IS NOT NULL",
+            tenant_id,
+        )
+        return int(row[0])
+
     async def steps(self, execution_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The `steps` record (the seed's per-step progress) of each execution."""
         rows = await self._all(
@@ -204,10 +212,12 @@ class Stack:
 
     options: StackOptions
     database_name: str
+    service_url: str
     admin_database: TenantDatabase
     setup_channel: aio.Channel
     server_port: int
     noop_port: int
+    stream_floor_port: int
     effects_port: int
     queue: str
     floor_queue: str
@@ -223,6 +233,10 @@ class Stack:
     @property
     def noop_target(self) -> str:
         return f"127.0.0.1:{self.noop_port}"
+
+    @property
+    def stream_floor_target(self) -> str:
+        return f"127.0.0.1:{self.stream_floor_port}"
 
     def effects_url(self, **query: object) -> str:
         params = "&".join(f"{name}={value}" for name, value in query.items())
@@ -341,6 +355,10 @@ async def open_stack(options: StackOptions) -> AsyncIterator[Stack]:
         spawned.start("floor-worker", ["-m", "bench.floor_app"], floor_env)
         noop_log = spawned.start("noop-server", ["-m", "bench.noop_server"], dict(os.environ))
         noop_port = spawned.port_of(noop_log)
+        stream_floor_log = spawned.start(
+            "stream-floor", ["-m", "bench.stream_floor"], dict(os.environ)
+        )
+        stream_floor_port = spawned.port_of(stream_floor_log)
 
         admin = TenantDatabase(database.admin_url, pool_size=1, max_overflow=1)
         stack.push_async_callback(admin.dispose)
@@ -353,10 +371,12 @@ async def open_stack(options: StackOptions) -> AsyncIterator[Stack]:
         yield Stack(
             options=options,
             database_name=name,
+            service_url=database.service_url,
             admin_database=admin,
             setup_channel=channel,
             server_port=server_port,
             noop_port=noop_port,
+            stream_floor_port=stream_floor_port,
             effects_port=effects_port,
             queue=queue,
             floor_queue=floor_queue,

@@ -32,8 +32,12 @@ class Metric:
     title: str
     unit_system: str
     unit_floor: str
-    target: float
+    target: float | None
+    """None: reported beside its floor, with no target of its own."""
     higher_is_better: bool
+    absolute: bool = False
+    """The target bounds the system's own median (in `unit_system`), not the ratio: for
+    the few figures whose target the issue sets as an absolute value."""
     rounds: list[Round] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -52,8 +56,22 @@ class Metric:
         return min(ratios), max(ratios)
 
     @property
-    def passed(self) -> bool:
-        return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
+    def system(self) -> float:
+        return statistics.median(r.system for r in self.rounds)
+
+    @property
+    def passed(self) -> bool | None:
+        if self.target is None:
+            return None
+        value = self.system if self.absolute else self.ratio
+        return value >= self.target if self.higher_is_better else value <= self.target
+
+    @property
+    def target_text(self) -> str:
+        if self.target is None:
+            return ""
+        bound = ("≥ " if self.higher_is_better else "≤ ") + f"{self.target:g}"
+        return f"{bound} {self.unit_system}" if self.absolute else bound
 
     def describe(self, measured: Round) -> str:
         return (
@@ -80,8 +98,8 @@ def table(metrics: Sequence[Metric], emit: Callable[[str], None] = print) -> Non
                 _value([r.floor for r in metric.rounds], metric.unit_floor),
                 f"{metric.ratio:.3g}",
                 f"{low:.3g}..{high:.3g} (n={len(metric.rounds)})",
-                ("≥ " if metric.higher_is_better else "≤ ") + f"{metric.target:g}",
-                "PASS" if metric.passed else "MISS",
+                metric.target_text,
+                {True: "PASS", False: "MISS", None: ""}[metric.passed],
             )
         )
     widths = [max(len(str(row[i])) for row in (headers, *rows)) for i in range(len(headers))]
@@ -93,6 +111,8 @@ def table(metrics: Sequence[Metric], emit: Callable[[str], None] = print) -> Non
         emit("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
     emit(line)
     emit("system and floor: medians over rounds; ratio: median of the per-round ratios.")
+    if any(metric.absolute for metric in metrics):
+        emit("a target with a unit bounds the system's median itself, not the ratio.")
     for metric in metrics:
         for note in metric.notes:
             emit(f"({metric.key}) {note}")

@@ -51,6 +51,11 @@ async def start_all(stack: Stack, tenant: BenchTenant, count: int, clients: int 
     return ids
 
 
+async def throughput_tenant(stack: Stack) -> BenchTenant:
+    """A tenant for (a): `three_steps()`, no concurrency limit in the way."""
+    return await stack.tenant(three_steps(), max_concurrent_executions=UNLIMITED)
+
+
 @dataclass(frozen=True)
 class Throughput:
     executions: int
@@ -64,13 +69,16 @@ class Throughput:
         return self.steps / self.seconds
 
 
-async def steps_per_second(stack: Stack, executions: int, *, count_commits: bool) -> Throughput:
+async def steps_per_second(
+    stack: Stack, executions: int, *, count_commits: bool, tenant: BenchTenant | None = None
+) -> Throughput:
     """(a) and (c): `executions` 3-step no-op workflows, first StartExecution to last completion.
 
     With `count_commits`, the database's commits are read just before the first start
-    and after the last completion, so they cover the starts and every step.
+    and after the last completion, so they cover the starts and every step. `tenant`
+    (default: a new one) must run `three_steps()` without a concurrency limit.
     """
-    tenant = await stack.tenant(three_steps(), max_concurrent_executions=UNLIMITED)
+    tenant = tenant or await throughput_tenant(stack)
     before = await stack.commits() if count_commits else 0
     began = time.time()
     started = 0.0
