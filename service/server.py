@@ -36,7 +36,6 @@ from tenancy.interceptor import AuthInterceptor
 from tenancy.tokens import TokenVerifier
 from wfe.v1 import (
     event_pb2,
-    event_pb2_grpc,
     execution_pb2,
     execution_pb2_grpc,
     notification_pb2,
@@ -156,7 +155,7 @@ async def start_server(
         ExecutionServicer(ExecutionService(database, settings, publisher), tokens, answers, hub),
         server,
     )
-    event_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(hub), server)
+    EventServicer(hub).add_to(server)
     notification_pb2_grpc.add_NotificationServiceServicer_to_server(
         NotificationServicer(database, tokens), server
     )

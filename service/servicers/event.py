@@ -1,4 +1,8 @@
-"""`wfe.v1.EventService`: live streams of the caller's events; the work is in `service.streams`."""
+"""`wfe.v1.EventService`: live streams of the caller's events; the work is in `service.streams`.
+
+Subscribe yields its answers already encoded (`encoded_events`): an event reaching many
+streams is built and serialized once.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,27 @@ from grpc import aio
 
 from engine import topics
 from foundation.errors import FieldViolation, InvalidInput
-from service.servicers.event_messages import event_message
+from service.servicers.encoded_events import EncodedEvents, add_event_service
 from service.streams.hub import EventHub
 from tenancy import current_identity
 from tenancy.roles import authorize_topics
-from wfe.v1 import event_pb2, event_pb2_grpc
+from wfe.v1 import event_pb2
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
 
 
-class EventServicer(event_pb2_grpc.EventServiceServicer):
+class EventServicer:
     def __init__(self, hub: EventHub) -> None:
         self._hub = hub
+        self._encoded = EncodedEvents()
+
+    def add_to(self, server: aio.Server) -> None:
+        add_event_service(self.Subscribe, server)
 
     async def Subscribe(
         self, request: event_pb2.SubscribeRequest, context: Context
-    ) -> AsyncIterator[event_pb2.SubscribeResponse]:
+    ) -> AsyncIterator[bytes]:
+        """`SubscribeResponse`s, encoded."""
         identity = current_identity()
         names = list(request.topics)
         authorize_topics(identity, names)
@@ -39,6 +48,4 @@ class EventServicer(event_pb2_grpc.EventServiceServicer):
             after = self._hub.position  # "from now on": from the call, not from the plan read
         terms = await self._hub.terms(identity.tenant_id, wanted)
         async for item in self._hub.stream(identity.tenant_id, wanted, after, terms):
-            yield event_pb2.SubscribeResponse(
-                event=event_message(item, step_outputs=terms.step_outputs)
-            )
+            yield self._encoded.answer(item, step_outputs=terms.step_outputs)
