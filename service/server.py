@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.dispatch import Publisher
+from foundation.hooks import HookChain
 from foundation.settings import Settings
 from service import offload
 from service.executions.service import ExecutionService
@@ -123,12 +124,14 @@ async def start_server(
     """
     server = aio.server(
         interceptors=[
-            RequestIdInterceptor(),
-            ErrorInterceptor(
-                max_violations=settings.error_max_violations,
-                budget=details_budget(settings.grpc_max_metadata_bytes),
+            HookChain(
+                RequestIdInterceptor(),
+                ErrorInterceptor(
+                    max_violations=settings.error_max_violations,
+                    budget=details_budget(settings.grpc_max_metadata_bytes),
+                ),
+                AuthInterceptor(verifier),
             ),
-            AuthInterceptor(verifier),
             DecodeGuardInterceptor(),  # innermost: sees the deserializer gRPC will call
         ],
         options=server_options(settings),
