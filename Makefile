@@ -37,7 +37,7 @@ check: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check foundation persistence tenancy tiers engine service workers cli tests bench
+	$(BIN)/ruff format --check foundation persistence tenancy tiers engine service workers gateway cli tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -72,7 +72,11 @@ def main() -> None:
 
     data = Path(tempfile.mkdtemp(prefix="wfe-startup-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
-    env.update(WFE_DATA_DIR=str(data / "data"), WFE_LOG_LEVEL="WARNING")
+    env.update(
+        WFE_DATA_DIR=str(data / "data"),
+        WFE_LOG_LEVEL="WARNING",
+        WFE_GATEWAY_LISTEN_ADDRESS="127.0.0.1:0",  # never competes for the default port
+    )
     client = [*wfe(), "workflow", "list", "--tenant", "t", "--token", "t"]
     cases = {
         "python -c pass": FLOOR,

@@ -26,7 +26,16 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-for command in (run.serve, run.dev, run.migrate, run.worker, run.beat, tokens.token, tokens.env):
+for command in (
+    run.serve,
+    run.dev,
+    run.gateway,
+    run.migrate,
+    run.worker,
+    run.beat,
+    tokens.token,
+    tokens.env,
+):
     app.command()(command)
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(template_app, name="template")

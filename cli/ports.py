@@ -39,15 +39,26 @@ def in_use(host: str, port: int) -> bool:
     return False
 
 
-def refuse_if_in_use(address: str) -> None:
-    """Stop with one line naming the port and how to choose another, if it is taken."""
+def refuse_if_in_use(
+    address: str, *, flag: str = "--address", variable: str = "WFE_LISTEN_ADDRESS"
+) -> None:
+    """Stop with one line naming the port and how to choose another, if it is taken.
+
+    `flag` and `variable` are how the command chooses this address (the gateway's differ).
+    """
     parts = split(address)
     if parts is None or not in_use(*parts):
         return
-    refuse(address, "is already in use")
+    refuse(address, "is already in use", flag=flag, variable=variable)
 
 
-def refuse(address: str, problem: str) -> NoReturn:
+def refuse(
+    address: str,
+    problem: str,
+    *,
+    flag: str = "--address",
+    variable: str = "WFE_LISTEN_ADDRESS",
+) -> NoReturn:
     """Print why the server cannot listen on `address`, with an alternative, and exit."""
     host, port = split(address) or (address, 0)
     nearby = range(port + 1, min(port + 100, 65536))
@@ -55,7 +66,7 @@ def refuse(address: str, problem: str) -> NoReturn:
     other = f"{'[' + host + ']' if ':' in host else host}:{free}"
     typer.echo(
         f"port {port} on {host or 'all interfaces'} {problem}; listen elsewhere with "
-        f"--address {other} or WFE_LISTEN_ADDRESS={other}",
+        f"{flag} {other} or {variable}={other}",
         err=True,
     )
     raise typer.Exit(REFUSED)

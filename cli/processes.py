@@ -13,11 +13,11 @@ from typing import Any
 import typer
 from pydantic import SecretStr
 
-from cli import admin, config, ports, schema
+from cli import admin, config, ports, schema, web
 from cli.demo import DEMO_TENANTS, TOKEN_HOURS, banner
 from cli.shell import client_address
 from cli.tokens import mint
-from foundation.settings import Settings
+from foundation.settings import GatewaySettings, Settings
 from service import logs, offload
 from service.server import RunningServer, run_until_signalled, start_server
 from tenancy.database import TenantDatabase
@@ -52,21 +52,27 @@ def serve(address: str | None) -> None:
     ports.refuse_if_in_use(settings.listen_address)
     refuse_unsafe_role(settings)
     logs.configure(settings.log_level)
-    asyncio.run(_serve(settings, lambda running: _announce(settings, running)))
+    asyncio.run(_serve(settings, lambda running, _: _announce(settings, running)))
 
 
-def dev(address: str | None) -> None:
-    """Everything in this process; once listening, the lines that let a shell use it."""
+def dev(address: str | None, gateway_address: str | None = None) -> None:
+    """Everything in this process, the REST gateway included; once listening, the lines that
+    let a shell use it."""
     base = config.load(**_listening_on(address))
     ports.refuse_if_in_use(base.listen_address)
+    gateway = config.load_gateway(
+        **({"gateway_listen_address": gateway_address} if gateway_address else {})
+    )
+    web.refuse_if_in_use(gateway)
     secret = base.jwt_secret or SecretStr(dev_secret(base.data_dir))
     settings = config.load(listen_address=base.listen_address, jwt_secret=secret, jwt_jwks_url=None)
     logs.configure(settings.log_level)
     schema.migrate_unless_current(settings)
     asyncio.run(admin.run(settings, lambda session: admin.ensure(session, DEMO_TENANTS)))
 
-    def announce(running: RunningServer) -> None:
+    def announce(running: RunningServer, gateway_url: str | None) -> None:
         _announce(settings, running)
+        typer.echo(f"gateway listening on {gateway_url} (REST under /api)")
         tokens = {
             tenant_id: mint(settings, [tenant_id], ["admin"], TOKEN_HOURS * 3600)
             for tenant_id, _, _ in DEMO_TENANTS
@@ -74,7 +80,7 @@ def dev(address: str | None) -> None:
         reach = client_address(settings.listen_address, running.port)
         typer.echo(banner(reach, settings.effective_database_url, tokens))
 
-    asyncio.run(_serve(settings, announce, embedded=True))
+    asyncio.run(_serve(settings, announce, embedded=True, gateway=gateway))
 
 
 def _announce(settings: Settings, running: RunningServer) -> None:
@@ -82,9 +88,14 @@ def _announce(settings: Settings, running: RunningServer) -> None:
 
 
 async def _serve(
-    settings: Settings, listening: Callable[[RunningServer], None], *, embedded: bool = False
+    settings: Settings,
+    listening: Callable[[RunningServer, str | None], None],
+    *,
+    embedded: bool = False,
+    gateway: GatewaySettings | None = None,
 ) -> None:
-    """Serve until signalled; `embedded` also runs the engine here on an in-memory broker."""
+    """Serve until signalled; `embedded` also runs the engine here on an in-memory broker,
+    and `gateway` the REST gateway, calling this server."""
     database = TenantDatabase(
         settings.effective_database_url,
         pool_size=settings.db_pool_size,
@@ -94,6 +105,7 @@ async def _serve(
     publisher = (
         local.publisher if local else BackgroundPublisher(CeleryPublisher(create_app(settings)))
     )
+    rest: web.RunningGateway | None = None
     try:
         if local is not None:
             await local.start()
@@ -101,9 +113,14 @@ async def _serve(
             running = await start_server(settings, database, verifier_for(settings), publisher)
         except (OSError, RuntimeError) as error:  # taken since the check, or not ours to bind
             ports.refuse(settings.listen_address, f"cannot be bound ({error})")
-        listening(running)
+        if gateway is not None:
+            target = client_address(settings.listen_address, running.port)
+            rest = await web.start(gateway, target, settings.shutdown_grace_seconds)
+        listening(running, rest.url if rest else None)
         await run_until_signalled(running, settings.shutdown_grace_seconds)
     finally:
+        if rest is not None:
+            await rest.stop()
         offload.shutdown(now=True)
         if local is not None:
             await local.stop()

@@ -1,6 +1,6 @@
-"""The commands that run the service: serve, dev, migrate, worker, beat.
+"""The commands that run the service: serve, dev, gateway, migrate, worker, beat.
 
-Each loads what it runs (`cli.processes`, `cli.schema`) only once invoked, so declaring
+Each loads what it runs (`cli.processes`, `cli.web`, `cli.schema`) only once invoked, so declaring
 them costs `wfe --help` nothing.
 """
 
@@ -19,6 +19,16 @@ ListenAddress = Annotated[
 ]
 
 
+GatewayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--gateway-address",
+        help="host:port of the REST gateway; default: WFE_GATEWAY_LISTEN_ADDRESS, "
+        "else 127.0.0.1:8080",
+    ),
+]
+
+
 def serve(address: ListenAddress = None) -> None:
     """Run the gRPC service as configured by WFE_* variables."""
     from cli import processes
@@ -26,12 +36,33 @@ def serve(address: ListenAddress = None) -> None:
     processes.serve(address)
 
 
-def dev(address: ListenAddress = None) -> None:
-    """Run everything embedded: SQLite file, migrations, demo tenants, dev tokens, and the
-    engine with an in-process worker (no broker or database server needed)."""
+def dev(address: ListenAddress = None, gateway_address: GatewayAddress = None) -> None:
+    """Run everything embedded: SQLite file, migrations, demo tenants, dev tokens, the
+    engine with an in-process worker (no broker or database server needed) and the REST
+    gateway."""
     from cli import processes
 
-    processes.dev(address)
+    processes.dev(address, gateway_address)
+
+
+def gateway(
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="host:port to listen on; default: WFE_GATEWAY_LISTEN_ADDRESS, else 127.0.0.1:8080"
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="host:port of the gRPC server; default: WFE_GATEWAY_TARGET, else 127.0.0.1:50051"
+        ),
+    ] = None,
+) -> None:
+    """Run the REST gateway: seed 004's HTTP API for frontends, as calls to a gRPC server."""
+    from cli import web
+
+    web.serve(address, target)
 
 
 def migrate() -> None:

@@ -212,6 +212,32 @@ class Settings(BaseSettings):
         return self.admin_database_url or self.effective_database_url
 
 
+class GatewaySettings(BaseSettings):
+    """The REST gateway's settings (`wfe gateway`, and `wfe dev`'s): no secret among them."""
+
+    model_config = SettingsConfigDict(env_prefix="WFE_", extra="ignore", frozen=True)
+
+    gateway_listen_address: str = Field(
+        "127.0.0.1:8080", description="host:port the REST gateway binds."
+    )
+    gateway_target: str = Field(
+        "127.0.0.1:50051", min_length=1, description="host:port of the gRPC server it calls."
+    )
+    gateway_cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Origins whose pages may call the gateway (`*`: any); none: CORS off."
+    )
+    gateway_max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Larger bodies get 413."
+    )
+
+    @field_validator("gateway_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+        return value
+
+
 @dataclass(frozen=True, slots=True)
 class UnknownSetting:
     """A `WFE_` variable nothing reads: a misspelt setting would silently keep its default."""
@@ -237,8 +263,9 @@ class UnknownSettings(ValueError):
 
 
 def setting_names() -> frozenset[str]:
-    """Every variable `Settings` reads."""
-    return frozenset(f"WFE_{name.upper()}" for name in Settings.model_fields)
+    """Every variable `Settings` and `GatewaySettings` read."""
+    fields = (*Settings.model_fields, *GatewaySettings.model_fields)
+    return frozenset(f"WFE_{name.upper()}" for name in fields)
 
 
 def unknown_settings(environ: Mapping[str, str]) -> list[UnknownSetting]:
@@ -261,7 +288,17 @@ def from_environment(**overrides: Any) -> Settings:
     Raises `UnknownSettings` for a variable no one reads (a typo would otherwise go
     unnoticed) and pydantic's `ValidationError` for a bad value.
     """
+    _refuse_unknown()
+    return Settings(**overrides)
+
+
+def gateway_from_environment(**overrides: Any) -> GatewaySettings:
+    """The gateway's settings from `WFE_*` variables, refused as `from_environment` refuses."""
+    _refuse_unknown()
+    return GatewaySettings(**overrides)
+
+
+def _refuse_unknown() -> None:
     unknown = unknown_settings(os.environ)
     if unknown:
         raise UnknownSettings(unknown)
-    return Settings(**overrides)

@@ -1,7 +1,9 @@
 """Regenerate the Python code of the `wfe.v1` API next to its .proto files.
 
 Run `python protos/generate.py` after editing a .proto; `--out DIR` writes elsewhere,
-which is how the test suite checks that the checked-in code is current.
+which is how the test suite checks that the checked-in code is current. Only `wfe/` is
+generated: `google/api/` holds googleapis' `annotations.proto` and `http.proto` (Apache-2.0)
+for the `google.api.http` options, whose Python code comes from googleapis-common-protos.
 """
 
 from __future__ import annotations

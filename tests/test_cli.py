@@ -43,6 +43,7 @@ def run_wfe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 def wfe_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
     env["WFE_DATA_DIR"] = str(tmp_path / "data")
+    env["WFE_GATEWAY_LISTEN_ADDRESS"] = "127.0.0.1:0"  # dev's gateway: any free port
     # Nothing listens here: dev mode must not need a broker.
     env["WFE_BROKER_URL"] = "redis://127.0.0.1:9/0"
     return env

@@ -200,7 +200,11 @@ def readme_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeDev]:
         process = subprocess.Popen(
             [str(home / ".venv" / "bin" / "wfe"), "dev"],
             cwd=home,
-            env={**env, "WFE_SHUTDOWN_GRACE_SECONDS": "1"},
+            env={
+                **env,
+                "WFE_SHUTDOWN_GRACE_SECONDS": "1",
+                "WFE_GATEWAY_LISTEN_ADDRESS": "127.0.0.1:0",  # dev's gateway: any free port
+            },
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

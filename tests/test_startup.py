@@ -31,6 +31,7 @@ def environment(tmp_path: Path, **variables: str) -> dict[str, str]:
         WFE_DATA_DIR=str(tmp_path / "data"),
         WFE_JWT_SECRET="startup-secret-" + "x" * 32,
         WFE_LISTEN_ADDRESS="127.0.0.1:0",
+        WFE_GATEWAY_LISTEN_ADDRESS="127.0.0.1:0",
         # Nothing listens here: a command that failed to refuse would hang, then time out.
         WFE_BROKER_URL="redis://127.0.0.1:9/0",
     )

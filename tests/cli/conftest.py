@@ -65,6 +65,7 @@ def live_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDev]:
         "WFE_HTTP_ALLOWED_NETWORKS": "127.0.0.1/32",
         "WFE_HTTP_ALLOWED_PORTS": str(closed),
         "WFE_SHUTDOWN_GRACE_SECONDS": "1",
+        "WFE_GATEWAY_LISTEN_ADDRESS": "127.0.0.1:0",  # dev's gateway: any free port
     }
     live = LiveDev(f"127.0.0.1:{free_port()}", env, f"http://127.0.0.1:{closed}/")
     banner = threading.Event()

@@ -27,6 +27,7 @@ def taken() -> Iterator[str]:
 def environment(tmp_path: Path, **variables: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
     env.update(WFE_DATA_DIR=str(tmp_path / "data"), WFE_BROKER_URL="redis://127.0.0.1:9/0")
+    env.update(WFE_GATEWAY_LISTEN_ADDRESS="127.0.0.1:0")
     env.update(variables)
     return env
 
@@ -76,3 +77,18 @@ def test_make_dev_passes_an_optional_address() -> None:
 
     assert recipe().endswith("/wfe dev")
     assert recipe("ADDRESS=127.0.0.1:50052").endswith("/wfe dev --address 127.0.0.1:50052")
+
+
+def test_dev_on_a_taken_gateway_port_stops_before_any_work_with_one_line(
+    taken: str, tmp_path: Path
+) -> None:
+    env = environment(tmp_path, WFE_GATEWAY_LISTEN_ADDRESS=taken)
+    result = run_wfe(env, "dev", "--address", f"127.0.0.1:{free_port()}")
+    assert (result.returncode, result.stdout, result.stderr.count("\n")) == (2, "", 1)
+    line = result.stderr.strip()
+    port = taken.rsplit(":", 1)[1]
+    assert line.startswith(f"port {port} on 127.0.0.1 is already in use;"), line
+    assert "--gateway-address 127.0.0.1:" in line and "WFE_GATEWAY_LISTEN_ADDRESS=" in line, line
+    assert not (tmp_path / "data").exists(), "touched the data dir before refusing"
+    flag = run_wfe(environment(tmp_path), "dev", "--gateway-address", taken)
+    assert flag.returncode == 2 and "--gateway-address" in flag.stderr, flag.stderr

@@ -118,6 +118,7 @@ def _embedded_stack(tool_package: Path, data_dir: Path) -> Iterator[Stack]:
     """`wfe dev` with the package installed: its demo tenants, its development secret."""
     env = _environment(tool_package)
     env["WFE_DATA_DIR"] = str(data_dir)
+    env["WFE_GATEWAY_LISTEN_ADDRESS"] = "127.0.0.1:0"  # dev's gateway: any free port
     address = f"127.0.0.1:{free_port()}"
     log = data_dir / "dev.log"
     with open(log, "wb") as output:

@@ -22,47 +22,50 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12wfe/v1/event.proto\x12\x06wfe.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\x10SubscribeRequest\x12\x0e\n\x06topics\x18\x01 \x03(\t\x12\x1b\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x11\n\x0f_after_event_id\"1\n\x11SubscribeResponse\x12\x1c\n\x05\x65vent\x18\x01 \x01(\x0b\x32\r.wfe.v1.Event\"\xf4\x05\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bworkflow_id\x18\x04 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x05 \x01(\t\x12\x33\n\x10workflow_updated\x18\n \x01(\x0b\x32\x17.wfe.v1.WorkflowUpdatedH\x00\x12\x44\n\x19workflow_execution_update\x18\x0b \x01(\x0b\x32\x1f.wfe.v1.WorkflowExecutionUpdateH\x00\x12@\n\x17workflow_step_completed\x18\x0c \x01(\x0b\x32\x1d.wfe.v1.WorkflowStepCompletedH\x00\x12\x42\n\x18workflow_execution_error\x18\r \x01(\x0b\x32\x1e.wfe.v1.WorkflowExecutionErrorH\x00\x12J\n\x1cworkflow_execution_completed\x18\x0e \x01(\x0b\x32\".wfe.v1.WorkflowExecutionCompletedH\x00\x12:\n\x14workflow_step_failed\x18\x0f \x01(\x0b\x32\x1a.wfe.v1.WorkflowStepFailedH\x00\x12\x46\n\x1aworkflow_execution_control\x18\x10 \x01(\x0b\x32 .wfe.v1.WorkflowExecutionControlH\x00\x12>\n\x16workflow_execution_log\x18\x11 \x01(\x0b\x32\x1c.wfe.v1.WorkflowExecutionLogH\x00\x12,\n\x0cnotification\x18\x12 \x01(\x0b\x32\x14.wfe.v1.NotificationH\x00\x12&\n\theartbeat\x18\x13 \x01(\x0b\x32\x11.wfe.v1.HeartbeatH\x00\x42\t\n\x07payload\"\x9e\x01\n\x0fWorkflowUpdated\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x17\n\x0fprevious_status\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x06 \x01(\t\"\x82\x01\n\x17WorkflowExecutionUpdate\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x14\n\x0c\x63urrent_step\x18\x02 \x01(\t\x12\x10\n\x08progress\x18\x03 \x01(\x01\x12/\n\x07\x64\x65tails\x18\x04 \x01(\x0b\x32\x1e.wfe.v1.ExecutionUpdateDetails\"l\n\x16\x45xecutionUpdateDetails\x12\x11\n\tstep_name\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x8b\x01\n\x15WorkflowStepCompleted\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x11\n\tstep_name\x18\x02 \x01(\t\x12&\n\x06output\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x03\x12\x11\n\tnext_step\x18\x05 \x01(\t\"`\n\nEventError\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x11\n\tstep_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x05 \x01(\t\";\n\x16WorkflowExecutionError\x12!\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x12.wfe.v1.EventError\"\xcd\x01\n\x1aWorkflowExecutionCompleted\x12\x0e\n\x06status\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x03\x12\'\n\x06output\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x8a\x01\n\x12WorkflowStepFailed\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x11\n\tstep_name\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.wfe.v1.EventError\x12\x1b\n\x13\x65xecution_continues\x18\x05 \x01(\x08\"c\n\x18WorkflowExecutionControl\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12(\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"G\n\x14WorkflowExecutionLog\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x87\x02\n\x0cNotification\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12(\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\n\n\x02id\x18\x04 \x01(\x03\x12\x13\n\x0bworkflow_id\x18\x05 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x06 \x01(\t\x12\x17\n\x0fsource_event_id\x18\x07 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tread_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x0b\n\tHeartbeat2R\n\x0c\x45ventService\x12\x42\n\tSubscribe\x12\x18.wfe.v1.SubscribeRequest\x1a\x19.wfe.v1.SubscribeResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12wfe/v1/event.proto\x12\x06wfe.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\x10SubscribeRequest\x12\x0e\n\x06topics\x18\x01 \x03(\t\x12\x1b\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x11\n\x0f_after_event_id\"1\n\x11SubscribeResponse\x12\x1c\n\x05\x65vent\x18\x01 \x01(\x0b\x32\r.wfe.v1.Event\"\xf4\x05\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bworkflow_id\x18\x04 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x05 \x01(\t\x12\x33\n\x10workflow_updated\x18\n \x01(\x0b\x32\x17.wfe.v1.WorkflowUpdatedH\x00\x12\x44\n\x19workflow_execution_update\x18\x0b \x01(\x0b\x32\x1f.wfe.v1.WorkflowExecutionUpdateH\x00\x12@\n\x17workflow_step_completed\x18\x0c \x01(\x0b\x32\x1d.wfe.v1.WorkflowStepCompletedH\x00\x12\x42\n\x18workflow_execution_error\x18\r \x01(\x0b\x32\x1e.wfe.v1.WorkflowExecutionErrorH\x00\x12J\n\x1cworkflow_execution_completed\x18\x0e \x01(\x0b\x32\".wfe.v1.WorkflowExecutionCompletedH\x00\x12:\n\x14workflow_step_failed\x18\x0f \x01(\x0b\x32\x1a.wfe.v1.WorkflowStepFailedH\x00\x12\x46\n\x1aworkflow_execution_control\x18\x10 \x01(\x0b\x32 .wfe.v1.WorkflowExecutionControlH\x00\x12>\n\x16workflow_execution_log\x18\x11 \x01(\x0b\x32\x1c.wfe.v1.WorkflowExecutionLogH\x00\x12,\n\x0cnotification\x18\x12 \x01(\x0b\x32\x14.wfe.v1.NotificationH\x00\x12&\n\theartbeat\x18\x13 \x01(\x0b\x32\x11.wfe.v1.HeartbeatH\x00\x42\t\n\x07payload\"\x9e\x01\n\x0fWorkflowUpdated\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x17\n\x0fprevious_status\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x06 \x01(\t\"\x82\x01\n\x17WorkflowExecutionUpdate\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x14\n\x0c\x63urrent_step\x18\x02 \x01(\t\x12\x10\n\x08progress\x18\x03 \x01(\x01\x12/\n\x07\x64\x65tails\x18\x04 \x01(\x0b\x32\x1e.wfe.v1.ExecutionUpdateDetails\"l\n\x16\x45xecutionUpdateDetails\x12\x11\n\tstep_name\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x8b\x01\n\x15WorkflowStepCompleted\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x11\n\tstep_name\x18\x02 \x01(\t\x12&\n\x06output\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x03\x12\x11\n\tnext_step\x18\x05 \x01(\t\"`\n\nEventError\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x11\n\tstep_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x05 \x01(\t\";\n\x16WorkflowExecutionError\x12!\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x12.wfe.v1.EventError\"\xcd\x01\n\x1aWorkflowExecutionCompleted\x12\x0e\n\x06status\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x03\x12\'\n\x06output\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x8a\x01\n\x12WorkflowStepFailed\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x11\n\tstep_name\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.wfe.v1.EventError\x12\x1b\n\x13\x65xecution_continues\x18\x05 \x01(\x08\"c\n\x18WorkflowExecutionControl\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12(\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"G\n\x14WorkflowExecutionLog\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x87\x02\n\x0cNotification\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12(\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\n\n\x02id\x18\x04 \x01(\x03\x12\x13\n\x0bworkflow_id\x18\x05 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x06 \x01(\t\x12\x17\n\x0fsource_event_id\x18\x07 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tread_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x0b\n\tHeartbeat2x\n\x0c\x45ventService\x12h\n\tSubscribe\x12\x18.wfe.v1.SubscribeRequest\x1a\x19.wfe.v1.SubscribeResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x15/api/events:subscribeb\x05\x65vent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wfe.v1.event_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=93
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=175
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=177
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=226
-  _globals['_EVENT']._serialized_start=229
-  _globals['_EVENT']._serialized_end=985
-  _globals['_WORKFLOWUPDATED']._serialized_start=988
-  _globals['_WORKFLOWUPDATED']._serialized_end=1146
-  _globals['_WORKFLOWEXECUTIONUPDATE']._serialized_start=1149
-  _globals['_WORKFLOWEXECUTIONUPDATE']._serialized_end=1279
-  _globals['_EXECUTIONUPDATEDETAILS']._serialized_start=1281
-  _globals['_EXECUTIONUPDATEDETAILS']._serialized_end=1389
-  _globals['_WORKFLOWSTEPCOMPLETED']._serialized_start=1392
-  _globals['_WORKFLOWSTEPCOMPLETED']._serialized_end=1531
-  _globals['_EVENTERROR']._serialized_start=1533
-  _globals['_EVENTERROR']._serialized_end=1629
-  _globals['_WORKFLOWEXECUTIONERROR']._serialized_start=1631
-  _globals['_WORKFLOWEXECUTIONERROR']._serialized_end=1690
-  _globals['_WORKFLOWEXECUTIONCOMPLETED']._serialized_start=1693
-  _globals['_WORKFLOWEXECUTIONCOMPLETED']._serialized_end=1898
-  _globals['_WORKFLOWSTEPFAILED']._serialized_start=1901
-  _globals['_WORKFLOWSTEPFAILED']._serialized_end=2039
-  _globals['_WORKFLOWEXECUTIONCONTROL']._serialized_start=2041
-  _globals['_WORKFLOWEXECUTIONCONTROL']._serialized_end=2140
-  _globals['_WORKFLOWEXECUTIONLOG']._serialized_start=2142
-  _globals['_WORKFLOWEXECUTIONLOG']._serialized_end=2213
-  _globals['_NOTIFICATION']._serialized_start=2216
-  _globals['_NOTIFICATION']._serialized_end=2479
-  _globals['_HEARTBEAT']._serialized_start=2481
-  _globals['_HEARTBEAT']._serialized_end=2492
-  _globals['_EVENTSERVICE']._serialized_start=2494
-  _globals['_EVENTSERVICE']._serialized_end=2576
+  _globals['_EVENTSERVICE'].methods_by_name['Subscribe']._loaded_options = None
+  _globals['_EVENTSERVICE'].methods_by_name['Subscribe']._serialized_options = b'\202\323\344\223\002\036\022\025/api/events:subscribeb\005event'
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=123
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=205
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=207
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=256
+  _globals['_EVENT']._serialized_start=259
+  _globals['_EVENT']._serialized_end=1015
+  _globals['_WORKFLOWUPDATED']._serialized_start=1018
+  _globals['_WORKFLOWUPDATED']._serialized_end=1176
+  _globals['_WORKFLOWEXECUTIONUPDATE']._serialized_start=1179
+  _globals['_WORKFLOWEXECUTIONUPDATE']._serialized_end=1309
+  _globals['_EXECUTIONUPDATEDETAILS']._serialized_start=1311
+  _globals['_EXECUTIONUPDATEDETAILS']._serialized_end=1419
+  _globals['_WORKFLOWSTEPCOMPLETED']._serialized_start=1422
+  _globals['_WORKFLOWSTEPCOMPLETED']._serialized_end=1561
+  _globals['_EVENTERROR']._serialized_start=1563
+  _globals['_EVENTERROR']._serialized_end=1659
+  _globals['_WORKFLOWEXECUTIONERROR']._serialized_start=1661
+  _globals['_WORKFLOWEXECUTIONERROR']._serialized_end=1720
+  _globals['_WORKFLOWEXECUTIONCOMPLETED']._serialized_start=1723
+  _globals['_WORKFLOWEXECUTIONCOMPLETED']._serialized_end=1928
+  _globals['_WORKFLOWSTEPFAILED']._serialized_start=1931
+  _globals['_WORKFLOWSTEPFAILED']._serialized_end=2069
+  _globals['_WORKFLOWEXECUTIONCONTROL']._serialized_start=2071
+  _globals['_WORKFLOWEXECUTIONCONTROL']._serialized_end=2170
+  _globals['_WORKFLOWEXECUTIONLOG']._serialized_start=2172
+  _globals['_WORKFLOWEXECUTIONLOG']._serialized_end=2243
+  _globals['_NOTIFICATION']._serialized_start=2246
+  _globals['_NOTIFICATION']._serialized_end=2509
+  _globals['_HEARTBEAT']._serialized_start=2511
+  _globals['_HEARTBEAT']._serialized_end=2522
+  _globals['_EVENTSERVICE']._serialized_start=2524
+  _globals['_EVENTSERVICE']._serialized_end=2644
 # @@protoc_insertion_point(module_scope)

@@ -22,58 +22,73 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from wfe.v1 import event_pb2 as wfe_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16wfe/v1/execution.proto\x12\x06wfe.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12wfe/v1/event.proto\"d\n\x0e\x45xecutionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x11\n\tstep_name\x18\x05 \x01(\t\"\xa5\x02\n\x07StepRun\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x06status\x18\x03 \x01(\x0e\x32\x12.wfe.v1.StepStatus\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12&\n\x06output\x18\x07 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x16.wfe.v1.ExecutionError\x12\x13\n\x0b\x64uration_ms\x18\t \x01(\x03\"\xd7\x05\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\x03\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.wfe.v1.ExecutionStatus\x12&\n\x05input\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btotal_steps\x18\x06 \x01(\x05\x12\x1b\n\x13\x63urrent_step_number\x18\x07 \x01(\x05\x12\x14\n\x0c\x63urrent_step\x18\x08 \x01(\t\x12\x10\n\x08progress\x18\t \x01(\x01\x12\x1e\n\x05steps\x18\n \x03(\x0b\x32\x0f.wfe.v1.StepRun\x12\x14\n\x0c\x65rror_detail\x18\x0b \x01(\t\x12%\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x16.wfe.v1.ExecutionError\x12\'\n\x06result\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncreated_by\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08rerun_of\x18\x13 \x01(\t\x12\x17\n\x0frerun_from_step\x18\x14 \x01(\t\x12\x14\n\x0c\x63\x61ncelled_by\x18\x15 \x01(\t\x12/\n\x0esteps_document\x18\x16 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0eomitted_fields\x18\x17 \x03(\t\"h\n\x15StartExecutionRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12&\n\x05input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x03 \x01(\t\">\n\x16StartExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"P\n\x13GetExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12#\n\x04view\x18\x02 \x01(\x0e\x32\x15.wfe.v1.ExecutionView\"<\n\x14GetExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"\x9e\x02\n\x15ListExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12)\n\x08statuses\x18\x04 \x03(\x0e\x32\x17.wfe.v1.ExecutionStatus\x12\x31\n\rcreated_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x07 \x01(\t\x12#\n\x04view\x18\x08 \x01(\x0e\x32\x15.wfe.v1.ExecutionView\"X\n\x16ListExecutionsResponse\x12%\n\nexecutions\x18\x01 \x03(\x0b\x32\x11.wfe.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x16\x43\x61ncelExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x17\x43\x61ncelExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"-\n\x15RetryExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\">\n\x16RetryExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"\x82\x01\n\x15RerunExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x11\n\tfrom_step\x18\x02 \x01(\t\x12,\n\x0binput_patch\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x04 \x01(\t\">\n\x16RerunExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"-\n\x15WatchExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"i\n\x16WatchExecutionResponse\x12%\n\x08snapshot\x18\x01 \x01(\x0b\x32\x11.wfe.v1.ExecutionH\x00\x12\x1e\n\x05\x65vent\x18\x02 \x01(\x0b\x32\r.wfe.v1.EventH\x00\x42\x08\n\x06update*\xed\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_STATUS_QUEUED\x10\x01\x12\x1c\n\x18\x45XECUTION_STATUS_PENDING\x10\x02\x12 \n\x1c\x45XECUTION_STATUS_IN_PROGRESS\x10\x03\x12\x1e\n\x1a\x45XECUTION_STATUS_COMPLETED\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x05\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x06*\xc6\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x1b\n\x17STEP_STATUS_IN_PROGRESS\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x05\x12\x19\n\x15STEP_STATUS_CANCELLED\x10\x06*b\n\rExecutionView\x12\x1e\n\x1a\x45XECUTION_VIEW_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XECUTION_VIEW_BASIC\x10\x01\x12\x17\n\x13\x45XECUTION_VIEW_FULL\x10\x02\x32\xc8\x04\n\x10\x45xecutionService\x12O\n\x0eStartExecution\x12\x1d.wfe.v1.StartExecutionRequest\x1a\x1e.wfe.v1.StartExecutionResponse\x12I\n\x0cGetExecution\x12\x1b.wfe.v1.GetExecutionRequest\x1a\x1c.wfe.v1.GetExecutionResponse\x12O\n\x0eListExecutions\x12\x1d.wfe.v1.ListExecutionsRequest\x1a\x1e.wfe.v1.ListExecutionsResponse\x12R\n\x0f\x43\x61ncelExecution\x12\x1e.wfe.v1.CancelExecutionRequest\x1a\x1f.wfe.v1.CancelExecutionResponse\x12O\n\x0eRetryExecution\x12\x1d.wfe.v1.RetryExecutionRequest\x1a\x1e.wfe.v1.RetryExecutionResponse\x12O\n\x0eRerunExecution\x12\x1d.wfe.v1.RerunExecutionRequest\x1a\x1e.wfe.v1.RerunExecutionResponse\x12Q\n\x0eWatchExecution\x12\x1d.wfe.v1.WatchExecutionRequest\x1a\x1e.wfe.v1.WatchExecutionResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16wfe/v1/execution.proto\x12\x06wfe.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12wfe/v1/event.proto\"d\n\x0e\x45xecutionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x11\n\tstep_name\x18\x05 \x01(\t\"\xa5\x02\n\x07StepRun\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x06status\x18\x03 \x01(\x0e\x32\x12.wfe.v1.StepStatus\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12&\n\x06output\x18\x07 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x16.wfe.v1.ExecutionError\x12\x13\n\x0b\x64uration_ms\x18\t \x01(\x03\"\xd7\x05\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\x03\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.wfe.v1.ExecutionStatus\x12&\n\x05input\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btotal_steps\x18\x06 \x01(\x05\x12\x1b\n\x13\x63urrent_step_number\x18\x07 \x01(\x05\x12\x14\n\x0c\x63urrent_step\x18\x08 \x01(\t\x12\x10\n\x08progress\x18\t \x01(\x01\x12\x1e\n\x05steps\x18\n \x03(\x0b\x32\x0f.wfe.v1.StepRun\x12\x14\n\x0c\x65rror_detail\x18\x0b \x01(\t\x12%\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x16.wfe.v1.ExecutionError\x12\'\n\x06result\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncreated_by\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08rerun_of\x18\x13 \x01(\t\x12\x17\n\x0frerun_from_step\x18\x14 \x01(\t\x12\x14\n\x0c\x63\x61ncelled_by\x18\x15 \x01(\t\x12/\n\x0esteps_document\x18\x16 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0eomitted_fields\x18\x17 \x03(\t\"h\n\x15StartExecutionRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12&\n\x05input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x03 \x01(\t\">\n\x16StartExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"P\n\x13GetExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12#\n\x04view\x18\x02 \x01(\x0e\x32\x15.wfe.v1.ExecutionView\"<\n\x14GetExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"\x9e\x02\n\x15ListExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12)\n\x08statuses\x18\x04 \x03(\x0e\x32\x17.wfe.v1.ExecutionStatus\x12\x31\n\rcreated_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x07 \x01(\t\x12#\n\x04view\x18\x08 \x01(\x0e\x32\x15.wfe.v1.ExecutionView\"X\n\x16ListExecutionsResponse\x12%\n\nexecutions\x18\x01 \x03(\x0b\x32\x11.wfe.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x16\x43\x61ncelExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x17\x43\x61ncelExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"-\n\x15RetryExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\">\n\x16RetryExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"\x82\x01\n\x15RerunExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x11\n\tfrom_step\x18\x02 \x01(\t\x12,\n\x0binput_patch\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x04 \x01(\t\">\n\x16RerunExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"-\n\x15WatchExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"i\n\x16WatchExecutionResponse\x12%\n\x08snapshot\x18\x01 \x01(\x0b\x32\x11.wfe.v1.ExecutionH\x00\x12\x1e\n\x05\x65vent\x18\x02 \x01(\x0b\x32\r.wfe.v1.EventH\x00\x42\x08\n\x06update*\xed\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_STATUS_QUEUED\x10\x01\x12\x1c\n\x18\x45XECUTION_STATUS_PENDING\x10\x02\x12 \n\x1c\x45XECUTION_STATUS_IN_PROGRESS\x10\x03\x12\x1e\n\x1a\x45XECUTION_STATUS_COMPLETED\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x05\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x06*\xc6\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x1b\n\x17STEP_STATUS_IN_PROGRESS\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x05\x12\x19\n\x15STEP_STATUS_CANCELLED\x10\x06*b\n\rExecutionView\x12\x1e\n\x1a\x45XECUTION_VIEW_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XECUTION_VIEW_BASIC\x10\x01\x12\x17\n\x13\x45XECUTION_VIEW_FULL\x10\x02\x32\xe6\x07\n\x10\x45xecutionService\x12\x8e\x01\n\x0eStartExecution\x12\x1d.wfe.v1.StartExecutionRequest\x1a\x1e.wfe.v1.StartExecutionResponse\"=\x82\xd3\xe4\x93\x02\x37\"\'/api/workflows/{workflow_id}/executions:\x01*b\texecution\x12|\n\x0cGetExecution\x12\x1b.wfe.v1.GetExecutionRequest\x1a\x1c.wfe.v1.GetExecutionResponse\"1\x82\xd3\xe4\x93\x02+\x12\x1e/api/executions/{execution_id}b\texecution\x12\x93\x01\n\x0eListExecutions\x12\x1d.wfe.v1.ListExecutionsRequest\x1a\x1e.wfe.v1.ListExecutionsResponse\"B\x82\xd3\xe4\x93\x02<\x12\x0f/api/executionsZ)\x12\'/api/workflows/{workflow_id}/executions\x12\x8f\x01\n\x0f\x43\x61ncelExecution\x12\x1e.wfe.v1.CancelExecutionRequest\x1a\x1f.wfe.v1.CancelExecutionResponse\";\x82\xd3\xe4\x93\x02\x35\"%/api/executions/{execution_id}:cancel:\x01*b\texecution\x12\x8b\x01\n\x0eRetryExecution\x12\x1d.wfe.v1.RetryExecutionRequest\x1a\x1e.wfe.v1.RetryExecutionResponse\":\x82\xd3\xe4\x93\x02\x34\"$/api/executions/{execution_id}:retry:\x01*b\texecution\x12\x8b\x01\n\x0eRerunExecution\x12\x1d.wfe.v1.RerunExecutionRequest\x1a\x1e.wfe.v1.RerunExecutionResponse\":\x82\xd3\xe4\x93\x02\x34\"$/api/executions/{execution_id}:rerun:\x01*b\texecution\x12\x7f\n\x0eWatchExecution\x12\x1d.wfe.v1.WatchExecutionRequest\x1a\x1e.wfe.v1.WatchExecutionResponse\",\x82\xd3\xe4\x93\x02&\x12$/api/executions/{execution_id}:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wfe.v1.execution_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXECUTIONSTATUS']._serialized_start=2530
-  _globals['_EXECUTIONSTATUS']._serialized_end=2767
-  _globals['_STEPSTATUS']._serialized_start=2770
-  _globals['_STEPSTATUS']._serialized_end=2968
-  _globals['_EXECUTIONVIEW']._serialized_start=2970
-  _globals['_EXECUTIONVIEW']._serialized_end=3068
-  _globals['_EXECUTIONERROR']._serialized_start=117
-  _globals['_EXECUTIONERROR']._serialized_end=217
-  _globals['_STEPRUN']._serialized_start=220
-  _globals['_STEPRUN']._serialized_end=513
-  _globals['_EXECUTION']._serialized_start=516
-  _globals['_EXECUTION']._serialized_end=1243
-  _globals['_STARTEXECUTIONREQUEST']._serialized_start=1245
-  _globals['_STARTEXECUTIONREQUEST']._serialized_end=1349
-  _globals['_STARTEXECUTIONRESPONSE']._serialized_start=1351
-  _globals['_STARTEXECUTIONRESPONSE']._serialized_end=1413
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=1415
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=1495
-  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1497
-  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1557
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1560
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1846
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1848
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1936
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1938
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=2000
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=2002
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=2065
-  _globals['_RETRYEXECUTIONREQUEST']._serialized_start=2067
-  _globals['_RETRYEXECUTIONREQUEST']._serialized_end=2112
-  _globals['_RETRYEXECUTIONRESPONSE']._serialized_start=2114
-  _globals['_RETRYEXECUTIONRESPONSE']._serialized_end=2176
-  _globals['_RERUNEXECUTIONREQUEST']._serialized_start=2179
-  _globals['_RERUNEXECUTIONREQUEST']._serialized_end=2309
-  _globals['_RERUNEXECUTIONRESPONSE']._serialized_start=2311
-  _globals['_RERUNEXECUTIONRESPONSE']._serialized_end=2373
-  _globals['_WATCHEXECUTIONREQUEST']._serialized_start=2375
-  _globals['_WATCHEXECUTIONREQUEST']._serialized_end=2420
-  _globals['_WATCHEXECUTIONRESPONSE']._serialized_start=2422
-  _globals['_WATCHEXECUTIONRESPONSE']._serialized_end=2527
-  _globals['_EXECUTIONSERVICE']._serialized_start=3071
-  _globals['_EXECUTIONSERVICE']._serialized_end=3655
+  _globals['_EXECUTIONSERVICE'].methods_by_name['StartExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['StartExecution']._serialized_options = b'\202\323\344\223\0027\"\'/api/workflows/{workflow_id}/executions:\001*b\texecution'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['GetExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['GetExecution']._serialized_options = b'\202\323\344\223\002+\022\036/api/executions/{execution_id}b\texecution'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ListExecutions']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ListExecutions']._serialized_options = b'\202\323\344\223\002<\022\017/api/executionsZ)\022\'/api/workflows/{workflow_id}/executions'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['CancelExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['CancelExecution']._serialized_options = b'\202\323\344\223\0025\"%/api/executions/{execution_id}:cancel:\001*b\texecution'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['RetryExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['RetryExecution']._serialized_options = b'\202\323\344\223\0024\"$/api/executions/{execution_id}:retry:\001*b\texecution'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['RerunExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['RerunExecution']._serialized_options = b'\202\323\344\223\0024\"$/api/executions/{execution_id}:rerun:\001*b\texecution'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['WatchExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['WatchExecution']._serialized_options = b'\202\323\344\223\002&\022$/api/executions/{execution_id}:watch'
+  _globals['_EXECUTIONSTATUS']._serialized_start=2560
+  _globals['_EXECUTIONSTATUS']._serialized_end=2797
+  _globals['_STEPSTATUS']._serialized_start=2800
+  _globals['_STEPSTATUS']._serialized_end=2998
+  _globals['_EXECUTIONVIEW']._serialized_start=3000
+  _globals['_EXECUTIONVIEW']._serialized_end=3098
+  _globals['_EXECUTIONERROR']._serialized_start=147
+  _globals['_EXECUTIONERROR']._serialized_end=247
+  _globals['_STEPRUN']._serialized_start=250
+  _globals['_STEPRUN']._serialized_end=543
+  _globals['_EXECUTION']._serialized_start=546
+  _globals['_EXECUTION']._serialized_end=1273
+  _globals['_STARTEXECUTIONREQUEST']._serialized_start=1275
+  _globals['_STARTEXECUTIONREQUEST']._serialized_end=1379
+  _globals['_STARTEXECUTIONRESPONSE']._serialized_start=1381
+  _globals['_STARTEXECUTIONRESPONSE']._serialized_end=1443
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=1445
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=1525
+  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1527
+  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1587
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1590
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1876
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1878
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1966
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1968
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=2030
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=2032
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=2095
+  _globals['_RETRYEXECUTIONREQUEST']._serialized_start=2097
+  _globals['_RETRYEXECUTIONREQUEST']._serialized_end=2142
+  _globals['_RETRYEXECUTIONRESPONSE']._serialized_start=2144
+  _globals['_RETRYEXECUTIONRESPONSE']._serialized_end=2206
+  _globals['_RERUNEXECUTIONREQUEST']._serialized_start=2209
+  _globals['_RERUNEXECUTIONREQUEST']._serialized_end=2339
+  _globals['_RERUNEXECUTIONRESPONSE']._serialized_start=2341
+  _globals['_RERUNEXECUTIONRESPONSE']._serialized_end=2403
+  _globals['_WATCHEXECUTIONREQUEST']._serialized_start=2405
+  _globals['_WATCHEXECUTIONREQUEST']._serialized_end=2450
+  _globals['_WATCHEXECUTIONRESPONSE']._serialized_start=2452
+  _globals['_WATCHEXECUTIONRESPONSE']._serialized_end=2557
+  _globals['_EXECUTIONSERVICE']._serialized_start=3101
+  _globals['_EXECUTIONSERVICE']._serialized_end=4099
 # @@protoc_insertion_point(module_scope)

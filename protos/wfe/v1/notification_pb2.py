@@ -22,34 +22,43 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from wfe.v1 import event_pb2 as wfe_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19wfe/v1/notification.proto\x12\x06wfe.v1\x1a\x12wfe/v1/event.proto\"V\n\x18ListNotificationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bunread_only\x18\x03 \x01(\x08\"w\n\x19ListNotificationsResponse\x12+\n\rnotifications\x18\x01 \x03(\x0b\x32\x14.wfe.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x14\n\x0cunread_count\x18\x03 \x01(\x03\"8\n\x1cMarkNotificationsReadRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x03\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\"/\n\x1dMarkNotificationsReadResponse\x12\x0e\n\x06marked\x18\x01 \x01(\x03\" \n\x1eGetNotificationSettingsRequest\"Q\n\x1fGetNotificationSettingsResponse\x12.\n\x08settings\x18\x01 \x01(\x0b\x32\x1c.wfe.v1.NotificationSettings\"S\n!UpdateNotificationSettingsRequest\x12.\n\x08settings\x18\x01 \x01(\x0b\x32\x1c.wfe.v1.NotificationSettings\"T\n\"UpdateNotificationSettingsResponse\x12.\n\x08settings\x18\x01 \x01(\x0b\x32\x1c.wfe.v1.NotificationSettings\",\n\x14NotificationSettings\x12\x14\n\x0con_completed\x18\x01 \x01(\x08\x32\xb6\x03\n\x13NotificationService\x12X\n\x11ListNotifications\x12 .wfe.v1.ListNotificationsRequest\x1a!.wfe.v1.ListNotificationsResponse\x12\x64\n\x15MarkNotificationsRead\x12$.wfe.v1.MarkNotificationsReadRequest\x1a%.wfe.v1.MarkNotificationsReadResponse\x12j\n\x17GetNotificationSettings\x12&.wfe.v1.GetNotificationSettingsRequest\x1a\'.wfe.v1.GetNotificationSettingsResponse\x12s\n\x1aUpdateNotificationSettings\x12).wfe.v1.UpdateNotificationSettingsRequest\x1a*.wfe.v1.UpdateNotificationSettingsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19wfe/v1/notification.proto\x12\x06wfe.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x12wfe/v1/event.proto\"V\n\x18ListNotificationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bunread_only\x18\x03 \x01(\x08\"w\n\x19ListNotificationsResponse\x12+\n\rnotifications\x18\x01 \x03(\x0b\x32\x14.wfe.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x14\n\x0cunread_count\x18\x03 \x01(\x03\"8\n\x1cMarkNotificationsReadRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x03\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\"/\n\x1dMarkNotificationsReadResponse\x12\x0e\n\x06marked\x18\x01 \x01(\x03\" \n\x1eGetNotificationSettingsRequest\"Q\n\x1fGetNotificationSettingsResponse\x12.\n\x08settings\x18\x01 \x01(\x0b\x32\x1c.wfe.v1.NotificationSettings\"S\n!UpdateNotificationSettingsRequest\x12.\n\x08settings\x18\x01 \x01(\x0b\x32\x1c.wfe.v1.NotificationSettings\"T\n\"UpdateNotificationSettingsResponse\x12.\n\x08settings\x18\x01 \x01(\x0b\x32\x1c.wfe.v1.NotificationSettings\",\n\x14NotificationSettings\x12\x14\n\x0con_completed\x18\x01 \x01(\x08\x32\xe5\x04\n\x13NotificationService\x12t\n\x11ListNotifications\x12 .wfe.v1.ListNotificationsRequest\x1a!.wfe.v1.ListNotificationsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/notifications\x12\x8c\x01\n\x15MarkNotificationsRead\x12$.wfe.v1.MarkNotificationsReadRequest\x1a%.wfe.v1.MarkNotificationsReadResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/api/notifications:markRead:\x01*\x12\x99\x01\n\x17GetNotificationSettings\x12&.wfe.v1.GetNotificationSettingsRequest\x1a\'.wfe.v1.GetNotificationSettingsResponse\"-\x82\xd3\xe4\x93\x02\'\x12\x1b/api/notifications/settingsb\x08settings\x12\xac\x01\n\x1aUpdateNotificationSettings\x12).wfe.v1.UpdateNotificationSettingsRequest\x1a*.wfe.v1.UpdateNotificationSettingsResponse\"7\x82\xd3\xe4\x93\x02\x31\x32\x1b/api/notifications/settings:\x08settingsb\x08settingsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wfe.v1.notification_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=57
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=143
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=145
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=264
-  _globals['_MARKNOTIFICATIONSREADREQUEST']._serialized_start=266
-  _globals['_MARKNOTIFICATIONSREADREQUEST']._serialized_end=322
-  _globals['_MARKNOTIFICATIONSREADRESPONSE']._serialized_start=324
-  _globals['_MARKNOTIFICATIONSREADRESPONSE']._serialized_end=371
-  _globals['_GETNOTIFICATIONSETTINGSREQUEST']._serialized_start=373
-  _globals['_GETNOTIFICATIONSETTINGSREQUEST']._serialized_end=405
-  _globals['_GETNOTIFICATIONSETTINGSRESPONSE']._serialized_start=407
-  _globals['_GETNOTIFICATIONSETTINGSRESPONSE']._serialized_end=488
-  _globals['_UPDATENOTIFICATIONSETTINGSREQUEST']._serialized_start=490
-  _globals['_UPDATENOTIFICATIONSETTINGSREQUEST']._serialized_end=573
-  _globals['_UPDATENOTIFICATIONSETTINGSRESPONSE']._serialized_start=575
-  _globals['_UPDATENOTIFICATIONSETTINGSRESPONSE']._serialized_end=659
-  _globals['_NOTIFICATIONSETTINGS']._serialized_start=661
-  _globals['_NOTIFICATIONSETTINGS']._serialized_end=705
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=708
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=1146
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._loaded_options = None
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\202\323\344\223\002\024\022\022/api/notifications'
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['MarkNotificationsRead']._loaded_options = None
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['MarkNotificationsRead']._serialized_options = b'\202\323\344\223\002 \"\033/api/notifications:markRead:\001*'
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['GetNotificationSettings']._loaded_options = None
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['GetNotificationSettings']._serialized_options = b'\202\323\344\223\002\'\022\033/api/notifications/settingsb\010settings'
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['UpdateNotificationSettings']._loaded_options = None
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['UpdateNotificationSettings']._serialized_options = b'\202\323\344\223\00212\033/api/notifications/settings:\010settingsb\010settings'
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=87
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=173
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=175
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=294
+  _globals['_MARKNOTIFICATIONSREADREQUEST']._serialized_start=296
+  _globals['_MARKNOTIFICATIONSREADREQUEST']._serialized_end=352
+  _globals['_MARKNOTIFICATIONSREADRESPONSE']._serialized_start=354
+  _globals['_MARKNOTIFICATIONSREADRESPONSE']._serialized_end=401
+  _globals['_GETNOTIFICATIONSETTINGSREQUEST']._serialized_start=403
+  _globals['_GETNOTIFICATIONSETTINGSREQUEST']._serialized_end=435
+  _globals['_GETNOTIFICATIONSETTINGSRESPONSE']._serialized_start=437
+  _globals['_GETNOTIFICATIONSETTINGSRESPONSE']._serialized_end=518
+  _globals['_UPDATENOTIFICATIONSETTINGSREQUEST']._serialized_start=520
+  _globals['_UPDATENOTIFICATIONSETTINGSREQUEST']._serialized_end=603
+  _globals['_UPDATENOTIFICATIONSETTINGSRESPONSE']._serialized_start=605
+  _globals['_UPDATENOTIFICATIONSETTINGSRESPONSE']._serialized_end=689
+  _globals['_NOTIFICATIONSETTINGS']._serialized_start=691
+  _globals['_NOTIFICATIONSETTINGS']._serialized_end=735
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=738
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=1351
 # @@protoc_insertion_point(module_scope)
