@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 import pytest
 from grpc import aio
+from sqlalchemy import select, update
 
 from engine.dispatch import Publisher
+from engine.engine import Engine
 from engine.feed import feed_for
 from engine.notifications import StepDurations
+from engine.tools import ToolRegistry
+from persistence.models import Event, Notification
 from service.notifications.projector import NotificationProjector
 from service.server import RunningServer, start_server
 from tenancy.context import TenantId
@@ -312,3 +317,40 @@ async def test_a_mark_request_names_ids_or_all(
     with pytest.raises(grpc.RpcError) as caught:
         await inbox(channel).MarkNotificationsRead(request_, metadata=as_user(tenant, "ada"))
     assert error_info(caught.value)[:2] == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT")
+
+
+async def test_the_purge_removes_notifications_past_the_plans_retention(
+    channel: aio.Channel,
+    server: RunningServer,
+    database: TenantDatabase,
+    admin_database: TenantDatabase,
+    new_tenant: NewTenant,
+    effects: Effects,
+) -> None:
+    tenant = await new_tenant("free")  # keeps 7 days
+    workflow_id = await active_workflow(channel, tenant, failing(effects))
+    for _ in range(2):
+        started = await start_as(channel, tenant, "ada", workflow_id, {})
+        await wait_until(channel, tenant, started.id, FAILED)
+    await handled_up_to_now(server, database)
+    old, kept = (await listed(channel, tenant, "ada")).notifications[::-1]
+    aged = datetime.now(UTC) - timedelta(days=10)
+    async with admin_database.transaction(TenantId(tenant)) as session:
+        await session.execute(
+            update(Notification).where(Notification.id == old.id).values(created_at=aged)
+        )
+        await session.execute(
+            update(Event)
+            .where(
+                Event.type == "notification",
+                Event.payload["notification_id"].as_integer() == old.id,
+            )
+            .values(created_at=aged)
+        )
+    await Engine(database, ToolRegistry(server_settings()), server_settings()).purge()
+    assert [n.id for n in (await listed(channel, tenant, "ada")).notifications] == [kept.id]
+    async with database.transaction(TenantId(tenant)) as session:
+        left = (
+            await session.scalars(select(Event.payload).where(Event.type == "notification"))
+        ).all()
+    assert [p["notification_id"] for p in left] == [kept.id]
