@@ -10,7 +10,7 @@ import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, Final
 
 import grpc
 import pytest
@@ -88,8 +88,24 @@ INTEGRATION_FIXTURES = frozenset(
 )
 
 
+ONE_BACKEND_DIRS: Final = ("gateway",)
+"""Tests of a gRPC client of the server (the gateway): the database behind the server is
+the server's own business, tested on both backends elsewhere; these run on SQLite only."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests_dir = os.path.dirname(__file__)
+    twice = [
+        item
+        for item in items
+        if os.path.relpath(item.path, tests_dir).split(os.sep)[0] in ONE_BACKEND_DIRS
+        and getattr(getattr(item, "callspec", None), "params", {}).get("test_database")
+        == "postgresql"
+    ]
+    if twice:
+        config.hook.pytest_deselected(items=twice)
+        dropped = set(twice)
+        items[:] = [item for item in items if item not in dropped]
     for item in items:
         module = os.path.relpath(item.path, tests_dir)
         uses = set(getattr(item, "fixturenames", ()))  # with their fixtures' fixtures
