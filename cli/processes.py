@@ -72,7 +72,7 @@ def dev(address: str | None, gateway_address: str | None = None) -> None:
 
     def announce(running: RunningServer, gateway_url: str | None) -> None:
         _announce(settings, running)
-        typer.echo(f"gateway listening on {gateway_url} (REST under /api)")
+        typer.echo(f"gateway listening on {gateway_url} ({web.GATEWAY_PLACES})")
         tokens = {
             tenant_id: mint(settings, [tenant_id], ["admin"], TOKEN_HOURS * 3600)
             for tenant_id, _, _ in DEMO_TENANTS

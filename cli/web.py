@@ -13,7 +13,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import typer
 import uvicorn
@@ -23,11 +23,14 @@ from uvicorn.config import LOGGING_CONFIG
 from cli import config, ports
 from cli.shell import client_address
 from foundation.settings import GatewaySettings
-from gateway import create_app
+from gateway import create_app, pages
 
 FLAG = "--gateway-address"
 VARIABLE = "WFE_GATEWAY_LISTEN_ADDRESS"
 GRACE_SECONDS = 10.0  # `wfe gateway` lets open requests end this long after SIGTERM
+
+GATEWAY_PLACES: Final = "live page at /, REST under /api, docs at /api/docs"
+"""Where a person finds what the gateway serves, as `wfe dev` and `wfe gateway` print it."""
 
 
 def serve(address: str | None, target: str | None) -> None:
@@ -47,7 +50,7 @@ async def _serve_alone(settings: GatewaySettings) -> None:
         settings, settings.gateway_target, GRACE_SECONDS, flag="--address", logs=LOGGING_CONFIG
     )
     typer.echo(
-        f"gateway listening on {running.url} (REST under /api), calling {settings.gateway_target}"
+        f"gateway listening on {running.url} ({GATEWAY_PLACES}), calling {settings.gateway_target}"
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -126,6 +129,7 @@ def _app(settings: GatewaySettings, target: str) -> Starlette:
     return create_app(
         target,
         cors_origins=settings.gateway_cors_origins,
+        routes=pages.routes(),
         max_body_bytes=settings.gateway_max_body_bytes,
     )
 

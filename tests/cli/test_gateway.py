@@ -9,10 +9,13 @@ import threading
 
 import httpx
 
+from cli.web import GATEWAY_PLACES
 from tests.cli.conftest import LiveDev
 from tests.test_cli import WFE, free_port
 
-LISTENING = re.compile(r"^gateway listening on (http://127\.0\.0\.1:\d+) \(REST under /api\)$")
+LISTENING = re.compile(
+    r"^gateway listening on (http://127\.0\.0\.1:\d+) \(" + re.escape(GATEWAY_PLACES) + r"\)$"
+)
 
 
 def tenant_over_rest(url: str, live_dev: LiveDev, tenant: str) -> httpx.Response:
@@ -28,7 +31,7 @@ def test_dev_prints_the_gateway_url_and_serves_the_demo_tenants_there(live_dev: 
     urls = [found.group(1) for line in live_dev.lines if (found := LISTENING.match(line.strip()))]
     assert len(urls) == 1, live_dev.lines
     printed = [line.strip() for line in live_dev.lines]
-    assert printed.index(f"gateway listening on {urls[0]} (REST under /api)") == 1  # after wfe's
+    assert printed.index(f"gateway listening on {urls[0]} ({GATEWAY_PLACES})") == 1  # after wfe's
     answer = tenant_over_rest(urls[0], live_dev, "demo-enterprise")
     assert answer.status_code == 200, answer.text
     assert answer.json()["tier"] == "TIER_ENTERPRISE"
@@ -50,7 +53,7 @@ def test_wfe_gateway_calls_the_server_it_targets_and_stops_on_sigterm(live_dev: 
         assert process.stdout is not None
         for line in process.stdout:
             output.append(line)
-            if line.startswith(f"gateway listening on {url} (REST under /api)"):
+            if line.startswith(f"gateway listening on {url} ({GATEWAY_PLACES})"):
                 listening.set()
 
     reader = threading.Thread(target=read, daemon=True)
