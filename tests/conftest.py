@@ -93,15 +93,18 @@ ONE_BACKEND_DIRS: Final = ("gateway",)
 the server's own business, tested on both backends elsewhere; these run on SQLite only."""
 
 
+def _runs_elsewhere(item: pytest.Item, tests_dir: str) -> bool:
+    """Whether this backend's run of a test is left out: the gateway's on PostgreSQL, and
+    on SQLite those marked `postgresql_only` (long runs whose point is the same on both)."""
+    backend = getattr(getattr(item, "callspec", None), "params", {}).get("test_database")
+    if backend == "postgresql":
+        return os.path.relpath(item.path, tests_dir).split(os.sep)[0] in ONE_BACKEND_DIRS
+    return backend == "sqlite" and item.get_closest_marker("postgresql_only") is not None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests_dir = os.path.dirname(__file__)
-    twice = [
-        item
-        for item in items
-        if os.path.relpath(item.path, tests_dir).split(os.sep)[0] in ONE_BACKEND_DIRS
-        and getattr(getattr(item, "callspec", None), "params", {}).get("test_database")
-        == "postgresql"
-    ]
+    twice = [item for item in items if _runs_elsewhere(item, tests_dir)]
     if twice:
         config.hook.pytest_deselected(items=twice)
         dropped = set(twice)

@@ -284,6 +284,7 @@ LOAD = 10_000
 
 
 @pytest.mark.slow
+@pytest.mark.postgresql_only  # 30 s by its nature; the same hub serves both backends
 async def test_a_subscriber_that_reads_nothing_keeps_memory_bounded_then_gets_every_event(
     channel: aio.Channel, server: RunningServer, database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
