@@ -225,6 +225,8 @@ class Stack:
     observer: Observer
     stats: psycopg.AsyncConnection[Any]
     marker_url: str
+    spawned: Spawned
+    """The stack's processes; a bench part may start more (stopped with the rest)."""
 
     @property
     def server_target(self) -> str:
@@ -384,4 +386,5 @@ async def open_stack(options: StackOptions) -> AsyncIterator[Stack]:
             observer=Observer(observed),
             stats=stats,
             marker_url=marker,
+            spawned=spawned,
         )

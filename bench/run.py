@@ -1,7 +1,8 @@
-"""`python -m bench.run [--executions N] [--quick] [--only hostile|streams]`: the ratios.
+"""`python -m bench.run [--executions N] [--quick] [--only hostile|streams|gateway]`: the ratios.
 
 The default run measures (a) to (e); `--only hostile` runs (e) alone and `--only streams`
-the live-stream figures (f) and (g), which the default run leaves out for time.
+the live-stream figures (f) and (g), which the default run leaves out for time;
+`--only gateway` the gateway's figures (h) and (i), also left out of the default run.
 
 Each round measures every floor and its system counterpart back to back, the order
 alternating between rounds so drift on a noisy machine falls on both sides; the table
@@ -17,21 +18,23 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from bench import floors, hostile, scenarios, streams
+from bench import floors, gateway, hostile, scenarios, streams
 from bench.harness import Stack, StackOptions, open_stack
 from bench.report import Metric, p99, table
-from bench.streams import StreamPlan
+from bench.streams import Delivery, StreamPlan
 from tests.engine_stack import broker_unavailable_reason
 from tests.execution_helpers import three_steps
 
 F = TypeVar("F")
 S = TypeVar("S")
 CLIENTS = 16
+QUICK_SOCKETS = 200
+"""(i) subscribers a side in --quick: a thousand sockets' set-up alone takes most of a minute."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,23 @@ class Plan:
     hostile_seconds: float
     attackers: int
     streams: StreamPlan
+    sockets: StreamPlan
+    """(i): the (f) plan with `--sockets` subscribers on each side."""
+    gateway_seconds: float
 
 
 def plan_of(args: argparse.Namespace) -> Plan:
     quick = bool(args.quick)
     executions = args.executions or (60 if quick else 200)
+    stream_plan = StreamPlan(
+        subscribers=args.subscribers,
+        rate=args.event_rate,
+        tenants=args.stream_tenants,
+        processes=args.stream_clients,
+        seconds=5.0 if quick else 10.0,
+        settle=1.0 if quick else 2.0,
+        watchers=args.watchers,
+    )
     return Plan(
         rounds=args.rounds or (1 if quick else 3),
         executions=executions,
@@ -62,15 +77,11 @@ def plan_of(args: argparse.Namespace) -> Plan:
         warmup=12 if quick else 30,
         hostile_seconds=5.0 if quick else 10.0,
         attackers=4,
-        streams=StreamPlan(
-            subscribers=args.subscribers,
-            rate=args.event_rate,
-            tenants=args.stream_tenants,
-            processes=args.stream_clients,
-            seconds=5.0 if quick else 10.0,
-            settle=1.0 if quick else 2.0,
-            watchers=args.watchers,
+        streams=stream_plan,
+        sockets=replace(
+            stream_plan, subscribers=args.sockets or (QUICK_SOCKETS if quick else 1000)
         ),
+        gateway_seconds=5.0 if quick else 10.0,
     )
 
 
@@ -280,6 +291,69 @@ async def bench_hostile(plan: Plan, options: StackOptions) -> dict[str, Metric]:
     return results
 
 
+async def measure_gateway(
+    stack: Stack,
+    plan: Plan,
+    results: dict[str, Metric],
+    front: gateway.Gateway,
+    read: gateway.Reader,
+    number: int,
+) -> None:
+    """(h) and (i), each side by side with direct gRPC, in the round's order."""
+    system_first = number % 2 == 1
+    h, i = results["h"], results["i"]
+    direct, via = await gateway.gets(stack, front, read, plan.gateway_seconds, system_first)
+    print("  " + h.describe(h.add(p99(via) * 1000, p99(direct) * 1000)))
+    print(
+        f"  (h) via the gateway: {len(via)} GETs, {scenarios.summary(via)}; "
+        f"direct: {len(direct)} calls, {scenarios.summary(direct)}",
+        flush=True,
+    )
+    streamed, sockets = await gateway.deliveries(stack, front, plan.sockets, system_first)
+    print("  " + i.describe(i.add(sockets.percentile_ms("p99"), streamed.percentile_ms("p99"))))
+    offered = plan.sockets.offered
+    side: Delivery
+    for label, side in (("WebSockets", sockets), ("gRPC streams", streamed)):
+        print(f"  (i) {label}: {side.summary(offered)}", flush=True)
+    if number == 0:
+        s = plan.sockets
+        h.notes.append(
+            "one client each side, back to back for "
+            f"{plan.gateway_seconds:g} s; REST is httpx on one HTTP/1.1 keep-alive connection "
+            "to one `wfe gateway` process, which calls the same server over its one channel"
+        )
+        i.notes.append(
+            f"{s.subscribers} WebSockets (one gateway process, one Subscribe each) vs "
+            f"{s.subscribers} gRPC streams, each over {s.tenants} tenants and "
+            f"{s.processes} client processes, {s.rate:g} events/s "
+            f"({offered:.0f} msg/s offered), {s.seconds:g} s window"
+            + (
+                f"; --quick runs {QUICK_SOCKETS} a side, not 1,000 (--sockets N to change)"
+                if s.subscribers == QUICK_SOCKETS
+                else ""
+            )
+        )
+
+
+async def bench_gateway(plan: Plan, options: StackOptions) -> dict[str, Metric]:
+    """Only (h) and (i), in `plan.rounds` rounds on one stack and one gateway."""
+    results = gateway.metrics(plan.sockets)
+    async with open_stack(options) as stack:
+        print(f"stack up; logs in {options.log_dir}", flush=True)
+        await scenarios.warm_up(stack, plan.warmup)
+        front = await gateway.start_gateway(stack)
+        read = await gateway.reader(stack)
+        for number in range(plan.rounds):
+            system_first = number % 2 == 1
+            print(
+                f"round {number + 1}/{plan.rounds} "
+                f"({'gateway' if system_first else 'direct'} first)",
+                flush=True,
+            )
+            await measure_gateway(stack, plan, results, front, read, number)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument(
@@ -297,8 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, help="where process logs go (default: a temp dir)")
     parser.add_argument(
         "--only",
-        choices=["hostile", "streams"],
-        help="run one part: hostile = (e) alone; streams = (f) and (g)",
+        choices=["hostile", "streams", "gateway"],
+        help="run one part: hostile = (e) alone; streams = (f) and (g); gateway = (h) and (i)",
     )
     parser.add_argument(
         "--subscribers", type=int, default=1000, help="(f) streams on one server (1000)"
@@ -318,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--watchers", type=int, default=100, help="(g) subscribers attached to the run (100)"
     )
+    parser.add_argument(
+        "--sockets",
+        type=int,
+        help=f"(i) WebSockets, and gRPC streams, a side (1000; quick {QUICK_SOCKETS})",
+    )
     args = parser.parse_args(argv)
     reason = broker_unavailable_reason(args.broker)
     if reason:
@@ -336,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         "streams": f"(f) {s.subscribers} streams over {s.tenants} tenant(s) and "
         f"{s.processes} client processes, {s.rate:g} events/s, {s.seconds:g} s window; "
         f"(g) {plan.executions} executions with and without {s.watchers} subscribers; ",
+        "gateway": f"(h) {plan.gateway_seconds:g} s of GETs via the gateway and direct; "
+        f"(i) {plan.sockets.subscribers} WebSockets vs gRPC streams over {s.tenants} tenant(s), "
+        f"{s.rate:g} events/s, {s.seconds:g} s window; ",
     }
     # (f) and (g) add about five minutes to three rounds: they run only when asked for.
     chosen = [args.only] if args.only else ["core", "hostile"]
@@ -344,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
         f"broker {args.broker}, worker concurrency {args.concurrency}",
         flush=True,
     )
-    run = {"hostile": bench_hostile, "streams": bench_streams}.get(args.only or "", bench)
+    run = {"hostile": bench_hostile, "streams": bench_streams, "gateway": bench_gateway}.get(
+        args.only or "", bench
+    )
     results = asyncio.run(run(plan, options))
     table(list(results.values()))
     return 0

@@ -19,6 +19,7 @@ consuming every event of the run.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import multiprocessing
 import statistics
@@ -184,8 +185,13 @@ async def floor_delivery(stack: Stack, plan: StreamPlan) -> Delivery:
         )
 
 
-async def system_delivery(stack: Stack, plan: StreamPlan) -> Delivery:
-    """(f) system: Subscribe streams on `wfe serve`, events from the writer process."""
+async def system_delivery(
+    stack: Stack, plan: StreamPlan, socket_url: str | None = None
+) -> Delivery:
+    """(f) system: Subscribe streams on `wfe serve`, events from the writer process.
+
+    With `socket_url` (the gateway's `ws://.../api/workflows/ws`), the same streams are
+    WebSockets of the gateway instead, each subscribing to the same topic (for (i))."""
     tenants = [await stack.tenant(three_steps()) for _ in range(plan.tenants)]
     run = uuid.uuid4().hex[:8]
     topics = [Topic(t.id, t.workflow_id, f"bench-stream-{run}-{n}") for n, t in enumerate(tenants)]
@@ -201,6 +207,21 @@ async def system_delivery(stack: Stack, plan: StreamPlan) -> Delivery:
         )
         for i in range(plan.subscribers)
     ]
+    if socket_url is not None:
+        specs = [
+            StreamSpec(
+                socket_url,
+                json.dumps(
+                    {
+                        "action": "subscribe",
+                        "topics": [f"execution:{topics[i % plan.tenants].execution_id}"],
+                        "after_event_id": 0,
+                    }
+                ).encode(),
+                tuple((k.title(), v) for k, v in tenants[i % plan.tenants].metadata),
+            )
+            for i in range(plan.subscribers)
+        ]
     spawn = multiprocessing.get_context("spawn")
     ready, go, stop, results = spawn.Event(), spawn.Event(), spawn.Event(), spawn.Queue()
     writer = spawn.Process(

@@ -21,6 +21,7 @@ else (a multiprocessing child would import the bench's whole main module first).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import pickle
 import struct
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 import grpc
+import websockets
 from grpc import aio
 
 from wfe.v1 import event_pb2
@@ -49,7 +51,11 @@ FRAME: Final = struct.Struct("!Q")
 
 @dataclass(frozen=True)
 class StreamSpec:
-    """One stream to open: the method, the serialised request and its call metadata."""
+    """One stream to open: the method, the serialised request and its call metadata.
+
+    A method starting `ws://` is a WebSocket of the gateway instead: `request` is the
+    subscribe message (JSON) and `metadata` the upgrade's headers.
+    """
 
     method: str
     request: bytes
@@ -140,6 +146,52 @@ class _Reader:
             if not settled:
                 self.settle()
 
+    async def read_socket(self, spec: StreamSpec, index: int) -> None:
+        """As `read`, over the gateway's WebSocket: its JSON events, the same counting."""
+        settled = False
+
+        def failed(code: str, text: str) -> None:
+            nonlocal settled
+            self.errors[code] = self.errors.get(code, 0) + 1
+            self.first_errors.setdefault(code, (time.time(), text[:160]))
+            if not settled:
+                settled = True
+                self.settle()
+
+        try:
+            async with websockets.connect(
+                spec.method,
+                additional_headers=dict(spec.metadata),
+                max_size=None,
+                open_timeout=120,
+                ping_interval=None,
+            ) as socket:
+                await socket.send(spec.request.decode())
+                async for text in socket:
+                    received = time.time()
+                    message = json.loads(text)
+                    if message.get("event") == "error":
+                        failed(str(message.get("error", {}).get("code")), str(text))
+                        continue
+                    if not message.get("event_id"):  # authenticated, subscribed, heartbeat
+                        continue
+                    if not settled:
+                        settled = True
+                        self.settle()
+                    self.per_stream[index] += 1
+                    start, end = self.window
+                    if start <= received < end:
+                        self.in_window += 1
+                        if message.get("event") == LOG_EVENT:
+                            stamped = float(message["message"])
+                            self.latencies.append(received - stamped)
+                            if stamped >= start:
+                                self.stamps.add(stamped)
+        except (websockets.WebSocketException, OSError, TimeoutError) as error:
+            if self.stopping:
+                return
+            failed(type(error).__name__, str(error))
+
     def report(self) -> Report:
         return Report(
             list(self.latencies),
@@ -175,11 +227,15 @@ async def _follow(reader: _Reader) -> None:
 
 async def _consume(target: str, specs: Sequence[StreamSpec]) -> Report:
     reader = _Reader(len(specs), lambda: send(sys.stdout.buffer, "settled"))
-    channels = [aio.insecure_channel(target, options=CLIENT_OPTIONS) for _ in specs]
-    streams = [
-        asyncio.create_task(reader.read(channel, spec, index))
-        for index, (channel, spec) in enumerate(zip(channels, specs, strict=True))
-    ]
+    channels: list[aio.Channel] = []
+    streams = []
+    for index, spec in enumerate(specs):
+        if spec.method.startswith("ws://"):
+            streams.append(asyncio.create_task(reader.read_socket(spec, index)))
+            continue
+        channel = aio.insecure_channel(target, options=CLIENT_OPTIONS)
+        channels.append(channel)
+        streams.append(asyncio.create_task(reader.read(channel, spec, index)))
     await _follow(reader)  # returns with the window that ends
     await asyncio.sleep(max(reader.window[1] - time.time(), 0.0))
     reader.stopping = True
