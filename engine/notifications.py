@@ -23,12 +23,12 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import events
 from engine.feed import FeedEvent
 from engine.topics import NOTIFICATION
+from foundation.database import upsert_insert
 from persistence.models import Execution, Notification, NotificationPreference
 from tenancy import TenantId
 
@@ -157,7 +157,7 @@ async def record(session: AsyncSession, tenant: TenantId, found: Sequence[Candid
             )
         ).all()
     )
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = upsert_insert(session.get_bind().dialect.name)
     made = 0
     for candidate in found:
         event = candidate.source
@@ -170,7 +170,7 @@ async def record(session: AsyncSession, tenant: TenantId, found: Sequence[Candid
         details = {k: v for k, v in details.items() if v is not None}
         now = datetime.now(UTC)
         inserted = await session.scalar(
-            dialect.insert(Notification)
+            insert(Notification)
             .values(
                 tenant_id=tenant,
                 user_id=user,

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -89,3 +90,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def upsert_insert(backend: str) -> Any:
+    """The `insert` of `backend` ("postgresql" or "sqlite"): both add ON CONFLICT, which
+    SQLAlchemy's generic `insert` lacks."""
+    return postgresql.insert if backend == "postgresql" else sqlite.insert

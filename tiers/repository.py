@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from sqlalchemy import case, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from foundation.database import upsert_insert
 from persistence.models import UsageCounter
 from tenancy import TenantId
 
 
 async def _ensure(session: AsyncSession, tenant_id: TenantId, metric: str, window: str) -> None:
     values = {"tenant_id": tenant_id, "metric": metric, "window": window, "used": 0}
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    await session.execute(dialect.insert(UsageCounter).values(values).on_conflict_do_nothing())
+    insert = upsert_insert(session.get_bind().dialect.name)
+    await session.execute(insert(UsageCounter).values(values).on_conflict_do_nothing())
 
 
 async def increment(

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from foundation.database import upsert_insert
 from persistence.models import Notification, NotificationPreference
 
 
@@ -59,9 +59,9 @@ async def completed_wanted(session: AsyncSession, user: str) -> bool:
 
 
 async def want_completed(session: AsyncSession, tenant: str, user: str, wanted: bool) -> None:
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = upsert_insert(session.get_bind().dialect.name)
     now = datetime.now(UTC)
-    statement = dialect.insert(NotificationPreference).values(
+    statement = insert(NotificationPreference).values(
         tenant_id=tenant, user_id=user, on_completed=wanted, updated_at=now
     )
     await session.execute(

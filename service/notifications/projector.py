@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from typing import Final
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine import notifications
 from engine.feed import EventFeed, FeedEvent, feed_for
+from foundation.database import upsert_insert
 from foundation.orm import utcnow
 from persistence.models import Projection
 from tenancy import TenantId
@@ -144,10 +144,10 @@ class NotificationProjector:
             if saved is not None:
                 return int(saved)
         start = await self._feed.horizon()
-        dialect = postgresql if self._database.is_postgresql else sqlite
+        insert = upsert_insert(self._database.engine.dialect.name)
         async with self._database.engine.begin() as connection:
             await connection.execute(
-                dialect.insert(Projection)
+                insert(Projection)
                 .values(name=NAME, position=start, updated_at=utcnow())
                 .on_conflict_do_nothing(index_elements=["name"])
             )
