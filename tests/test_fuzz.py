@@ -306,6 +306,7 @@ async def serving(channel: aio.Channel) -> int:
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
+@pytest.mark.postgresql_only  # the answers come from the servicers, the same on both backends
 @settings(
     max_examples=60,
     deadline=None,
