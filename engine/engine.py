@@ -28,7 +28,7 @@ from engine.runner import Outcome, run_step, runs_inline
 from engine.tools import StepFailure, ToolCall, ToolRegistry
 from engine.topics import NOTIFICATION
 from engine.transitions import TERMINAL
-from engine.units import Unit, open_unit, timing_of, utcnow
+from engine.units import Chain, Unit, open_unit, timing_of, utcnow
 from foundation.settings import Settings
 from persistence.models import (
     AttemptStatus,
@@ -45,6 +45,10 @@ from tiers import planned_transaction
 from tiers import tenants as tenant_rows
 
 logger = logging.getLogger(__name__)
+
+# How far one transaction goes down a chain of inline steps before it dispatches the next.
+CHAIN_STEPS = 64
+CHAIN_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +114,9 @@ class Engine:
             with session.no_autoflush:
                 await transitions.claim(unit, execution, attempt, task_id, lease=not inline)
                 if inline:
+                    unit.chain = self._chain(execution)
                     await self._run_inline(unit, key, execution, attempt, step, context, timeout)
+                    await self._run_chain(unit, execution, task_id)
             publish += unit.publish
             if inline:
                 return None
@@ -135,6 +141,27 @@ class Engine:
             return
         await announcements.log_lines(unit.session, execution, unit.now, attempt.step_id, call.log)
         await transitions.succeed(unit, execution, attempt, outcome)
+
+    def _chain(self, execution: Execution) -> Chain:
+        return Chain.budget(
+            execution.id, lambda step: runs_inline(step, self.tools), CHAIN_STEPS, CHAIN_SECONDS
+        )
+
+    async def _run_chain(self, unit: Unit, execution: Execution, task_id: str | None) -> None:
+        """Run the inline attempts this transaction made due (`unit.chain`), in order."""
+        due = unit.chain.due if unit.chain is not None else []
+        while due and execution.status not in TERMINAL:
+            attempt = due.pop(0)
+            unit.now = utcnow()
+            step = dict(Graph(execution.definition).step(attempt.step_id))
+            context = context_of(execution.input, execution.outputs)
+            timeout, _ = self._timeout_for(step, execution, unit.now)
+            key = AttemptKey(unit.plan.tenant_id, execution.id, attempt.step_id, attempt.attempt)
+            await transitions.claim(unit, execution, attempt, task_id, lease=False)
+            await self._run_inline(unit, key, execution, attempt, step, context, timeout)
+        for left in due:  # the execution ended first (a parallel branch failed it)
+            left.status, left.finished_at = AttemptStatus.CANCELLED, unit.now
+        due.clear()
 
     async def _may_claim(self, unit: Unit, execution: Execution, attempt: StepAttempt) -> bool:
         """Whether this delivery should run the attempt; settles the ones it should not."""
@@ -273,10 +300,12 @@ class Engine:
                 return []
             with session.no_autoflush:
                 await announcements.log_lines(session, execution, unit.now, key.step_id, log)
+                unit.chain = self._chain(execution)
                 if isinstance(result, StepFailure):
                     await transitions.fail_attempt(unit, execution, attempt, result)
                 else:
                     await transitions.succeed(unit, execution, attempt, result)
+                await self._run_chain(unit, execution, attempt.task_id)
             return unit.publish
 
     async def sweep(self, limit: int = 500) -> list[TaskRef]:

@@ -56,19 +56,32 @@ async def schedule_step(
 
     `slots` is the tenant's slots in use, when the caller knows it already.
     """
-    number = attempt or await next_attempt_number(unit.session, execution.id, step_id)
+    number = attempt or max(
+        await next_attempt_number(unit.session, execution.id, step_id),
+        unit.numbered.get((execution.id, step_id), 0) + 1,
+    )
+    unit.numbered[(execution.id, step_id)] = number
     due = due_at or unit.now
     if execution.deadline_at is not None and due > execution.deadline_at:
         due = execution.deadline_at
-    unit.session.add(
-        StepAttempt(
-            execution_id=execution.id,
-            step_id=step_id,
-            attempt=number,
-            status=AttemptStatus.SCHEDULED,
-            due_at=due,
-        )
+    row = StepAttempt(
+        execution_id=execution.id,
+        step_id=step_id,
+        attempt=number,
+        status=AttemptStatus.SCHEDULED,
+        due_at=due,
+        claims=0,
     )
+    unit.session.add(row)
+    if (
+        due_at is None
+        and unit.chain is not None
+        and (execution.deadline_at is None or unit.now < execution.deadline_at)
+        and unit.chain.takes(execution.id, Graph(execution.definition).step(step_id))
+    ):
+        unit.chain.due.append(row)  # runs next in this transaction: no dispatch row
+        unit.undispatched.add((execution.id, step_id, number))
+        return
     if slots is None:
         slots = await admission.slots_in_use(unit.session, unit.plan.tenant_id)
     ref = await dispatch.schedule(
@@ -85,6 +98,13 @@ async def schedule_step(
     )
     if ref is not None:
         unit.publish.append(ref)
+
+
+async def _settled(unit: Unit, execution: Execution, attempt: StepAttempt) -> None:
+    """The attempt finished: its dispatch row goes (an attempt run in a chain has none)."""
+    key = (execution.id, attempt.step_id, attempt.attempt)
+    if key not in unit.undispatched:
+        await dispatch.done(unit.session, *key)
 
 
 async def admit(unit: Unit, execution: Execution, slots: int, *, fresh: bool = False) -> None:
@@ -170,7 +190,7 @@ async def succeed(unit: Unit, execution: Execution, attempt: StepAttempt, outcom
     attempt.status = AttemptStatus.COMPLETED
     attempt.finished_at = unit.now
     attempt.output = outcome.output
-    await dispatch.done(unit.session, execution.id, attempt.step_id, attempt.attempt)
+    await _settled(unit, execution, attempt)
     execution.outputs = {**execution.outputs, attempt.step_id: outcome.output}
     execution.steps = progress.update(
         execution.steps,
@@ -211,7 +231,7 @@ async def fail_attempt(
     attempt.status = AttemptStatus.FAILED
     attempt.finished_at = unit.now
     attempt.error = error
-    await dispatch.done(unit.session, execution.id, attempt.step_id, attempt.attempt)
+    await _settled(unit, execution, attempt)
     execution.updated_at = unit.now
     if execution.deadline_at is not None and unit.now >= execution.deadline_at:
         await time_out(unit, execution, attempt.step_id)

@@ -3,10 +3,12 @@ to publish once the transaction commits."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,14 +31,67 @@ class Timing:
 
 
 @dataclass(slots=True)
+class Chain:
+    """Inline steps that fall due in a transaction run in it, not through the broker.
+
+    A worker that records an inline step (or any step whose next one is inline) goes on
+    with the next one in the same transaction, up to `steps_left` more and until
+    `ends_at` (monotonic seconds), so a chain of pure steps costs one commit and no
+    queue round trip; past the budget the next step is dispatched as usual, and a
+    long or looping chain cannot hold its execution's lock for long.
+    """
+
+    execution_id: str
+    runs_inline: Callable[[Mapping[str, Any]], bool]
+    steps_left: int
+    ends_at: float
+    due: list[Any] = field(default_factory=list)
+    """The attempts (`StepAttempt`) taken on and not run yet, oldest first."""
+
+    @classmethod
+    def budget(
+        cls,
+        execution_id: str,
+        runs_inline: Callable[[Mapping[str, Any]], bool],
+        steps: int,
+        seconds: float,
+    ) -> Chain:
+        return cls(execution_id, runs_inline, steps, time.monotonic() + seconds)
+
+    def takes(self, execution_id: str, step: Mapping[str, Any]) -> bool:
+        """Whether `step` of `execution_id` runs here next; counted against the budget if so.
+
+        Only the chain's own execution: one that a finish admits from the queue is
+        dispatched, so its steps never run under another execution's lock.
+        """
+        if (
+            execution_id != self.execution_id
+            or self.steps_left <= 0
+            or time.monotonic() >= self.ends_at
+            or not self.runs_inline(step)
+        ):
+            return False
+        self.steps_left -= 1
+        return True
+
+
+@dataclass(slots=True)
 class Unit:
-    """One transaction's working set: where, when, and what to publish after commit."""
+    """One transaction's working set: where, when, and what to publish after commit.
+
+    `numbered` holds the attempt numbers given in this transaction and not yet flushed
+    (the chain's), so a step met twice in one chain gets a new number each time.
+    `undispatched` holds the attempts that have no dispatch row (they ran here).
+    """
 
     session: AsyncSession
     plan: TenantPlan
     now: datetime
     timing: Timing
     publish: list[TaskRef] = field(default_factory=list)
+    chain: Chain | None = None
+    numbered: dict[tuple[str, str], int] = field(default_factory=dict)
+    undispatched: set[tuple[str, str, int]] = field(default_factory=set)
 
 
 def utcnow() -> datetime:
