@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -41,16 +42,16 @@ class Database(Generic[Scope]):
         max_overflow: int = 10,
     ) -> None:
         self.url = make_url(url)
-        # The pre-ping costs a round trip (PostgreSQL counts it as a commit) per checkout,
-        # and saves the call that would otherwise meet a connection the database dropped.
-        options: dict[str, Any] = {"pool_pre_ping": True}
+        options: dict[str, Any] = {}
         if self.is_sqlite:
             options["connect_args"] = {"timeout": 30}
         else:
-            options.update(pool_size=pool_size, max_overflow=max_overflow)
+            options.update(pool_size=pool_size, max_overflow=max_overflow, pool_recycle=3600)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        else:
+            _drop_closed_connections(self.engine)
         self._sessions = async_sessionmaker(
             self.engine, sync_session_class=session_class, expire_on_commit=False
         )
@@ -90,6 +91,30 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _drop_closed_connections(engine: AsyncEngine) -> None:
+    """A pooled connection the server closed while it sat idle (a restart, an administrator,
+    an idle timeout) is replaced at checkout, before a transaction meets it.
+
+    Instead of a ping round trip at every checkout, the socket is polled: an idle
+    connection has nothing to read unless the server has sent its goodbye or closed it.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        if _closed_by_server(dbapi_connection.driver_connection):
+            raise exc.DisconnectionError("the database closed this idle connection")
+
+
+def _closed_by_server(connection: Any) -> bool:
+    if connection.closed:
+        return True
+    try:
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def upsert_insert(backend: str) -> Any:

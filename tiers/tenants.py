@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from foundation.errors import PermissionDenied
 from persistence.models import Tenant
 from tenancy import TenantId, decode_tenant
+from tiers import plan_cache
 from tiers.policy import TenantPlan, plan_for
 
 
@@ -49,6 +50,15 @@ async def registered(session: AsyncSession, tenant_id: TenantId) -> Tenant:
 
 
 async def plan_of(session: AsyncSession, tenant_id: TenantId) -> TenantPlan:
-    """The plan in force for a registered tenant."""
-    tenant = await registered(session, tenant_id)
-    return plan_for(tenant_id, tenant.tier, tenant.limit_overrides)
+    """The plan in force for a registered tenant (as read within the last second)."""
+    plan = plan_cache.cached(session, tenant_id)
+    if plan is None:
+        tenant = await registered(session, tenant_id)
+        plan = plan_for(tenant_id, tenant.tier, tenant.limit_overrides)
+        plan_cache.keep(session, plan)
+    return plan
+
+
+def plan_changes(session: AsyncSession, tenant_id: TenantId) -> None:
+    """Call before changing a tenant's tier or limits in `session`'s transaction."""
+    plan_cache.forget(session, tenant_id)

@@ -76,6 +76,7 @@ async def set_tier(
             f"no tenant {tenant_id!r}", violations=[FieldViolation("id", "no such tenant")]
         )
     tier_ = _tier(tier)
+    repository.plan_changes(session, TenantId(tenant_id))
     tenant.tier = tier_.value
     tenant.limit_overrides = _checked_overrides(tier_, overrides or {})
     return tenant
