@@ -28,6 +28,7 @@ from foundation.errors import ExecutionStateConflict
 from foundation.settings import Settings
 from persistence.models import Execution
 from service import offload
+from service.executions.batching import GroupCommit
 from service.idempotency import create_once
 from service.workflows import service as workflows
 from tenancy import CallIdentity, TenantId
@@ -63,6 +64,7 @@ class ExecutionService:
         self._database = database
         self._timing = timing_of(settings)
         self._publisher = publisher
+        self._batches = GroupCommit(database, self._timing, publisher)
 
     async def start(
         self,
@@ -185,7 +187,10 @@ class ExecutionService:
     async def _create(
         self, tenant: TenantId, request_id: str, work: Callable[[Unit], Awaitable[Execution]]
     ) -> Execution:
-        """`work`, once per request id: a repeated id answers with what the first call made."""
+        """`work`, once per request id: a repeated id answers with what the first call made.
+
+        Concurrent creates of the tenant share a transaction (`batching`).
+        """
 
         async def started(unit: Unit) -> Execution:
             if request_id:
@@ -198,4 +203,4 @@ class ExecutionService:
             async with self._database.transaction(tenant) as session:
                 return await repository.get_by_request(session, request_id)
 
-        return await create_once(request_id, lambda: self._change(tenant, started), find)
+        return await create_once(request_id, lambda: self._batches.run(tenant, started), find)

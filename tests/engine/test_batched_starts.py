@@ -1,0 +1,72 @@
+"""Concurrent starts of one tenant share transactions (group commit), yet each caller gets
+its own answer: a refused start takes nothing with it, a repeated request id answers with
+the execution its first call made, and the counters end exact."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import grpc
+from grpc import aio
+
+from tests.conftest import NewTenant, error_info
+from tests.engine.test_run_limits import statuses
+from tests.execution_helpers import active_workflow, start, three_steps, wait_until
+from tests.tiers.test_plan_limits import get_tenant
+from wfe.v1 import execution_pb2
+
+COMPLETED = execution_pb2.EXECUTION_STATUS_COMPLETED
+
+
+async def outcome(call: asyncio.Future[execution_pb2.Execution]) -> str:
+    """The execution id a start answered with, or its error's code and reason."""
+    try:
+        return (await call).id
+    except aio.AioRpcError as error:
+        code, reason, _ = error_info(error)
+        return f"{code.name}/{reason}"
+
+
+async def test_concurrent_starts_each_get_their_own_answer_and_the_counters_end_exact(
+    channel: aio.Channel, new_tenant: NewTenant
+) -> None:
+    tenant = await new_tenant("enterprise", {"max_executions_per_day": 6})
+    workflow_id = await active_workflow(channel, tenant, three_steps())
+    repeated = uuid.uuid4().hex
+    calls = [
+        *(start(channel, tenant, workflow_id, {"name": f"n{i}"}) for i in range(10)),
+        *(start(channel, tenant, workflow_id, {"name": "again"}, repeated) for _ in range(3)),
+        *(start(channel, tenant, str(uuid.uuid4())) for _ in range(3)),  # no such workflow
+    ]
+    answers = await asyncio.gather(*(outcome(asyncio.ensure_future(c)) for c in calls))
+    plain, same_id, unknown = answers[:10], answers[10:13], answers[13:]
+    assert unknown == ["NOT_FOUND/WORKFLOW_NOT_FOUND"] * 3
+    assert len(set(same_id)) == 1  # one execution for the three calls, or one refusal
+    started = {a for a in plain + same_id if not a.startswith("RESOURCE_EXHAUSTED")}
+    refused = [a for a in plain + same_id if a.startswith("RESOURCE_EXHAUSTED")]
+    assert len(started) == 6  # the day's quota, exactly
+    assert set(refused) == {"RESOURCE_EXHAUSTED/TIER_RESTRICTION"}
+    assert len(await statuses(channel, tenant)) == 6  # a refusal stored nothing
+    assert (await get_tenant(channel, tenant)).usage.executions_today == 6
+    for execution_id in started:
+        done = await wait_until(channel, tenant, execution_id, patience=60)
+        assert done.status == COMPLETED
+
+
+async def test_a_start_refused_in_a_shared_transaction_leaves_the_others_started(
+    channel: aio.Channel, new_tenant: NewTenant
+) -> None:
+    tenant = await new_tenant("enterprise")
+    workflow_id = await active_workflow(channel, tenant, three_steps())
+    calls = [
+        start(channel, tenant, workflow_id if i % 2 else str(uuid.uuid4()), {"name": f"n{i}"})
+        for i in range(16)
+    ]
+    answers = await asyncio.gather(*(outcome(asyncio.ensure_future(c)) for c in calls))
+    assert answers[0::2] == ["NOT_FOUND/WORKFLOW_NOT_FOUND"] * 8
+    assert all(not a.startswith(grpc.StatusCode.NOT_FOUND.name) for a in answers[1::2])
+    for execution_id in answers[1::2]:
+        done = await wait_until(channel, tenant, execution_id, patience=60)
+        assert done.status == COMPLETED
+        assert dict(done.result)["greeting"].startswith("n")
