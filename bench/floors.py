@@ -1,4 +1,4 @@
-"""The client side of the floors, and the unary-latency client both sides of (b) share.
+"""The client side of the floors, and the unary-latency client both sides of (b) and (b16) share.
 
 Celery floor: N chains of three no-op tasks on the floor worker, timed from the
 first send to the last task's finish (which the task itself records in Redis).
@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -20,10 +22,26 @@ from bench import floor_app, noop_server
 from bench.harness import Metadata, Stack
 
 CLIENT_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
+Call = tuple[bytes, Metadata]
+"""One client's serialised request and the metadata it sends with it."""
 
 
-async def celery_chain_rate(stack: Stack, chains: int, patience: float = 300.0) -> float:
-    """Completed no-op tasks per second for `chains` chains of three, sent at once."""
+@dataclass(frozen=True)
+class Chains:
+    """The floor of (a) and (a'): tasks run, seconds from first send to last finish, and the CPU."""
+
+    tasks: int
+    seconds: float
+    cpu_seconds: float
+    """The floor worker's and its children's, from before the first send to the end."""
+
+    @property
+    def rate(self) -> float:
+        return self.tasks / self.seconds
+
+
+async def celery_chain_rate(stack: Stack, chains: int, patience: float = 300.0) -> Chains:
+    """`chains` chains of three no-op tasks, sent at once, until the last one finished."""
     key = f"{stack.floor_queue}:mark-{uuid.uuid4().hex[:8]}"
     app = stack.floor
 
@@ -37,6 +55,7 @@ async def celery_chain_rate(stack: Stack, chains: int, patience: float = 300.0) 
 
     client = aioredis.Redis.from_url(stack.marker_url)
     try:
+        cpu_before = stack.floor_cpu()
         began = time.time()
         await asyncio.to_thread(send)
         ends = time.monotonic() + patience
@@ -44,33 +63,28 @@ async def celery_chain_rate(stack: Stack, chains: int, patience: float = 300.0) 
             if time.monotonic() > ends:
                 raise TimeoutError(f"the Celery floor finished too few of {chains} chains")
             await asyncio.sleep(0.1)
+        cpu_seconds = stack.floor_cpu() - cpu_before
         finished = max(float(t) for t in await client.lrange(f"{key}:times", 0, -1))
         await client.delete(f"{key}:count", f"{key}:times")
     finally:
         await client.aclose()
-    return 3 * chains / (finished - began)
+    return Chains(3 * chains, finished - began, cpu_seconds)
 
 
 async def unary_latencies(
-    target: str,
-    method: str,
-    request: bytes,
-    metadata: Metadata,
-    *,
-    clients: int,
-    calls: int,
-    warmup: int = 2,
+    target: str, method: str, clients: Sequence[Call], *, calls: int, warmup: int = 2
 ) -> list[float]:
-    """Seconds per call of `clients` coroutines, each on its own connection, `calls` each.
+    """Seconds per call of one coroutine per client, each on its own connection, `calls` each.
 
-    The request is sent pre-serialised so both sides of the comparison pay the same
-    client cost; `warmup` calls per client (connection set-up, caches) are not timed.
+    Each client sends its request pre-serialised so both sides of the comparison pay the
+    same client cost; `warmup` calls per client (connection set-up, caches) are not timed.
     """
-    channels = [aio.insecure_channel(target, options=CLIENT_OPTIONS) for _ in range(clients)]
+    channels = [aio.insecure_channel(target, options=CLIENT_OPTIONS) for _ in clients]
     try:
         stubs = [ch.unary_unary(method) for ch in channels]
 
-        async def client(stub: Any, timed: int) -> list[float]:
+        async def client(stub: Any, call: Call, timed: int) -> list[float]:
+            request, metadata = call
             spent = []
             for _ in range(timed):
                 began = time.perf_counter()
@@ -78,17 +92,15 @@ async def unary_latencies(
                 spent.append(time.perf_counter() - began)
             return spent
 
-        await asyncio.gather(*(client(stub, warmup) for stub in stubs))
-        results = await asyncio.gather(*(client(stub, calls) for stub in stubs))
+        pairs = list(zip(stubs, clients, strict=True))
+        await asyncio.gather(*(client(stub, call, warmup) for stub, call in pairs))
+        results = await asyncio.gather(*(client(stub, call, calls) for stub, call in pairs))
     finally:
         for ch in channels:
             await ch.close()
     return [value for spent in results for value in spent]
 
 
-async def noop_latencies(
-    stack: Stack, request: bytes, metadata: Metadata, *, clients: int, calls: int
-) -> list[float]:
-    return await unary_latencies(
-        stack.noop_target, noop_server.METHOD, request, metadata, clients=clients, calls=calls
-    )
+async def noop_latencies(stack: Stack, clients: Sequence[Call], *, calls: int) -> list[float]:
+    """(b) floor: the clients' StartExecution requests, answered by the no-op server."""
+    return await unary_latencies(stack.noop_target, noop_server.METHOD, clients, calls=calls)

@@ -1,7 +1,8 @@
 """The system under test, and the floors beside it, for one bench run.
 
 One throwaway PostgreSQL database (owner + RLS service role, migrated), a real
-`wfe serve` process, `wfe worker` and `wfe beat` processes on the chosen broker,
+`wfe serve` process, `wfe worker` and `wfe beat` processes on the chosen broker
+(which alone are shown the bench's own dispatched no-op tool, `bench.noop_tool`),
 and next to them the floors: a no-op Celery worker started the same way, a no-op
 grpc.aio server and a no-op grpc.aio streaming server. The engine keeps its
 production clocks (lease, grace, sweep interval), because the tests' short clocks
@@ -17,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -31,7 +33,7 @@ from celery import Celery
 from grpc import aio
 from sqlalchemy.engine import make_url
 
-from bench import floor_app
+from bench import cpu, floor_app, noop_tool
 from service.tenants import service as tenants
 from tenancy.database import TenantDatabase
 from tests.conftest import AUDIENCE, ISSUER, SECRET, auth
@@ -42,6 +44,8 @@ from tests.execution_helpers import active_workflow
 Metadata = tuple[tuple[str, str], ...]
 LISTENING = re.compile(rb"listening on [\w.\-]+:(\d+)")
 TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
+SYSTEM_PROCESSES = ("serve", "worker", "beat")
+FLOOR_PROCESSES = ("floor-worker",)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class Spawned:
 
     log_dir: Path
     running: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    pids: dict[str, int] = field(default_factory=dict)
+    """Each started process by name: its session's leader."""
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Path:
         log = self.log_dir / f"{name}.log"
@@ -69,6 +75,7 @@ class Spawned:
                 start_new_session=True,
             )
         self.running.append(process)
+        self.pids[name] = process.pid
         return log
 
     def port_of(self, log: Path, timeout: float = 60.0) -> int:
@@ -99,6 +106,7 @@ class Spawned:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)
         self.running.clear()
+        self.pids.clear()
 
 
 @dataclass(frozen=True)
@@ -275,18 +283,40 @@ class Stack:
         assert row is not None
         return int(row[0])
 
+    async def system_cpu(self) -> cpu.Sample:
+        """CPU so far of serve, worker (its children too), beat and the database's backends.
+
+        The bench's own observer backend is left out; `stats` is on another database.
+        """
+        cursor = await self.stats.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+            (self.database_name, self.observer.pid),
+        )
+        backends = [int(row[0]) for row in await cursor.fetchall()]
+        leaders = {self.spawned.pids[name] for name in SYSTEM_PROCESSES}
+        return cpu.Sample(cpu.sessions_seconds(leaders), cpu.processes_seconds(backends))
+
+    def floor_cpu(self) -> float:
+        """CPU seconds so far of the Celery floor's worker and its prefork children."""
+        return cpu.sessions_seconds({self.spawned.pids[name] for name in FLOOR_PROCESSES})
+
 
 def _libpq(url: Any) -> str:
     return str(make_url(str(url) if isinstance(url, str) else url).set(drivername="postgresql"))
 
 
 def _engine_environment(
-    database_url: str, options: StackOptions, queue: str, effects_port: int
+    database_url: str, options: StackOptions, queue: str, effects_port: int, tools: Path
 ) -> dict[str, str]:
-    """`WFE_*` for serve, worker and beat: production clocks; loopback allowed for the stub."""
+    """`WFE_*` for serve, worker and beat: production clocks; loopback allowed for the stub.
+
+    `tools` goes first on PYTHONPATH: it declares the bench's own tools (`bench_noop`) to
+    these processes only, without installing anything into the product.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
     env.update(
         PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(tools), env.get("PYTHONPATH")])),
         WFE_DATABASE_URL=database_url,
         WFE_BROKER_URL=options.broker_url,
         WFE_QUEUE_NAME=queue,
@@ -331,6 +361,10 @@ async def open_stack(options: StackOptions) -> AsyncIterator[Stack]:
     spawned = Spawned(options.log_dir)
     async with AsyncExitStack() as stack:
         database = stack.enter_context(postgres_database())
+        # Removed after the processes that read it are stopped (callbacks run in reverse).
+        tools = noop_tool.declare(
+            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wfe-bench-tools-")))
+        )
         stack.callback(purge, marker, floor_queue)
         stack.callback(purge, options.broker_url, floor_queue)
         stack.callback(purge, options.broker_url, queue)
@@ -340,7 +374,7 @@ async def open_stack(options: StackOptions) -> AsyncIterator[Stack]:
 
         effects_log = spawned.start("effects", ["-m", "bench.effects_server"], dict(os.environ))
         effects_port = spawned.port_of(effects_log)
-        env = _engine_environment(database.service_url, options, queue, effects_port)
+        env = _engine_environment(database.service_url, options, queue, effects_port, tools)
         server_log = spawned.start("serve", ["-m", "cli.main", "serve"], env)
         server_port = spawned.port_of(server_log)
         worker = ["-m", "cli.main", "worker", f"--name={queue}@%h"]

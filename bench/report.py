@@ -69,7 +69,7 @@ class Metric:
     @property
     def target_text(self) -> str:
         if self.target is None:
-            return ""
+            return "—"
         bound = ("≥ " if self.higher_is_better else "≤ ") + f"{self.target:g}"
         return f"{bound} {self.unit_system}" if self.absolute else bound
 

@@ -1,8 +1,9 @@
 """`python -m bench.run [--executions N] [--quick] [--only hostile|streams|gateway]`: the ratios.
 
-The default run measures (a) to (e); `--only hostile` runs (e) alone and `--only streams`
-the live-stream figures (f) and (g), which the default run leaves out for time;
-`--only gateway` the gateway's figures (h) and (i), also left out of the default run.
+The default run measures (a) to (e), with (a'), (b16), (c') and the CPU per step;
+`--only hostile` runs (e) alone and `--only streams` the live-stream figures (f) and (g),
+which the default run leaves out for time; `--only gateway` the gateway's figures (h) and
+(i), also left out of the default run.
 
 Each round measures every floor and its system counterpart back to back, the order
 alternating between rounds so drift on a noisy machine falls on both sides; the table
@@ -26,6 +27,7 @@ from typing import TypeVar
 from bench import floors, gateway, hostile, scenarios, streams
 from bench.harness import Stack, StackOptions, open_stack
 from bench.report import Metric, p99, table
+from bench.scenarios import Throughput
 from bench.streams import Delivery, StreamPlan
 from tests.engine_stack import broker_unavailable_reason
 from tests.execution_helpers import three_steps
@@ -88,7 +90,7 @@ def plan_of(args: argparse.Namespace) -> Plan:
 def flood_size(plan: Plan, steps_per_second: float) -> int:
     """Enough slow executions to keep the workers busy through the light series, with margin.
 
-    Sized from this round's (a) rate (no-op executions; the flood's are slower), so a
+    Sized from this round's (a') rate (no-op executions; the flood's are slower), so a
     quiet machine gets a bigger flood than a busy one and both stay saturated.
     """
     window = plan.light * plan.light_spacing + 5.0
@@ -97,14 +99,21 @@ def flood_size(plan: Plan, steps_per_second: float) -> int:
 
 def metrics() -> dict[str, Metric]:
     """The default run's rows; (f) and (g) are `streams.metrics`, run with --only streams."""
+    starts = f"StartExecution p99 @{CLIENTS} clients"
     return {
-        "a": Metric("a", "3-step no-op workflows, steps/s", "steps/s", "tasks/s", 0.7, True),
-        "b": Metric("b", f"StartExecution p99 @{CLIENTS} clients", "ms", "ms", 3.0, False),
-        "c": Metric("c", "PostgreSQL commits per completed step", "commits", "steps", 2.0, False),
+        "a": Metric("a", "3 dispatched no-op steps, steps/s", "steps/s", "tasks/s", 0.7, True),
+        "a'": Metric("a'", "3-step inline workflows, steps/s", "steps/s", "tasks/s", 1.5, True),
+        "b": Metric("b", f"{starts}, 1 tenant", "ms", "ms", 3.0, False),
+        "b16": Metric("b16", f"{starts}, {CLIENTS} tenants", "ms", "ms", 3.0, False),
+        "c": Metric("c", "PostgreSQL commits per dispatched step", "commits", "steps", 1.5, False),
+        "c'": Metric(
+            "c'", "PostgreSQL commits per inline execution", "commits", "executions", 2.0, False
+        ),
         "d": Metric("d", "light tenant start-to-first-step p99", "ms", "ms", 1.5, False),
         "e": Metric(
             "e", "other tenant's GetExecution p99 under an attacker ÷ alone", "ms", "ms", 2.0, False
         ),
+        "cpu": Metric("cpu", "CPU ms per step, (a') run", "ms/step", "ms/task", None, False),
     }
 
 
@@ -121,50 +130,93 @@ async def in_order(
     return first, await system()
 
 
+def _commit_note(number: int, run: Throughput, counted: str) -> str:
+    """(c), (c'): a round's counts, and what commits besides the starts and steps."""
+    return (
+        f"round {number + 1}: {run.commits} commits for {run.executions} executions "
+        f"({run.steps} {counted} steps), {run.commits / run.executions:.2f} per execution; "
+        "besides the starts' and steps' own: the server's reads of the event log and the "
+        "processes' NOTIFY wake-ups (a transaction each), pool pre-pings, sweeps and "
+        f"re-deliveries, autovacuum. Starts took {run.starts_seconds:.1f}s "
+        f"of the {run.seconds:.1f}s"
+    )
+
+
+async def measure_throughput(
+    stack: Stack, plan: Plan, results: dict[str, Metric], number: int
+) -> Throughput:
+    """(a'), (c') and CPU, then (a) and (c), each system run beside a chain floor of its own.
+
+    Returns the (a') run, whose rate sizes the (d) flood.
+    """
+    system_first = number % 2 == 1
+    a, inline_a, c, inline_c, cpu = (results[k] for k in ("a", "a'", "c", "c'", "cpu"))
+    chains, inline = await in_order(
+        system_first,
+        lambda: floors.celery_chain_rate(stack, plan.executions),
+        lambda: scenarios.steps_per_second(stack, plan.executions, count_commits=True),
+    )
+    print("  " + inline_a.describe(inline_a.add(inline.rate, chains.rate)), flush=True)
+    print("  " + inline_c.describe(inline_c.add(inline.commits, inline.executions)), flush=True)
+    inline_c.notes.append(_commit_note(number, inline, "inline"))
+    per_step = inline.cpu.total * 1000 / inline.steps
+    print("  " + cpu.describe(cpu.add(per_step, chains.cpu_seconds * 1000 / chains.tasks)))
+    cpu.notes.append(
+        f"round {number + 1}: system {inline.cpu.total:.2f} s for {inline.steps} steps in "
+        f"{inline.seconds:.1f} s (serve, worker and beat {inline.cpu.processes:.2f} s, "
+        f"PostgreSQL backends {inline.cpu.postgres:.2f} s); Celery floor "
+        f"{chains.cpu_seconds:.2f} s for {chains.tasks} tasks in {chains.seconds:.1f} s"
+    )
+
+    chains, dispatched = await in_order(
+        system_first,
+        lambda: floors.celery_chain_rate(stack, plan.executions),
+        lambda: scenarios.dispatched_per_second(stack, plan.executions),
+    )
+    print("  " + a.describe(a.add(dispatched.rate, chains.rate)), flush=True)
+    print("  " + c.describe(c.add(dispatched.commits, dispatched.steps)), flush=True)
+    c.notes.append(_commit_note(number, dispatched, "dispatched"))
+    return inline
+
+
+async def measure_starts(stack: Stack, plan: Plan, results: dict[str, Metric], number: int) -> None:
+    """(b) and (b16): StartExecution p99 beside the no-op server's, for the same requests.
+
+    (b): every client starts the same tenant's workflow; (b16): each client its own tenant.
+    """
+    system_first = number % 2 == 1
+    single = await scenarios.start_tenants(stack, 1)
+    many = await scenarios.start_tenants(stack, CLIENTS)
+    for key, tenants in (("b", single * CLIENTS), ("b16", many)):
+        clients = [scenarios.start_call(tenant) for tenant in tenants]
+        calls = plan.calls_per_client
+        noop, starts = await in_order(
+            system_first,
+            partial(floors.noop_latencies, stack, clients, calls=calls),
+            partial(scenarios.start_latencies, stack, clients, calls=calls),
+        )
+        b = results[key]
+        print("  " + b.describe(b.add(p99(starts) * 1000, p99(noop) * 1000)), flush=True)
+
+
 async def bench(plan: Plan, options: StackOptions) -> dict[str, Metric]:
     results = metrics()
-    a, b, c, d = (results[k] for k in "abcd")
+    d = results["d"]
     began = time.monotonic()
     async with open_stack(options) as stack:
         print(f"stack up in {time.monotonic() - began:.0f}s; logs in {options.log_dir}", flush=True)
         await scenarios.warm_up(stack, plan.warmup)
         await floors.celery_chain_rate(stack, plan.warmup)
-        tenant = await stack.tenant(three_steps())
-        request = scenarios.start_request(tenant)
-        await floors.noop_latencies(stack, request, tenant.metadata, clients=CLIENTS, calls=3)
+        warm = [scenarios.start_call(await stack.tenant(three_steps()))] * CLIENTS
+        await floors.noop_latencies(stack, warm, calls=3)
         print(f"warmed up at {time.monotonic() - began:.0f}s", flush=True)
         for number in range(plan.rounds):
             system_first = number % 2 == 1
             print(
                 f"round {number + 1}/{plan.rounds} ({'system' if system_first else 'floor'} first)"
             )
-
-            rate, run = await in_order(
-                system_first,
-                lambda: floors.celery_chain_rate(stack, plan.executions),
-                lambda: scenarios.steps_per_second(stack, plan.executions, count_commits=True),
-            )
-            print("  " + a.describe(a.add(run.rate, rate)), flush=True)
-            print("  " + c.describe(c.add(run.commits, run.steps)), flush=True)
-            expected = run.executions + run.steps
-            c.notes.append(
-                f"round {number + 1}: {run.commits} commits for {run.steps} steps; one "
-                f"transaction per StartExecution and per step would be {expected} "
-                f"({expected / run.steps:.2f}/step); the rest: pool pre-pings, sweeper "
-                f"re-deliveries and sweeps, autovacuum. Starts took {run.starts_seconds:.1f}s "
-                f"of the {run.seconds:.1f}s"
-            )
-
-            noop, starts = await in_order(
-                system_first,
-                lambda: floors.noop_latencies(
-                    stack, request, tenant.metadata, clients=CLIENTS, calls=plan.calls_per_client
-                ),
-                lambda: scenarios.start_latencies(
-                    stack, clients=CLIENTS, calls=plan.calls_per_client
-                ),
-            )
-            print("  " + b.describe(b.add(p99(starts) * 1000, p99(noop) * 1000)), flush=True)
+            run = await measure_throughput(stack, plan, results, number)
+            await measure_starts(stack, plan, results, number)
 
             flood = flood_size(plan, run.rate)
             alone, loaded = await in_order(
@@ -191,9 +243,9 @@ async def bench(plan: Plan, options: StackOptions) -> dict[str, Metric]:
                 flush=True,
             )
             await measure_hostile(stack, plan, results["e"])
-        c.notes.append(
+        results["c"].notes.append(
             "bench polling commits nothing (its reads share one transaction, rolled back); "
-            "tenant and workflow set-up commit before the window opens"
+            "tenant and workflow set-up commit before the window opens (so too for (c'))"
         )
     print(f"finished in {time.monotonic() - began:.0f}s", flush=True)
     return results
@@ -359,11 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--executions",
         type=int,
-        help="(a) executions and chains per round; the (d) flood is at least max(N, 120)",
+        help="(a), (a') executions and chains per round; the (d) flood is at least max(N, 120)",
     )
     parser.add_argument("--quick", action="store_true", help="one small round (< 2 min)")
     parser.add_argument("--rounds", type=int, help="rounds (default 3, quick 1)")
-    parser.add_argument("--calls", type=int, help="(b) StartExecution calls per client")
+    parser.add_argument("--calls", type=int, help="(b), (b16) StartExecution calls per client")
     parser.add_argument(
         "--broker", default="redis://127.0.0.1:6379/0", help="Celery broker for both sides"
     )
@@ -407,9 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     options = StackOptions(args.broker, args.concurrency, log_dir)
     s = plan.streams
     parts = {
-        "core": f"(a) {plan.executions} executions vs chains; "
-        f"(b) {CLIENTS} clients x {plan.calls_per_client} calls; (d) {plan.light} light starts "
-        f"every {plan.light_spacing * 1000:.0f} ms vs a flood of at least {plan.heavy}; ",
+        "core": f"(a), (a') {plan.executions} executions vs chains each; "
+        f"(b), (b16) {CLIENTS} clients x {plan.calls_per_client} calls; "
+        f"(d) {plan.light} light starts every {plan.light_spacing * 1000:.0f} ms "
+        f"vs a flood of at least {plan.heavy}; ",
         "hostile": f"(e) {plan.hostile_seconds:g} s of reads alone and under "
         f"{plan.attackers} attackers; ",
         "streams": f"(f) {s.subscribers} streams over {s.tenants} tenant(s) and "

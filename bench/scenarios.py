@@ -16,7 +16,8 @@ from typing import Any
 
 from grpc import aio
 
-from bench.floors import CLIENT_OPTIONS, unary_latencies
+from bench import cpu, noop_tool
+from bench.floors import CLIENT_OPTIONS, Call, unary_latencies
 from bench.harness import BenchTenant, Stack
 from tests.execution_helpers import http, step, struct, three_steps, workflow
 from wfe.v1 import execution_pb2, execution_pb2_grpc
@@ -30,6 +31,22 @@ def start_request(tenant: BenchTenant) -> bytes:
         workflow_id=tenant.workflow_id, input=struct({"name": "bench"})
     )
     return bytes(request.SerializeToString())
+
+
+def start_call(tenant: BenchTenant) -> Call:
+    """What one (b) or (b16) client sends: the tenant's start request and its metadata."""
+    return start_request(tenant), tenant.metadata
+
+
+async def start_tenants(stack: Stack, count: int) -> list[BenchTenant]:
+    """(b): `count` tenants, each with `three_steps()` and no concurrency or daily limit."""
+    document = three_steps()
+    return [
+        await stack.tenant(
+            document, max_concurrent_executions=UNLIMITED, max_executions_per_day=None
+        )
+        for _ in range(count)
+    ]
 
 
 async def start_all(stack: Stack, tenant: BenchTenant, count: int, clients: int = 16) -> list[str]:
@@ -51,18 +68,36 @@ async def start_all(stack: Stack, tenant: BenchTenant, count: int, clients: int 
     return ids
 
 
-async def throughput_tenant(stack: Stack) -> BenchTenant:
-    """A tenant for (a): `three_steps()`, no concurrency limit in the way."""
-    return await stack.tenant(three_steps(), max_concurrent_executions=UNLIMITED)
+def dispatched_steps() -> dict[str, Any]:
+    """input -> three `bench_noop` steps (dispatched, no wait) -> output: (a)'s workflow.
+
+    Input and output steps always run inline; the three no-op tool steps are dispatched.
+    """
+    noop = {"tool": noop_tool.NAME, "arguments": {}}
+    return workflow(
+        step("input", "input", "noop1", name="Input"),
+        step("noop1", "tool", "noop2", name="Noop 1", config=noop),
+        step("noop2", "tool", "noop3", name="Noop 2", config=noop),
+        step("noop3", "tool", "done", name="Noop 3", config=noop),
+        step("done", "output", name="Done", config={"values": {"ok": True}}),
+    )
+
+
+async def throughput_tenant(stack: Stack, document: dict[str, Any] | None = None) -> BenchTenant:
+    """A tenant for (a) or (a'): `document` (default `three_steps()`), no concurrency limit."""
+    return await stack.tenant(document or three_steps(), max_concurrent_executions=UNLIMITED)
 
 
 @dataclass(frozen=True)
 class Throughput:
     executions: int
     steps: int
+    """Three per execution: `three_steps()`'s all, or `dispatched_steps()`'s dispatched ones."""
     seconds: float
     starts_seconds: float
     commits: int
+    cpu: cpu.Spent
+    """The system's CPU from just before the first start to just after the last completion."""
 
     @property
     def rate(self) -> float:
@@ -72,14 +107,17 @@ class Throughput:
 async def steps_per_second(
     stack: Stack, executions: int, *, count_commits: bool, tenant: BenchTenant | None = None
 ) -> Throughput:
-    """(a) and (c): `executions` 3-step no-op workflows, first StartExecution to last completion.
+    """(a) to (c'): `executions` workflows of 3 counted steps, first start to last completion.
 
     With `count_commits`, the database's commits are read just before the first start
     and after the last completion, so they cover the starts and every step. `tenant`
-    (default: a new one) must run `three_steps()` without a concurrency limit.
+    (default: a new one with `three_steps()`) must have no concurrency limit. The CPU
+    is read inside the commit readings: they end idle backends, losing those backends'
+    time, and the reconnections that follow fall in the window.
     """
     tenant = tenant or await throughput_tenant(stack)
     before = await stack.commits() if count_commits else 0
+    cpu_before = await stack.system_cpu()
     began = time.time()
     started = 0.0
 
@@ -91,27 +129,25 @@ async def steps_per_second(
     await asyncio.gather(starts(), stack.observer.wait(tenant.id, executions, patience=300.0))
     finished = (await stack.observer.last_completion(tenant.id)).timestamp()
     await stack.observer.release()
+    spent = cpu.between(cpu_before, await stack.system_cpu())
     commits = await stack.commits() - before if count_commits else 0
-    return Throughput(executions, 3 * executions, finished - began, started, commits)
+    return Throughput(executions, 3 * executions, finished - began, started, commits, spent)
 
 
-async def start_latencies(stack: Stack, *, clients: int, calls: int) -> list[float]:
-    """(b): StartExecution seconds per call, `clients` concurrent callers, `calls` each.
+async def dispatched_per_second(stack: Stack, executions: int) -> Throughput:
+    """(a) and (c): `steps_per_second` of `dispatched_steps()` on a new tenant, commits counted."""
+    tenant = await throughput_tenant(stack, dispatched_steps())
+    return await steps_per_second(stack, executions, count_commits=True, tenant=tenant)
 
-    The tenant has no concurrency or daily limit in the way, so every start is admitted
-    and its steps published; the workers run them meanwhile, as they would in service.
+
+async def start_latencies(stack: Stack, clients: Sequence[Call], *, calls: int) -> list[float]:
+    """(b), (b16): StartExecution seconds per call, one caller per client, `calls` each.
+
+    The tenants (`start_tenants`) have no concurrency or daily limit in the way, so every
+    start is admitted and its steps published; the workers run them meanwhile, as they
+    would in service, and are waited for before the next measurement.
     """
-    tenant = await stack.tenant(
-        three_steps(), max_concurrent_executions=UNLIMITED, max_executions_per_day=None
-    )
-    latencies = await unary_latencies(
-        stack.server_target,
-        START_METHOD,
-        start_request(tenant),
-        tenant.metadata,
-        clients=clients,
-        calls=calls,
-    )
+    latencies = await unary_latencies(stack.server_target, START_METHOD, clients, calls=calls)
     await stack.observer.drain()
     return latencies
 
@@ -195,10 +231,16 @@ async def light_under_load(stack: Stack, count: int, spacing: float, heavy: int)
 
 async def warm_up(stack: Stack, executions: int) -> None:
     """Fill pools and import paths in server and worker children before anything is timed."""
-    plain = await stack.tenant(three_steps(), max_concurrent_executions=UNLIMITED)
+    plain = await throughput_tenant(stack)
+    dispatched = await throughput_tenant(stack, dispatched_steps())
     slow = await stack.tenant(slow_steps(stack), max_concurrent_executions=UNLIMITED)
-    await asyncio.gather(start_all(stack, plain, executions), start_all(stack, slow, 8))
+    await asyncio.gather(
+        start_all(stack, plain, executions),
+        start_all(stack, dispatched, executions),
+        start_all(stack, slow, 8),
+    )
     await stack.observer.wait(plain.id, executions, patience=180.0)
+    await stack.observer.wait(dispatched.id, executions, patience=180.0)
     await stack.observer.wait(slow.id, 8, patience=180.0)
     await stack.observer.drain()
 

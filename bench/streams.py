@@ -10,7 +10,7 @@ make the same number of messages a second of the same kind and size. On both sid
 every stream is open and has had one event before the load starts; each side then
 counts what its streams receive in a window of `seconds`, `settle` seconds later.
 
-(g) The (a) run of 3-step no-op workflows, with and without `watchers` streams of the
+(g) The (a') run of 3-step no-op workflows, with and without `watchers` streams of the
 run's tenant attached (`all_executions` and its workflow, admin role, replayed from the
 start of the log so that each stream is known to be open before the first start), each
 consuming every event of the run.
@@ -259,7 +259,7 @@ class Watched:
 
 
 async def steps_watched(stack: Stack, plan: StreamPlan, executions: int) -> Watched:
-    """(g) system: the (a) run while `watchers` streams follow all of the tenant's events."""
+    """(g) system: the (a') run while `watchers` streams follow all of the tenant's events."""
     tenant = await scenarios.throughput_tenant(stack)
     request = event_pb2.SubscribeRequest(
         topics=["all_executions", f"workflow:{tenant.workflow_id}"], after_event_id=0
