@@ -267,7 +267,7 @@ class Stack:
         eventually (PostgreSQL 15 left some idle for over 25 s in trials);
         `pg_stat_force_next_flush()` reaches only the caller. A backend that exits
         flushes at once, so the idle connections of the run's pools are ended first;
-        their pools' pre-ping reconnects on the next checkout.
+        their pools replace them at the next checkout.
         """
         await self.stats.execute(
             "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"

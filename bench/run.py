@@ -136,7 +136,7 @@ def _commit_note(number: int, run: Throughput, counted: str) -> str:
         f"round {number + 1}: {run.commits} commits for {run.executions} executions "
         f"({run.steps} {counted} steps), {run.commits / run.executions:.2f} per execution; "
         "besides the starts' and steps' own: the server's reads of the event log and the "
-        "processes' NOTIFY wake-ups (a transaction each), pool pre-pings, sweeps and "
+        "processes' NOTIFY wake-ups (a transaction each), sweeps and "
         f"re-deliveries, autovacuum. Starts took {run.starts_seconds:.1f}s "
         f"of the {run.seconds:.1f}s"
     )
