@@ -309,7 +309,9 @@ async def test_every_task_delivered_twice_applies_each_step_once(
             stack.channel, tenant, ids, patience=60, diagnostics=stack.logs
         )
         steps = ["input", "call", "shape", "notify", "done"]
-        expected = {(i, s, 1) for i in ids for s in steps}
+        # `shape` and `done` are inline: each runs in the task that recorded the call before
+        # it (a chain), so no task names them; every other step's task came twice.
+        expected = {(i, s, 1) for i in ids for s in ("input", "call", "notify")}
         ends = time.monotonic() + 20
         while True:
             seen = read_deliveries(deliveries_log)
