@@ -79,8 +79,13 @@ class GroupCommit:
         else:
             await asyncio.sleep(0)
         calls = self._waiting.pop(tenant)
-        for first in range(0, len(calls), MAX_BATCH):
-            await self._commit(tenant, calls[first : first + MAX_BATCH])
+        try:
+            for first in range(0, len(calls), MAX_BATCH):
+                await self._commit(tenant, calls[first : first + MAX_BATCH])
+        finally:  # stopped midway (the server shuts down): nobody is left waiting
+            for call in calls:
+                if not call.answer.done():
+                    call.answer.cancel()
 
     async def _commit(self, tenant: TenantId, calls: Sequence[_Call[Any]]) -> None:
         results: list[Any] = []
