@@ -10,12 +10,6 @@ from persistence.models import UsageCounter
 from tenancy import TenantId
 
 
-async def _ensure(session: AsyncSession, tenant_id: TenantId, metric: str, window: str) -> None:
-    values = {"tenant_id": tenant_id, "metric": metric, "window": window, "used": 0}
-    insert = upsert_insert(session.get_bind().dialect.name)
-    await session.execute(insert(UsageCounter).values(values).on_conflict_do_nothing())
-
-
 async def increment(
     session: AsyncSession,
     tenant_id: TenantId,
@@ -24,20 +18,23 @@ async def increment(
     amount: int,
     limit: int | None,
 ) -> int | None:
-    """Add `amount` unless that would pass `limit`; the new value, or None if refused."""
-    await _ensure(session, tenant_id, metric, window)
-    statement = (
-        update(UsageCounter)
-        .where(
-            UsageCounter.tenant_id == tenant_id,
-            UsageCounter.metric == metric,
-            UsageCounter.window == window,
-        )
-        .values(used=UsageCounter.used + amount)
-        .returning(UsageCounter.used)
+    """Add `amount` unless that would pass `limit`; the new value, or None if refused.
+
+    One upsert: a missing counter starts at `amount`, an existing one grows only while
+    it stays within `limit` (the row lock orders concurrent callers).
+    """
+    if limit is not None and amount > limit:
+        return None
+    insert = upsert_insert(session.get_bind().dialect.name)
+    counter = insert(UsageCounter).values(
+        tenant_id=tenant_id, metric=metric, window=window, used=amount
     )
-    if limit is not None:
-        statement = statement.where(UsageCounter.used + amount <= limit)
+    grown = UsageCounter.used + amount
+    statement = counter.on_conflict_do_update(
+        index_elements=[UsageCounter.tenant_id, UsageCounter.metric, UsageCounter.window],
+        set_={"used": grown},
+        where=None if limit is None else grown <= limit,
+    ).returning(UsageCounter.used)
     return (await session.execute(statement)).scalar_one_or_none()
 
 
