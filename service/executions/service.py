@@ -8,15 +8,18 @@ Checking an input against the workflow's schema can take real CPU (a tenant's sc
 fan out through `$ref`s up to the evaluation budget), so it never runs on the event loop
 inside that transaction: a start or rerun whose definition has an input schema reads it,
 leaves the transaction, checks the input in `offload`'s workers and then does the work,
-told the input is checked. A transaction is never held open while the check runs.
+told the input is checked. A transaction is never held open while the check runs. The
+definition a start last read is kept, so the next start of that workflow checks its input
+first and, when the version is still the one it checked, needs one transaction, not two.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from engine import control
 from engine import executions as repository
@@ -24,7 +27,7 @@ from engine.dispatch import Publisher
 from engine.executions import Filter
 from engine.sizes import check_input_size
 from engine.units import Unit, open_unit, timing_of
-from foundation.errors import ExecutionStateConflict
+from foundation.errors import ExecutionStateConflict, InvalidInput
 from foundation.settings import Settings
 from persistence.models import Execution
 from service import offload
@@ -49,12 +52,48 @@ class _CheckFirst(Exception):
 
 @dataclass(slots=True)
 class _Checked:
-    """What one call has checked so far: the keys (workflow versions) its input satisfies."""
+    """What one call has checked so far: the keys (workflow versions) its input satisfies,
+    and how many checks it has asked for."""
 
     keys: set[int] = field(default_factory=set)
+    rounds: int = 0
 
     def covers(self, key: int) -> bool:
         return key in self.keys
+
+
+MAX_CHECKS: Final = 2
+"""Checks off the loop one start asks for; past them (its workflow changed under it each
+time) the version it finally reads is checked inline, as a rare race."""
+
+
+class _RecentDefinitions:
+    """The definition (with an input schema) each workflow had when this process last
+    started it, by tenant and workflow; the least recently used go first."""
+
+    CAPACITY: Final = 256
+
+    def __init__(self) -> None:
+        self._known: OrderedDict[tuple[TenantId, str], tuple[int, Mapping[str, Any]]] = (
+            OrderedDict()
+        )
+
+    def get(self, key: tuple[TenantId, str]) -> tuple[int, Mapping[str, Any]] | None:
+        known = self._known.get(key)
+        if known is not None:
+            self._known.move_to_end(key)
+        return known
+
+    def remember(
+        self, key: tuple[TenantId, str], version: int, definition: Mapping[str, Any]
+    ) -> None:
+        self._known[key] = (version, definition)
+        self._known.move_to_end(key)
+        while len(self._known) > self.CAPACITY:
+            self._known.popitem(last=False)
+
+    def forget(self, key: tuple[TenantId, str]) -> None:
+        self._known.pop(key, None)
 
 
 class ExecutionService:
@@ -65,6 +104,7 @@ class ExecutionService:
         self._timing = timing_of(settings)
         self._publisher = publisher
         self._batches = GroupCommit(database, self._timing, publisher)
+        self._schemas = _RecentDefinitions()
 
     async def start(
         self,
@@ -79,6 +119,8 @@ class ExecutionService:
         `input_size`: the input's `encoded_size`, when measured off the loop already.
         """
         checked = _Checked()
+        recent = (caller.tenant_id, workflow_id)
+        await self._check_against_recent(recent, execution_input, checked)
 
         async def work(unit: Unit) -> Execution:
             workflow = await workflows.get(unit.session, workflow_id)
@@ -87,7 +129,10 @@ class ExecutionService:
                     f"workflow {workflow_id!r} is {workflow.status}; only active workflows run",
                     metadata={"workflow_id": workflow_id, "status": workflow.status},
                 )
-            if not checked.keys and control.has_input_schema(workflow.definition):
+            if not control.has_input_schema(workflow.definition):
+                self._schemas.forget(recent)
+            elif not checked.covers(workflow.version) and checked.rounds < MAX_CHECKS:
+                self._schemas.remember(recent, workflow.version, workflow.definition)
                 check_input_size(unit.plan, execution_input, "input", input_size)
                 raise _CheckFirst(workflow.definition, execution_input, workflow.version)
             return await control.start(
@@ -104,6 +149,23 @@ class ExecutionService:
             )
 
         return await self._create_checked(caller.tenant_id, request_id, work, checked, "input")
+
+    async def _check_against_recent(
+        self, recent: tuple[TenantId, str], value: dict[str, Any], checked: _Checked
+    ) -> None:
+        """Check the input against the definition this process last saw, before any
+        transaction: when it is still the workflow's, the start then needs one transaction
+        instead of two. A refusal here proves nothing (the workflow may have changed since):
+        the start goes on and is checked against what it reads."""
+        known = self._schemas.get(recent)
+        if known is None:
+            return
+        version, definition = known
+        try:
+            await offload.run(control.check_input, definition, value, "input")
+        except InvalidInput:
+            return
+        checked.keys.add(version)
 
     async def get(self, tenant: TenantId, execution_id: str) -> Execution:
         async with open_unit(self._database, tenant, self._timing) as unit:
@@ -167,13 +229,15 @@ class ExecutionService:
     async def _create_checked(
         self, tenant: TenantId, request_id: str, work: Made, checked: _Checked, field: str
     ) -> Execution:
-        """`_create`; when `work` asks for its input to be checked first, that, then again."""
-        try:
-            return await self._create(tenant, request_id, work)
-        except _CheckFirst as first:
-            await offload.run(control.check_input, first.definition, first.value, field)
-            checked.keys.add(first.key)
-        return await self._create(tenant, request_id, work)
+        """`_create`; when `work` asks for its input to be checked first, that, then again
+        (`work` asks at most MAX_CHECKS times)."""
+        while True:
+            try:
+                return await self._create(tenant, request_id, work)
+            except _CheckFirst as first:
+                await offload.run(control.check_input, first.definition, first.value, field)
+                checked.keys.add(first.key)
+                checked.rounds += 1
 
     async def _change(
         self, tenant: TenantId, work: Callable[[Unit], Awaitable[Execution]]

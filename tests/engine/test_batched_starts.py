@@ -10,11 +10,11 @@ import uuid
 import grpc
 from grpc import aio
 
-from tests.conftest import NewTenant, error_info
+from tests.conftest import NewTenant, auth, error_info
 from tests.engine.test_run_limits import statuses
 from tests.execution_helpers import active_workflow, start, three_steps, wait_until
 from tests.tiers.test_plan_limits import get_tenant
-from wfe.v1 import execution_pb2
+from wfe.v1 import execution_pb2, workflow_pb2, workflow_pb2_grpc
 
 COMPLETED = execution_pb2.EXECUTION_STATUS_COMPLETED
 
@@ -70,3 +70,31 @@ async def test_a_start_refused_in_a_shared_transaction_leaves_the_others_started
         done = await wait_until(channel, tenant, execution_id, patience=60)
         assert done.status == COMPLETED
         assert dict(done.result)["greeting"].startswith("n")
+
+
+def requiring(name: str, kind: str) -> dict[str, object]:
+    return {"type": "object", "properties": {name: {"type": kind}}, "required": [name]}
+
+
+async def test_a_start_checks_its_input_against_the_workflows_version_of_now(
+    channel: aio.Channel, new_tenant: NewTenant
+) -> None:
+    """The server keeps the definition a start last read, and checks the next start's
+    input against it first: once the workflow has changed, the new schema decides."""
+    tenant = await new_tenant("professional")
+    document = three_steps()
+    document["input_schema"] = requiring("n", "integer")
+    workflow_id = await active_workflow(channel, tenant, document)
+    await start(channel, tenant, workflow_id, {"n": 1, "name": "a"})  # kept by the server
+    proposed = workflow_pb2.Workflow(id=workflow_id)
+    proposed.input_schema.update(requiring("name", "string"))
+    request = workflow_pb2.UpdateWorkflowRequest(workflow=proposed)
+    request.update_mask.paths.append("input_schema")
+    await workflow_pb2_grpc.WorkflowServiceStub(channel).UpdateWorkflow(
+        request, metadata=auth(tenant)
+    )
+    started = await start(channel, tenant, workflow_id, {"name": "b"})  # the old one refuses
+    done = await wait_until(channel, tenant, started.id, patience=30)
+    assert done.status == COMPLETED
+    answer = await outcome(asyncio.ensure_future(start(channel, tenant, workflow_id, {"n": 1})))
+    assert answer == "INVALID_ARGUMENT/INVALID_INPUT"
