@@ -5,7 +5,8 @@ output, condition, inline tools) is claimed, run and recorded in one transaction
 other step is claimed and committed first (so its start is visible and its lease
 runs), then run outside any transaction while the lease is renewed, then recorded
 if the attempt is still this worker's: a worker that lost its lease, or whose
-execution was cancelled meanwhile, records nothing.
+execution was cancelled meanwhile, records nothing. Inline steps that a transaction
+makes due run in that same transaction, down the chain up to a budget (`units.Chain`).
 """
 
 from __future__ import annotations
