@@ -110,11 +110,12 @@ def _drop_closed_connections(engine: AsyncEngine) -> None:
 def _closed_by_server(connection: Any) -> bool:
     if connection.closed:
         return True
+    poller = select.poll()  # not select.select: a busy server's descriptors pass 1024
     try:
-        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+        poller.register(connection.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 def upsert_insert(backend: str) -> Any:
