@@ -175,6 +175,7 @@ async def start_server(
         slow_step_seconds=settings.slow_step_seconds,
         slow_step_factor=settings.slow_step_factor,
         poll_seconds=settings.event_poll_seconds,
+        final=lambda: hub.position,
     )
     await hub.start()
     await notifier.start()

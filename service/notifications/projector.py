@@ -6,7 +6,8 @@ row `notifications`) up to where the log is final, turns each page into notifica
 first start it begins at the log's end: a new deployment does not notify its past.
 
 It is woken when the process's event hub reads new events (a commit here, or a NOTIFY
-from any process) and looks at least every `poll_seconds`. Several servers each follow
+from any process), reads up to where the hub found the log final (so the two do not both
+poll the log's horizon), and looks at least every `poll_seconds`. Several servers each follow
 the log; a notification is keyed by its source event, so the second to handle an event
 makes nothing, and a server that restarts before saving its position makes nothing twice.
 """
@@ -18,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from sqlalchemy import select, update
@@ -53,9 +54,13 @@ class NotificationProjector:
         slow_step_factor: float,
         poll_seconds: float,
         feed: EventFeed | None = None,
+        final: Callable[[], int] | None = None,
     ) -> None:
+        """`final`: where the log is final now, as the process's event hub last found it;
+        without it the handler asks the log itself (and polls while ids settle)."""
         self._database = database
         self._feed = feed or feed_for(database)
+        self._final = final
         self._durations = notifications.StepDurations(
             int(slow_step_seconds * 1000), slow_step_factor
         )
@@ -99,7 +104,8 @@ class NotificationProjector:
 
     async def _follow(self) -> None:
         while not self._stopping:
-            timeout = 0.02 if self._feed.settling else self._poll
+            settling = self._final is None and self._feed.settling
+            timeout = 0.02 if settling else self._poll
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
@@ -117,7 +123,7 @@ class NotificationProjector:
 
     async def catch_up(self) -> None:
         """Handle every event up to where the log is final now."""
-        upto = await self._feed.horizon()
+        upto = self._final() if self._final is not None else await self._feed.horizon()
         while self.position < upto:
             batch = await self._feed.read(self.position, upto, None, PAGE)
             await self.handle(batch)
