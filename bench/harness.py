@@ -186,6 +186,13 @@ class Observer:
         )
         return {str(row[0]): row[1] for row in rows}
 
+    async def all_steps(self, tenant_id: str) -> list[dict[str, Any]]:
+        """The `steps` record of each of the tenant's executions, oldest first."""
+        rows = await self._all(
+            "SELECT steps FROM executions WHERE tenant_id = %s ORDER BY created_at", tenant_id
+        )
+        return [row[0] for row in rows]
+
     async def wait(
         self, tenant_id: str, expected: int, patience: float, interval: float = 0.1
     ) -> None:

@@ -1,9 +1,9 @@
-"""`python -m bench.run [--executions N] [--quick] [--only hostile|streams|gateway]`: the ratios.
+"""`python -m bench.run [--executions N] [--quick] [--only hostile|growth|streams|gateway]`.
 
-The default run measures (a) to (e), with (a'), (b16), (c') and the CPU per step;
-`--only hostile` runs (e) alone and `--only streams` the live-stream figures (f) and (g),
-which the default run leaves out for time; `--only gateway` the gateway's figures (h) and
-(i), also left out of the default run.
+The default run measures (a) to (e), with (a'), (b16), (c'), (e500) and the CPU per step;
+`--only hostile` runs (e) alone, `--only growth` (e500) alone, and `--only streams` the
+live-stream figures (f) and (g), which the default run leaves out for time; `--only
+gateway` the gateway's figures (h) and (i), also left out of the default run.
 
 Each round measures every floor and its system counterpart back to back, the order
 alternating between rounds so drift on a noisy machine falls on both sides; the table
@@ -112,6 +112,14 @@ def metrics() -> dict[str, Metric]:
         "d": Metric("d", "light tenant start-to-first-step p99", "ms", "ms", 1.5, False),
         "e": Metric(
             "e", "other tenant's GetExecution p99 under an attacker ÷ alone", "ms", "ms", 2.0, False
+        ),
+        "e500": Metric(
+            "e500",
+            "500-step execution: last-decile step cost ÷ first-decile",
+            "ms",
+            "ms",
+            1.5,
+            False,
         ),
         "cpu": Metric("cpu", "CPU ms per step, (a') run", "ms/step", "ms/task", None, False),
     }
@@ -243,6 +251,7 @@ async def bench(plan: Plan, options: StackOptions) -> dict[str, Metric]:
                 flush=True,
             )
             await measure_hostile(stack, plan, results["e"])
+            await measure_growth(stack, results["e500"])
         results["c"].notes.append(
             "bench polling commits nothing (its reads share one transaction, rolled back); "
             "tenant and workflow set-up commit before the window opens (so too for (c'))"
@@ -262,6 +271,22 @@ async def measure_hostile(stack: Stack, plan: Plan, e: Metric) -> None:
         + ", ".join(f"{code} {n}" for code, n in sorted(measured.attacks_by_code.items())),
         flush=True,
     )
+
+
+async def measure_growth(stack: Stack, e500: Metric) -> None:
+    """(e500): a 500-step execution's per-step cost at its end over its cost at its start."""
+    growth = await scenarios.long_execution_growth(stack)
+    print("  " + e500.describe(e500.add(growth.last * 1000, growth.first * 1000)), flush=True)
+
+
+async def bench_growth(plan: Plan, options: StackOptions) -> dict[str, Metric]:
+    """Only (e500), in `plan.rounds` rounds on one stack."""
+    results = {"e500": metrics()["e500"]}
+    async with open_stack(options) as stack:
+        for number in range(plan.rounds):
+            print(f"round {number + 1}/{plan.rounds}", flush=True)
+            await measure_growth(stack, results["e500"])
+    return results
 
 
 async def measure_streams(
@@ -423,8 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, help="where process logs go (default: a temp dir)")
     parser.add_argument(
         "--only",
-        choices=["hostile", "streams", "gateway"],
-        help="run one part: hostile = (e) alone; streams = (f) and (g); gateway = (h) and (i)",
+        choices=["hostile", "streams", "gateway", "growth"],
+        help="run one part: hostile = (e) alone; growth = (e500) alone; "
+        "streams = (f) and (g); gateway = (h) and (i)",
     )
     parser.add_argument(
         "--subscribers", type=int, default=1000, help="(f) streams on one server (1000)"
@@ -462,9 +488,11 @@ def main(argv: list[str] | None = None) -> int:
         "core": f"(a), (a') {plan.executions} executions vs chains each; "
         f"(b), (b16) {CLIENTS} clients x {plan.calls_per_client} calls; "
         f"(d) {plan.light} light starts every {plan.light_spacing * 1000:.0f} ms "
-        f"vs a flood of at least {plan.heavy}; ",
+        f"vs a flood of at least {plan.heavy}; "
+        f"(e500) two {scenarios.LONG_STEPS}-step executions; ",
         "hostile": f"(e) {plan.hostile_seconds:g} s of reads alone and under "
         f"{plan.attackers} attackers; ",
+        "growth": f"(e500) two {scenarios.LONG_STEPS}-step executions; ",
         "streams": f"(f) {s.subscribers} streams over {s.tenants} tenant(s) and "
         f"{s.processes} client processes, {s.rate:g} events/s, {s.seconds:g} s window; "
         f"(g) {plan.executions} executions with and without {s.watchers} subscribers; ",
@@ -479,9 +507,12 @@ def main(argv: list[str] | None = None) -> int:
         f"broker {args.broker}, worker concurrency {args.concurrency}",
         flush=True,
     )
-    run = {"hostile": bench_hostile, "streams": bench_streams, "gateway": bench_gateway}.get(
-        args.only or "", bench
-    )
+    run = {
+        "hostile": bench_hostile,
+        "streams": bench_streams,
+        "gateway": bench_gateway,
+        "growth": bench_growth,
+    }.get(args.only or "", bench)
     results = asyncio.run(run(plan, options))
     table(list(results.values()))
     return 0

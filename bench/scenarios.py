@@ -8,6 +8,8 @@ workers wrote: `completed_at` of the last execution, `started_at` of a first ste
 from __future__ import annotations
 
 import asyncio
+import itertools
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -19,7 +21,7 @@ from grpc import aio
 from bench import cpu, noop_tool
 from bench.floors import CLIENT_OPTIONS, Call, unary_latencies
 from bench.harness import BenchTenant, Stack
-from tests.execution_helpers import http, step, struct, three_steps, workflow
+from tests.execution_helpers import http, step, struct, three_steps, transform, workflow
 from wfe.v1 import execution_pb2, execution_pb2_grpc
 
 START_METHOD = "/wfe.v1.ExecutionService/StartExecution"
@@ -249,3 +251,62 @@ def summary(values: Sequence[float]) -> str:
     ordered = sorted(values)
     low, middle, high = (ordered[i] * 1000 for i in (0, len(ordered) // 2, -1))
     return f"min {low:.0f} / median {middle:.0f} / max {high:.0f} ms"
+
+
+LONG_STEPS = 500
+
+
+def long_steps(count: int = LONG_STEPS) -> dict[str, Any]:
+    """input -> `count - 2` transforms, each reading the one before -> output: (e500)'s workflow.
+
+    Every step runs inline, so what the engine does per step is all that is timed; each
+    transform reads the previous output, so every step resolves a path into the context.
+    """
+    middle = [f"t{number}" for number in range(1, count - 1)]
+    chain = ["input", *middle, "done"]
+    steps = [step("input", "input", chain[1], name="Input")]
+    for position, step_id in enumerate(middle, start=1):
+        previous = "$.input.name" if position == 1 else f"$.{chain[position - 1]}.value"
+        steps.append(transform(step_id, chain[position + 1], {"value": previous}))
+    steps.append(step("done", "output", name="Done", config={"values": {"ok": True}}))
+    return workflow(*steps)
+
+
+def _completed_at(item: dict[str, Any]) -> float:
+    return datetime.fromisoformat(item["completed_at"].replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class Growth:
+    """Per-step cost (seconds between consecutive completions) in a long execution's first
+    and last tenth, each the median over `executions` runs' deciles."""
+
+    first: float
+    last: float
+    executions: int
+    seconds: float
+
+
+async def long_execution_growth(stack: Stack, executions: int = 2) -> Growth:
+    """(e500): run `executions` 500-step executions one after another; decile step costs.
+
+    A step's cost is the time from the previous step's completion to its own, read from
+    the seed's `steps` record; the median of each tenth keeps the one step in 64 whose
+    gap includes a broker hop (an inline chain's budget) from weighing in.
+    """
+    tenant = await stack.tenant(long_steps(), max_concurrent_executions=UNLIMITED)
+    began = time.monotonic()
+    for number in range(executions):
+        await start_all(stack, tenant, 1, clients=1)
+        await stack.observer.wait(tenant.id, number + 1, patience=300.0)
+    seconds = time.monotonic() - began
+    firsts: list[float] = []
+    lasts: list[float] = []
+    for steps in await stack.observer.all_steps(tenant.id):
+        done = [_completed_at(item) for item in steps["step_list"]]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(done)]
+        tenth = max(len(gaps) // 10, 1)
+        firsts.append(statistics.median(gaps[:tenth]))
+        lasts.append(statistics.median(gaps[-tenth:]))
+    await stack.observer.release()
+    return Growth(statistics.median(firsts), statistics.median(lasts), executions, seconds)
