@@ -215,7 +215,7 @@ async def retry(unit: Unit, actor: str, execution_id: str) -> Execution:
     check_step_types(execution.definition, unit.plan)
     failed_step = (execution.error or {}).get("step_id") or execution.current_step
     if not failed_step:
-        failed_step = Graph(execution.definition).entry
+        failed_step = Graph.of(execution.definition).entry
     unfinished = {
         item["id"]
         for item in execution.steps["step_list"]
@@ -256,7 +256,7 @@ async def plan_rerun(
             f"execution {execution_id!r} is {original.status}; rerun a finished one",
             metadata={"execution_id": execution_id, "status": original.status},
         )
-    graph = Graph(original.definition)
+    graph = Graph.of(original.definition)
     start_at = from_step or graph.entry
     if start_at not in graph.steps:
         raise InvalidInput(

@@ -107,7 +107,7 @@ class Engine:
             if not await self._may_claim(unit, execution, attempt):
                 publish += unit.publish
                 return None
-            step = dict(Graph(execution.definition).step(key.step_id))
+            step = dict(Graph.of(execution.definition).step(key.step_id))
             context = context_of(execution.input, execution.outputs)
             timeout, bounded = self._timeout_for(step, execution, unit.now)
             inline = runs_inline(step, self.tools)
@@ -154,7 +154,7 @@ class Engine:
         while due and execution.status not in TERMINAL:
             attempt = due.pop(0)
             unit.now = utcnow()
-            step = dict(Graph(execution.definition).step(attempt.step_id))
+            step = dict(Graph.of(execution.definition).step(attempt.step_id))
             context = context_of(execution.input, execution.outputs)
             timeout, _ = self._timeout_for(step, execution, unit.now)
             key = AttemptKey(unit.plan.tenant_id, execution.id, attempt.step_id, attempt.attempt)

@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from engine import expressions
 from engine.tools import StepFailure
 
+_GRAPHS_KEPT = 16
+
 
 class Graph:
     """A definition's steps by id, with the entry step and the edges the engine follows."""
+
+    _recent: ClassVar[dict[int, tuple[Mapping[str, Any], Graph]]] = {}
+
+    @classmethod
+    def of(cls, definition: Mapping[str, Any]) -> Graph:
+        """The graph of this very definition object, built once while it is in use.
+
+        A transition reads the graph several times and a chain of inline steps many
+        more; building it is linear in the definition, so a long workflow would pay
+        its whole length at every read. Keyed by identity (a loaded definition is never
+        changed in place), holding the definition so its id cannot be reused meanwhile.
+        """
+        kept = cls._recent.get(id(definition))
+        if kept is not None and kept[0] is definition:
+            return kept[1]
+        graph = cls(definition)
+        if len(cls._recent) >= _GRAPHS_KEPT:
+            cls._recent = {}  # a new dict, not clear(): another thread may be reading
+        cls._recent[id(definition)] = (definition, graph)
+        return graph
 
     def __init__(self, definition: Mapping[str, Any]) -> None:
         self.steps: dict[str, Mapping[str, Any]] = {s["id"]: s for s in definition["steps"]}

@@ -1,6 +1,8 @@
 """The seed's `steps` structure: total, current step number and the list of steps.
 
-Every function returns a new structure (JSON columns are only saved when replaced).
+Every function returns a new structure (JSON columns are only saved when replaced) and
+never changes the one it is given; `update` copies only the entry it changes, so a step
+of a long workflow does not pay for copying every other entry.
 Entries carry the seed's keys (`name`, `status`, `started_at`, `completed_at`,
 `error`) plus `id`, `attempts` and `duration_ms`, which the seed leaves open.
 """
@@ -72,10 +74,14 @@ def entry(steps: Mapping[str, Any], step_id: str) -> Mapping[str, Any]:
 def update(
     steps: Mapping[str, Any], step_id: str, *, current: bool = False, **changes: Any
 ) -> dict[str, Any]:
-    """A copy with one entry changed (and, if `current`, that step made the current one)."""
-    updated = copy.deepcopy(dict(steps))
-    number = number_of(updated, step_id)
-    updated["step_list"][number - 1].update(changes)
+    """A copy with one entry changed (and, if `current`, that step made the current one).
+
+    The other entries are shared with `steps`, which no function here changes in place.
+    """
+    number = number_of(steps, step_id)
+    step_list = list(steps["step_list"])
+    step_list[number - 1] = {**step_list[number - 1], **changes}
+    updated = {**steps, "step_list": step_list}
     if current:
         updated["current_step_number"] = number
     return updated

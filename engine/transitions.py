@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select, update
 
 from engine import admission, announcements, dispatch, progress
 from engine.graph import Graph
@@ -33,14 +32,21 @@ def duration_ms(start: datetime | None, end: datetime) -> int:
     return 0 if start is None else max(int((end - start).total_seconds() * 1000), 0)
 
 
-async def next_attempt_number(session: AsyncSession, execution_id: str, step_id: str) -> int:
-    """Attempt numbers of a step only grow, across retries and resumes of one execution."""
-    numbers = await session.scalars(
-        select(StepAttempt.attempt).where(
-            StepAttempt.execution_id == execution_id, StepAttempt.step_id == step_id
+async def attempt_numbers(unit: Unit, execution_id: str) -> dict[str, int]:
+    """Each step's highest attempt number in the execution: read once per transaction.
+
+    Every attempt is added through `schedule_step`, which keeps the map current, and
+    the execution's row lock keeps other transactions from adding any meanwhile.
+    """
+    known = unit.numbered.get(execution_id)
+    if known is None:
+        rows = await unit.session.execute(
+            select(StepAttempt.step_id, func.max(StepAttempt.attempt))
+            .where(StepAttempt.execution_id == execution_id)
+            .group_by(StepAttempt.step_id)
         )
-    )
-    return max(numbers.all(), default=0) + 1
+        known = unit.numbered[execution_id] = {str(step): int(top) for step, top in rows.all()}
+    return known
 
 
 async def schedule_step(
@@ -56,11 +62,9 @@ async def schedule_step(
 
     `slots` is the tenant's slots in use, when the caller knows it already.
     """
-    number = attempt or max(
-        await next_attempt_number(unit.session, execution.id, step_id),
-        unit.numbered.get((execution.id, step_id), 0) + 1,
-    )
-    unit.numbered[(execution.id, step_id)] = number
+    numbers = await attempt_numbers(unit, execution.id)
+    number = attempt or numbers.get(step_id, 0) + 1  # numbers only grow: retries, resumes
+    numbers[step_id] = max(numbers.get(step_id, 0), number)
     due = due_at or unit.now
     if execution.deadline_at is not None and due > execution.deadline_at:
         due = execution.deadline_at
@@ -77,7 +81,7 @@ async def schedule_step(
         due_at is None
         and unit.chain is not None
         and (execution.deadline_at is None or unit.now < execution.deadline_at)
-        and unit.chain.takes(execution.id, Graph(execution.definition).step(step_id))
+        and unit.chain.takes(execution.id, Graph.of(execution.definition).step(step_id))
     ):
         unit.chain.due.append(row)  # runs next in this transaction: no dispatch row
         unit.undispatched.add((execution.id, step_id, number))
@@ -121,7 +125,7 @@ async def admit(unit: Unit, execution: Execution, slots: int, *, fresh: bool = F
     await announcements.execution_update(
         unit.session, execution, unit.now, message="admitted; waiting for a worker"
     )
-    graph = Graph(execution.definition)
+    graph = Graph.of(execution.definition)
     await schedule_step(
         unit,
         execution,
@@ -139,7 +143,7 @@ async def claim(
     A step run inside this same transaction needs no lease: it ends before anyone
     else can see that it started.
     """
-    graph = Graph(execution.definition)
+    graph = Graph.of(execution.definition)
     attempt.status = AttemptStatus.RUNNING
     attempt.claims += 1
     attempt.started_at = unit.now
@@ -184,7 +188,7 @@ async def succeed(unit: Unit, execution: Execution, attempt: StepAttempt, outcom
         failure = StepFailure("output_too_large", message, retryable=False)
         await fail_attempt(unit, execution, attempt, failure)
         return
-    graph = Graph(execution.definition)
+    graph = Graph.of(execution.definition)
     step = graph.step(attempt.step_id)
     elapsed = duration_ms(attempt.started_at, unit.now)
     attempt.status = AttemptStatus.COMPLETED
@@ -224,7 +228,7 @@ async def fail_attempt(
     unit: Unit, execution: Execution, attempt: StepAttempt, failure: StepFailure
 ) -> None:
     """The attempt failed: retry with backoff, or apply the step's error policy."""
-    graph = Graph(execution.definition)
+    graph = Graph.of(execution.definition)
     step = graph.step(attempt.step_id)
     name = graph.name(attempt.step_id)
     error = failure.as_dict()
@@ -311,7 +315,7 @@ async def fail(unit: Unit, execution: Execution, error: dict[str, Any]) -> None:
 async def time_out(unit: Unit, execution: Execution, step_id: str | None) -> None:
     """The plan's maximum execution time passed: fail with code `timeout`."""
     limit = unit.plan.limits.max_execution_seconds
-    graph = Graph(execution.definition)
+    graph = Graph.of(execution.definition)
     if step_id is not None:
         execution.steps = progress.update(
             execution.steps,

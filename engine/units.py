@@ -79,8 +79,9 @@ class Chain:
 class Unit:
     """One transaction's working set: where, when, and what to publish after commit.
 
-    `numbered` holds the attempt numbers given in this transaction and not yet flushed
-    (the chain's), so a step met twice in one chain gets a new number each time.
+    `numbered` holds, per execution, each step's highest attempt number: read once in
+    the transaction, then kept up to date as attempts are added, so a chain does not
+    ask the database at every step and a step met twice in one chain gets a new number.
     `undispatched` holds the attempts that have no dispatch row (they ran here).
     """
 
@@ -90,7 +91,7 @@ class Unit:
     timing: Timing
     publish: list[TaskRef] = field(default_factory=list)
     chain: Chain | None = None
-    numbered: dict[tuple[str, str], int] = field(default_factory=dict)
+    numbered: dict[str, dict[str, int]] = field(default_factory=dict)
     undispatched: set[tuple[str, str, int]] = field(default_factory=set)
 
 

@@ -7,6 +7,7 @@ in a SELECT, join, UPDATE, DELETE or upsert gets `tenant_id = :tenant` here inst
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any, cast
 
 from sqlalchemy.sql import visitors
@@ -34,7 +35,7 @@ class CoreConfinement:
     Froms are matched by name: two froms of one SELECT cannot share one.
     """
 
-    def __init__(self, tenant: TenantId, owned: set[str]) -> None:
+    def __init__(self, tenant: TenantId, owned: AbstractSet[str]) -> None:
         self.tenant = tenant
         self.owned = owned
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -50,16 +51,27 @@ class MissingTenantScope(RuntimeError):
     """A tenant-owned statement had no tenant, or could leave it: a programming error."""
 
 
-def tenant_owned_names() -> set[str]:
-    """Names of the tables of the models that declare themselves `TenantOwned`."""
-    return {
-        cast(TableClause, mapper.local_table).name
-        for mapper in Base.registry.mappers
-        if issubclass(mapper.class_, TenantOwned)
-    }
+_owned_names: tuple[int, frozenset[str]] = (-1, frozenset())
 
 
-def owned_name(element: object, owned: set[str]) -> str | None:
+def tenant_owned_names() -> frozenset[str]:
+    """Names of the tables of the models that declare themselves `TenantOwned`.
+
+    Read at every statement, so kept until the registry gains a mapper.
+    """
+    global _owned_names
+    mappers = Base.registry.mappers
+    if _owned_names[0] != len(mappers):
+        names = frozenset(
+            cast(TableClause, mapper.local_table).name
+            for mapper in mappers
+            if issubclass(mapper.class_, TenantOwned)
+        )
+        _owned_names = (len(mappers), names)
+    return _owned_names[1]
+
+
+def owned_name(element: object, owned: AbstractSet[str]) -> str | None:
     """The tenant-owned table `element` is (or aliases), however built; else None."""
     while isinstance(element, FromClauseAlias):
         element = element.element
@@ -68,7 +80,7 @@ def owned_name(element: object, owned: set[str]) -> str | None:
     return None
 
 
-def is_owned(element: object, owned: set[str]) -> bool:
+def is_owned(element: object, owned: AbstractSet[str]) -> bool:
     return owned_name(element, owned) is not None
 
 
@@ -133,7 +145,7 @@ def _orm_covered(element: Select[Any] | Update | Delete) -> frozenset[str]:
     )
 
 
-def survey(statement: ClauseElement, owned: set[str]) -> Survey:
+def survey(statement: ClauseElement, owned: AbstractSet[str]) -> Survey:
     """Tenant-owned tables named, DML writing them, and whether any needs a Core rewrite.
 
     A Core rewrite is needed when a tenant-owned table is named outside the ORM (the
