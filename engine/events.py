@@ -23,10 +23,16 @@ from tenancy.scoping import TenantScopedSession
 
 WRITTEN: Final = "wfe.events_written"
 """`Session.info` key: the transaction appended events."""
+TRANSACTION_SCOPED: Final = "wfe.transaction."
+"""Prefix of `Session.info` keys that hooks leave for one transaction: gone when it ends."""
 
-Listener = Callable[[], None]
+Listener = Callable[[dict[str, Any]], None]
+"""Called after a commit with the session's `info` (what `Preparer`s left there)."""
+Preparer = Callable[[Session], None]
+"""Called just before a commit, inside the transaction; may add a statement to it."""
 
 _listeners: WeakKeyDictionary[Engine, tuple[Listener, ...]] = WeakKeyDictionary()
+_preparers: WeakKeyDictionary[Engine, tuple[Preparer, ...]] = WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -117,20 +123,41 @@ def _covered_by(topics: Topics) -> ColumnElement[bool]:
 
 
 def on_commit(database: Database[Any], listener: Listener) -> Callable[[], None]:
-    """Call `listener()` after every commit on `database` of a transaction that appended events.
+    """Call `listener(info)` after every commit on `database` of a transaction that appended
+    events.
 
     It runs in the committing thread, right after the commit: it must be quick and must
     not block (set a flag, schedule a callback). Returns the function that removes it.
     """
+    return _register(_listeners, database, listener)
+
+
+def before_commit(database: Database[Any], preparer: Preparer) -> Callable[[], None]:
+    """Call `preparer(session)` just before each commit on `database` of a transaction
+    that appended events, inside that transaction. Returns the function that removes it."""
+    return _register(_preparers, database, preparer)
+
+
+def _register(
+    registry: WeakKeyDictionary[Engine, tuple[Any, ...]], database: Database[Any], hook: Any
+) -> Callable[[], None]:
     engine = database.engine.sync_engine
     with _lock:
-        _listeners[engine] = (*_listeners.get(engine, ()), listener)
+        registry[engine] = (*registry.get(engine, ()), hook)
 
     def remove() -> None:
         with _lock:
-            _listeners[engine] = tuple(x for x in _listeners.get(engine, ()) if x is not listener)
+            registry[engine] = tuple(x for x in registry.get(engine, ()) if x is not hook)
 
     return remove
+
+
+@event.listens_for(TenantScopedSession, "before_commit")
+def _committing(session: Session) -> None:
+    bind = session.bind
+    if session.info.get(WRITTEN) and isinstance(bind, Engine):
+        for preparer in _preparers.get(bind, ()):
+            preparer(session)
 
 
 @event.listens_for(TenantScopedSession, "after_commit")
@@ -139,9 +166,16 @@ def _committed(session: Session) -> None:
         return
     bind = session.bind
     for listener in _listeners.get(bind, ()) if isinstance(bind, Engine) else ():
-        listener()
+        listener(session.info)
+    _forget_transaction(session)
 
 
 @event.listens_for(TenantScopedSession, "after_rollback")
 def _rolled_back(session: Session) -> None:
     session.info.pop(WRITTEN, None)
+    _forget_transaction(session)
+
+
+def _forget_transaction(session: Session) -> None:
+    for key in [key for key in session.info if str(key).startswith(TRANSACTION_SCOPED)]:
+        del session.info[key]

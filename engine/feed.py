@@ -26,6 +26,8 @@ its tenant, and the dispatcher hands it to that tenant's subscribers alone.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +40,8 @@ from engine.topics import NOTIFICATION
 from foundation.database import Database
 from persistence.models import Event
 from tenancy import TenantId, decode_tenant
+
+logger = logging.getLogger(__name__)
 
 MAX_CANDIDATES: Final = 32
 """Candidates kept while a writer stays in flight; beyond it the newest two are merged."""
@@ -92,6 +96,10 @@ class EventFeed(Protocol):
         """Give back the connection it holds."""
         ...
 
+    async def rest(self) -> None:
+        """The reader is about to wait for a while: end anything it holds open."""
+        ...
+
     async def read(
         self, after_id: int, upto_id: int, tenants: Collection[str] | None, limit: int
     ) -> list[FeedEvent]:
@@ -139,9 +147,17 @@ class Horizon:
 class PostgresFeed:
     """The feed on PostgreSQL: `wfe_event_horizon()` and `wfe_event_feed()`.
 
-    It keeps one connection of the pool between calls (each call its own short
-    transaction), so a dispatcher round costs two round trips and no pool checkout.
+    It keeps one connection of the pool between calls, so a dispatcher round costs two
+    round trips and no pool checkout. Its calls share one READ COMMITTED transaction
+    (each statement still sees every commit before it) that ends when it is
+    `TRANSACTION_SECONDS` old or the reader rests: a busy server reads the log a hundred
+    times a second, and a commit for each read would be a round trip and a transaction
+    apiece. The transaction is read-only and holds no snapshot between statements, so
+    it holds back neither vacuum nor the horizon; its lock on `events` only makes DDL
+    on the table wait for it, at most that long.
     """
+
+    TRANSACTION_SECONDS: Final = 0.5
 
     HORIZON: Final = text("SELECT last_id, writers FROM wfe_event_horizon()")
     FEED: Final = text(
@@ -153,6 +169,7 @@ class PostgresFeed:
         self._database = database
         self._horizon = Horizon()
         self._connection: AsyncConnection | None = None
+        self._began = 0.0
 
     @property
     def settling(self) -> bool:
@@ -176,14 +193,27 @@ class PostgresFeed:
         if connection is not None:
             await connection.close()
 
+    async def rest(self) -> None:
+        connection = self._connection
+        if connection is None or not connection.in_transaction():
+            return
+        try:
+            await connection.commit()
+        except BaseException:
+            await self.close()
+            raise
+
     async def _run(
         self, statement: Executable, parameters: dict[str, Any] | None = None
     ) -> Sequence[Row[Any]]:
         if self._connection is None:
             self._connection = await self._database.engine.connect()
         try:
+            if not self._connection.in_transaction():
+                self._began = time.monotonic()
             rows = (await self._connection.execute(statement, parameters or {})).all()
-            await self._connection.commit()
+            if time.monotonic() - self._began >= self.TRANSACTION_SECONDS:
+                await self._connection.commit()
         except BaseException:
             await self.close()  # a broken or interrupted connection is not used again
             raise
@@ -202,6 +232,9 @@ class SqliteFeed:
         return False
 
     async def close(self) -> None:
+        pass
+
+    async def rest(self) -> None:
         pass
 
     async def horizon(self) -> int:
@@ -227,6 +260,18 @@ class SqliteFeed:
             rows = (await connection.execute(statement)).all()
             await connection.commit()
         return [FeedEvent.of(row) for row in rows]
+
+
+async def rest(feed: EventFeed) -> None:
+    """Nothing to read now: let `feed` end its read transaction while its reader waits.
+
+    A failure is only logged: the feed has let its connection go, and the next call
+    takes a new one.
+    """
+    try:
+        await feed.rest()
+    except Exception:
+        logger.warning("could not end the event log's read transaction", exc_info=True)
 
 
 def feed_for(database: Database[Any]) -> EventFeed:

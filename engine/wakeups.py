@@ -1,13 +1,17 @@
 """Wake-ups between processes on PostgreSQL: "events were committed, look at the log".
 
-A NOTIFY inside the transaction that appends events would cost every such transaction
-the lock PostgreSQL takes to queue notifications at commit, which serialises those
-commits (single-row inserts fall from about 13.9k to 3.7k per second here). So no
-transaction that writes events notifies. Instead each process that commits events runs a
-`CommitNotifier`: a commit only sets a flag, and a background task sends one NOTIFY, in
-a transaction of its own, for every burst of commits, at most one per `interval`. The
-wake-up carries nothing: readers find the events in the log (`engine.feed`), which is why
-coalescing loses nothing.
+A NOTIFY inside every transaction that appends events would cost each of them the lock
+PostgreSQL takes to queue notifications at commit, which serialises those commits
+(single-row inserts fall from about 13.9k to 3.7k per second here); a NOTIFY in a
+transaction of its own after each commit costs a commit each. So each process that
+commits events runs a `CommitNotifier`, which sends at most one wake-up per `interval`:
+the first transaction to commit events once the interval has passed carries it (one
+more statement in a transaction that commits anyway, delivered when it commits, so it
+announces its own events and every commit seen before it); commits inside the interval
+are announced by the next carrier, or, when none comes within twice the interval, by a
+NOTIFY the notifier sends in a transaction of its own. Under load no wake-up costs a
+commit; a lone commit wakes readers at once. The wake-up carries nothing: readers find
+the events in the log (`engine.feed`), which is why coalescing loses nothing.
 
 Each server process holds one `NotifyListener` connection. A lost wake-up (the listener
 reconnecting, a NOTIFY that failed) only delays delivery: the listener wakes its reader
@@ -19,11 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
 import psycopg
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from engine import events
 from foundation.database import Database
@@ -37,9 +44,13 @@ LISTEN_CHECK_SECONDS: Final = 30.0
 """A listener that heard nothing this long checks that its connection is alive."""
 MAX_RECONNECT_SECONDS: Final = 5.0
 
+_NOTIFY: Final = text("SELECT pg_notify(:channel, '')")
+_COVERS: Final = events.TRANSACTION_SCOPED + "notify_covers"
+"""`Session.info` key of a carrier: how many earlier commits its wake-up announces."""
+
 
 class CommitNotifier:
-    """Sends one NOTIFY per burst of this process's commits of events, after they commit."""
+    """Announces this process's commits of events, at most one wake-up per interval."""
 
     def __init__(self, database: Database[Any], interval: float = NOTIFY_INTERVAL) -> None:
         self._database = database
@@ -47,24 +58,54 @@ class CommitNotifier:
         self._poked = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._remove: Callable[[], None] | None = None
+        self._removers: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._last_sent = -interval
+        """When the last wake-up went out (monotonic), carried or not."""
+        self._seen = 0
+        """Commits of events without a wake-up of their own, counted in commit-hook order."""
+        self._announced = 0
+        """How many of those a committed wake-up has announced."""
         self.sent = 0
+        self.carried = 0
 
     def start(self) -> None:
-        """Listen to the database's commits; call it on the loop that will send."""
+        """Follow the database's commits; call it on the loop that sends the fallbacks."""
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run(), name="wfe-commit-notifier")
-        self._remove = events.on_commit(self._database, self.poke)
+        self._removers = [
+            events.before_commit(self._database, self.carry),
+            events.on_commit(self._database, self.committed),
+        ]
 
-    def poke(self) -> None:
-        """Events were committed: a wake-up goes out soon. Callable from any thread."""
+    def carry(self, session: Session) -> None:
+        """Before a commit of events: if a wake-up is due, this transaction sends it."""
+        with self._lock:
+            now = time.monotonic()
+            if _COVERS in session.info or now - self._last_sent < self._interval:
+                return
+            self._last_sent = now
+            # Every commit whose hook ran before this point committed before this one will.
+            session.info[_COVERS] = self._seen
+        session.execute(_NOTIFY, {"channel": CHANNEL})
+
+    def committed(self, info: dict[str, Any]) -> None:
+        """After a commit of events (any thread): note what is announced, or still is not."""
+        covers = info.pop(_COVERS, None)
+        with self._lock:
+            if covers is not None:
+                self._announced = max(self._announced, covers)
+                self.sent += 1
+                self.carried += 1
+                return
+            self._seen += 1
         loop = self._loop
         if loop is not None and not self._poked.is_set() and not loop.is_closed():
             loop.call_soon_threadsafe(self._poked.set)
 
     async def stop(self) -> None:
-        if self._remove is not None:
-            self._remove()
+        for remove in self._removers:
+            remove()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -74,17 +115,26 @@ class CommitNotifier:
         while True:
             await self._poked.wait()
             self._poked.clear()
+            # Give a later commit the chance to carry it: twice the interval since the last.
+            wait = self._last_sent + 2 * self._interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            with self._lock:
+                if self._announced >= self._seen:
+                    continue
+                covers, self._last_sent = self._seen, time.monotonic()
             try:
                 async with self._database.engine.connect() as connection:
-                    await connection.execute(
-                        text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL}
-                    )
+                    await connection.execute(_NOTIFY, {"channel": CHANNEL})
                     await connection.commit()
-                self.sent += 1
+                with self._lock:
+                    self._announced = max(self._announced, covers)
+                    self.sent += 1
             except Exception:
                 # Readers still find the events at their fallback interval.
                 logger.warning("could not send the events wake-up", exc_info=True)
-            await asyncio.sleep(self._interval)
+                await asyncio.sleep(self._interval)
+                self._poked.set()  # try again: those commits are still unannounced
 
 
 class NotifyListener:

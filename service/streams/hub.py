@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 from engine import events
-from engine.feed import EventFeed, FeedEvent, feed_for
+from engine.feed import EventFeed, FeedEvent, feed_for, rest
 from engine.topics import Topics
 from engine.wakeups import CommitNotifier, NotifyListener
 from foundation.errors import QuotaExhausted, Unavailable
@@ -109,7 +109,7 @@ class EventHub:
         """Start at the log's current end: streams without a resume id begin here."""
         self._loop = asyncio.get_running_loop()
         self.position = await self._feed.horizon()
-        self._remove = events.on_commit(self._database, self.wake)
+        self._remove = events.on_commit(self._database, lambda _info: self.wake())
         if self._database.is_postgresql:
             self._notifier = CommitNotifier(self._database)
             self._notifier.start()
@@ -216,6 +216,8 @@ class EventHub:
     async def _dispatch(self) -> None:
         while True:
             timeout = SETTLE_SECONDS if self._feed.settling else self._poll
+            if not self._wake.is_set() and not self._feed.settling:
+                await rest(self._feed)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
