@@ -26,6 +26,8 @@ its tenant, and the dispatcher hands it to that tenant's subscribers alone.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -262,16 +264,32 @@ class SqliteFeed:
         return [FeedEvent.of(row) for row in rows]
 
 
-async def rest(feed: EventFeed) -> None:
-    """Nothing to read now: let `feed` end its read transaction while its reader waits.
+REST_AFTER: Final = 0.1
+"""A reader quiet this long lets its feed end the read transaction while it waits on."""
 
-    A failure is only logged: the feed has let its connection go, and the next call
-    takes a new one.
+
+async def wait_for_wake(wake: asyncio.Event, patience: float, feed: EventFeed) -> None:
+    """Wait until `wake` is set or `patience` seconds pass; past `REST_AFTER` of quiet, let `feed`
+    end its read transaction meanwhile.
+
+    A busy reader is woken every few milliseconds and keeps its transaction (which ends
+    on its own after `TRANSACTION_SECONDS`); an idle one gives it up soon. A failure to
+    end it is only logged: the feed has let its connection go, and its next call takes
+    a new one.
     """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(min(patience, REST_AFTER)):
+            await wake.wait()
+            return
+    if patience <= REST_AFTER:
+        return
     try:
         await feed.rest()
     except Exception:
         logger.warning("could not end the event log's read transaction", exc_info=True)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(patience - REST_AFTER):
+            await wake.wait()
 
 
 def feed_for(database: Database[Any]) -> EventFeed:

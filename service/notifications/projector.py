@@ -25,7 +25,7 @@ from typing import Final
 from sqlalchemy import select, update
 
 from engine import notifications
-from engine.feed import EventFeed, FeedEvent, feed_for, rest
+from engine.feed import EventFeed, FeedEvent, feed_for, wait_for_wake
 from foundation.database import upsert_insert
 from foundation.orm import utcnow
 from persistence.models import Projection
@@ -106,11 +106,7 @@ class NotificationProjector:
         while not self._stopping:
             settling = self._final is None and self._feed.settling
             timeout = 0.02 if settling else self._poll
-            if not settling and not self._wake.is_set():
-                await rest(self._feed)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+            await wait_for_wake(self._wake, timeout, self._feed)
             self._wake.clear()
             if self._stopping:
                 return

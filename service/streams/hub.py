@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 from engine import events
-from engine.feed import EventFeed, FeedEvent, feed_for, rest
+from engine.feed import EventFeed, FeedEvent, feed_for, wait_for_wake
 from engine.topics import Topics
 from engine.wakeups import CommitNotifier, NotifyListener
 from foundation.errors import QuotaExhausted, Unavailable
@@ -216,11 +216,7 @@ class EventHub:
     async def _dispatch(self) -> None:
         while True:
             timeout = SETTLE_SECONDS if self._feed.settling else self._poll
-            if not self._wake.is_set() and not self._feed.settling:
-                await rest(self._feed)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+            await wait_for_wake(self._wake, timeout, self._feed)
             self._wake.clear()
             try:
                 await self._round()
