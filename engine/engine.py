@@ -72,6 +72,8 @@ class Claimed:
     context: dict[str, Any]
     timeout: float
     bounded_by_deadline: bool
+    awaits_io: bool
+    """A dispatched step whose tool is not `cpu_bound`: it may run in the background."""
 
 
 class Engine:
@@ -87,14 +89,31 @@ class Engine:
 
     async def run_attempt(self, key: AttemptKey, task_id: str | None = None) -> list[TaskRef]:
         """Run one step attempt if it is still due; the tasks to publish afterwards."""
-        publish: list[TaskRef] = []
-        claimed = await self._start(key, task_id, publish)
+        claimed, publish = await self.begin_attempt(key, task_id)
         if claimed is None:
             return publish
+        return publish + await self.complete_attempt(claimed)
+
+    async def begin_attempt(
+        self, key: AttemptKey, task_id: str | None = None
+    ) -> tuple[Claimed | None, list[TaskRef]]:
+        """Claim the attempt if it is still due: a step with no outside effect runs and is
+        recorded here (None comes back); any other comes back claimed, under its lease,
+        for `complete_attempt`. Also the tasks to publish now."""
+        publish: list[TaskRef] = []
+        claimed = await self._start(key, task_id, publish)
+        return claimed, publish
+
+    async def complete_attempt(self, claimed: Claimed) -> list[TaskRef]:
+        """Run a claimed attempt outside any transaction and record it; the tasks to publish.
+
+        Until it is recorded the lease stands for it: if this process dies meanwhile,
+        the lease runs out and the sweeper has the attempt run again.
+        """
         result = await self._run_outside(claimed)
         if result is None:
-            return publish
-        return publish + await self._finish(claimed, result[0], result[1])
+            return []
+        return await self._finish(claimed, result[0], result[1])
 
     async def _start(
         self, key: AttemptKey, task_id: str | None, publish: list[TaskRef]
@@ -121,7 +140,9 @@ class Engine:
             publish += unit.publish
             if inline:
                 return None
-            return Claimed(key, attempt.claims, step, context, timeout, bounded)
+            return Claimed(
+                key, attempt.claims, step, context, timeout, bounded, self._awaits_io(step)
+            )
 
     async def _run_inline(
         self,
@@ -142,6 +163,14 @@ class Engine:
             return
         await announcements.log_lines(unit.session, execution, unit.now, attempt.step_id, call.log)
         await transitions.succeed(unit, execution, attempt, outcome)
+
+    def _awaits_io(self, step: dict[str, Any]) -> bool:
+        name = str((step.get("config") or {}).get("tool", ""))
+        return (
+            step.get("type") == "tool"
+            and name in self.tools
+            and not self.tools.get(name).spec.cpu_bound
+        )
 
     def _chain(self, execution: Execution) -> Chain:
         return Chain.budget(

@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     )
     queue_name: str = Field("wfe", min_length=1, max_length=100, description="Broker queue.")
     worker_concurrency: int = Field(2, ge=1, le=256, description="Step tasks run at once.")
+    worker_io_steps: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="I/O-bound steps one worker process keeps in flight at once (0: none).",
+    )
     lease_seconds: float = Field(
         30.0, gt=0, le=3600, description="A running step not heard from this long is re-run."
     )

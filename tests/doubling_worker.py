@@ -15,22 +15,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.dispatch import TaskRef
-from engine.engine import AttemptKey, Engine
+from engine.engine import AttemptKey, Claimed, Engine
 from workers.publisher import CeleryPublisher
 
 _publish = CeleryPublisher.publish
-_run_attempt = Engine.run_attempt
+_begin_attempt = Engine.begin_attempt
 
 
 def publish_twice(self: CeleryPublisher, refs: Sequence[TaskRef]) -> None:
     _publish(self, [ref for ref in refs for _ in range(2)])
 
 
-async def recorded_run_attempt(
+async def recorded_begin_attempt(
     self: Engine, key: AttemptKey, task_id: str | None = None
-) -> list[TaskRef]:
+) -> tuple[Claimed | None, list[TaskRef]]:
     record(key)
-    return await _run_attempt(self, key, task_id)
+    return await _begin_attempt(self, key, task_id)
 
 
 def record(key: AttemptKey) -> None:
@@ -43,7 +43,7 @@ def record(key: AttemptKey) -> None:
 
 def install() -> None:
     CeleryPublisher.publish = publish_twice  # type: ignore[method-assign]
-    Engine.run_attempt = recorded_run_attempt  # type: ignore[method-assign]
+    Engine.begin_attempt = recorded_begin_attempt  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> Any:

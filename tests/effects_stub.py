@@ -6,7 +6,9 @@ first answer again) and counts every delivery, so a test can tell "sent twice" f
 
 * `fail_first=N`: the first N attempts of a step (keys `execution:step:*`) get 503;
 * `status=S`: answer S instead of 200;
-* `sleep=SECONDS`: wait before answering (a slow or hanging dependency).
+* `sleep=SECONDS`: wait before answering (a slow or hanging dependency);
+* `hold=GATE`: wait until the test calls `release(GATE)` (at most a minute); `holding`
+  counts the requests waiting at each gate.
 
 The answer is JSON: the effect's `id` (null while failing), the key, the sequence
 number of the effect and the request body echoed. `received` counts requests as they
@@ -26,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+HOLD_SECONDS = 60.0
+
 
 @dataclass
 class Effects:
@@ -34,6 +38,15 @@ class Effects:
     received: Counter[str] = field(default_factory=Counter)
     applied: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    holding: Counter[str] = field(default_factory=Counter)
+    gates: dict[str, threading.Event] = field(default_factory=dict)
+
+    def gate(self, name: str) -> threading.Event:
+        with self.lock:
+            return self.gates.setdefault(name, threading.Event())
+
+    def release(self, name: str) -> None:
+        self.gate(name).set()
 
     def url(self, **query: object) -> str:
         params = "&".join(f"{name}={value}" for name, value in query.items())
@@ -79,6 +92,13 @@ class _Handler(BaseHTTPRequestHandler):
             effects.received[key] += 1
         if "sleep" in query:
             time.sleep(float(query["sleep"]))
+        if "hold" in query:
+            gate = effects.gate(query["hold"])
+            with effects.lock:
+                effects.holding[query["hold"]] += 1
+            gate.wait(HOLD_SECONDS)
+            with effects.lock:
+                effects.holding[query["hold"]] -= 1
         with effects.lock:
             effects.deliveries[key] += 1
             step_prefix = key.rsplit(":", 1)[0] + ":"

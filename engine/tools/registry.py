@@ -105,6 +105,11 @@ class ToolSpec:
     output_schema: dict[str, Any]
     mode: ToolMode
     minimum_tier: Tier = Tier.FREE
+    cpu_bound: bool = False
+    """A dispatched tool that computes rather than waits: its steps hold a worker process
+    each. Every other dispatched tool mostly awaits I/O, so a worker process keeps many
+    of its steps in flight on its event loop and one tenant's slow calls never hold the
+    processes that another tenant's steps need."""
 
     @property
     def access(self) -> StepTypeAccess:

@@ -1,0 +1,91 @@
+"""Fair workers: one tenant's slow calls never hold the worker processes another tenant needs.
+
+A `wfe worker` with a single process runs a heavy tenant's HTTP steps, each held open by
+the external system until the test lets go, and a light tenant's workflow meanwhile.
+Steps of I/O-bound tools go on in the process's event loop once claimed, so the light
+tenant finishes while every heavy call is still in flight. (With `WFE_WORKER_IO_STEPS=0`
+each step holds the process for its whole call, as a CPU-bound tool's always does, and
+the heavy calls could never be in flight together.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+from tests.databases import ThrowawayDatabase
+from tests.effects_stub import Effects
+from tests.engine_stack import broker_unavailable_reason, broker_url
+from tests.execution_helpers import (
+    active_workflow,
+    eventually,
+    get,
+    http,
+    start,
+    step,
+    three_steps,
+    workflow,
+)
+from tests.fault_harness import create_tenant, engine_stack, wait_all_finished
+from wfe.v1 import execution_pb2
+
+pytestmark = pytest.mark.postgres
+
+HEAVY = 4
+COMPLETED = execution_pb2.EXECUTION_STATUS_COMPLETED
+PENDING_OR_RUNNING = {
+    execution_pb2.EXECUTION_STATUS_PENDING,
+    execution_pb2.EXECUTION_STATUS_IN_PROGRESS,
+}
+
+
+@pytest.fixture
+def broker() -> str:
+    url = broker_url()
+    require(broker_unavailable_reason(url), "a message broker")
+    return url
+
+
+def held_call(effects: Effects, gate: str) -> dict[str, object]:
+    """input -> call (answered only once the test releases `gate`) -> done."""
+    return workflow(
+        step("input", "input", "call", name="Input"),
+        http("call", "done", effects.url(hold=gate), name="Call"),
+        step("done", "output", name="Done", config={"values": {"ok": True}}),
+    )
+
+
+async def test_a_light_tenant_finishes_while_a_heavy_tenants_calls_hold_the_only_process(
+    postgres: ThrowawayDatabase, effects: Effects, broker: str, tmp_path: Path
+) -> None:
+    heavy = await create_tenant(postgres, "enterprise")
+    light = await create_tenant(postgres, "free")
+    async with engine_stack(
+        postgres, effects, tmp_path, broker=broker, workers=[("--concurrency", "1")]
+    ) as stack:
+        slow = await active_workflow(stack.channel, heavy, held_call(effects, "heavy"))
+        quick = await active_workflow(stack.channel, light, three_steps())
+        heavy_ids = [(await start(stack.channel, heavy, slow, {"n": n})).id for n in range(HEAVY)]
+        await eventually(
+            lambda: effects.holding["heavy"] == HEAVY,
+            f"all {HEAVY} heavy calls in flight at once on one worker process",
+            patience=30,
+        )
+
+        light_id = (await start(stack.channel, light, quick, {"name": "light"})).id
+        [finished] = await wait_all_finished(
+            stack.channel, light, [light_id], patience=30, diagnostics=stack.logs
+        )
+
+        assert finished.status == COMPLETED
+        assert effects.holding["heavy"] == HEAVY, "the light tenant waited for a heavy call"
+        for heavy_id in heavy_ids:
+            assert (await get(stack.channel, heavy, heavy_id)).status in PENDING_OR_RUNNING
+        effects.release("heavy")
+        done = await wait_all_finished(
+            stack.channel, heavy, heavy_ids, patience=60, diagnostics=stack.logs
+        )
+        assert {record.status for record in done} == {COMPLETED}
+        assert sum(effects.deliveries.values()) == HEAVY, "a held call was made twice"
