@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine import announcements, dispatch, transitions
+from engine import announcements, dispatch, retention, transitions
 from engine.dispatch import TaskRef
 from engine.durations import seconds
 from engine.graph import Graph, context_of
@@ -347,9 +347,23 @@ class Engine:
 
     async def purge(self, batch: int = 500) -> int:
         """Delete finished executions (and their events) and notifications older than each
-        tenant's retention."""
+        tenant's retention.
+
+        On PostgreSQL the event log's weeks past the longest retention are dropped first
+        (`retention.rotate`), so these deletes never touch a partition about to go.
+        """
         async with self.database.transaction(None) as session:
             tenant_ids = await tenant_rows.all_ids(session)
+        if self.database.is_postgresql:
+            rotation = await retention.rotate(self.database, tenant_ids)
+            if rotation.dropped:
+                logger.info(
+                    "dropped event partitions past %d days of retention: %s",
+                    rotation.keep_days,
+                    ", ".join(rotation.dropped),
+                )
+            if rotation.added:
+                logger.info("added event partitions: %s", ", ".join(rotation.added))
         purged = 0
         for tenant_id in tenant_ids:
             async with planned_transaction(self.database, tenant_id) as work:

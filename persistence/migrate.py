@@ -45,6 +45,10 @@ SERVICE_FUNCTIONS: tuple[str, ...] = (
     # The live streams' dispatcher: how far the event log is final, and the events up to there.
     "wfe_event_horizon()",
     "wfe_event_feed(bigint, bigint, text[], integer)",
+    # The retention purge: the event log's weekly partitions, added ahead and dropped past
+    # the longest retention (each also checks its caller's privilege on events).
+    "wfe_event_partitions_add(integer)",
+    "wfe_event_partitions_drop(integer)",
 )
 
 

@@ -18,6 +18,11 @@ class Event(TenantOwned, Base):
 
     `id` increases globally so a reader can resume after the last id it saw; the
     topic keys (`workflow_id`, `execution_id`) let it filter without parsing payloads.
+
+    On PostgreSQL the table is partitioned by week of `created_at` (migration 0008), so
+    retention drops old weeks whole; its primary key there is (id, created_at), as the
+    partition key must be in it. Rows are still identified by `id` alone, drawn from one
+    sequence, and `created_at` is set on insert: it decides the partition.
     """
 
     __tablename__ = "events"
