@@ -37,6 +37,8 @@ class Graph:
     def __init__(self, definition: Mapping[str, Any]) -> None:
         self.steps: dict[str, Mapping[str, Any]] = {s["id"]: s for s in definition["steps"]}
         self.order = [s["id"] for s in definition["steps"]]
+        self.positions = {step_id: number for number, step_id in enumerate(self.order, 1)}
+        """1-based position of each step: its entry's in the seed's `steps` list."""
         entries = [s["id"] for s in definition["steps"] if s.get("type") == "input"]
         self.entry = entries[0] if entries else self.order[0]
 

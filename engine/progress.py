@@ -72,13 +72,23 @@ def entry(steps: Mapping[str, Any], step_id: str) -> Mapping[str, Any]:
 
 
 def update(
-    steps: Mapping[str, Any], step_id: str, *, current: bool = False, **changes: Any
+    steps: Mapping[str, Any],
+    step_id: str,
+    *,
+    current: bool = False,
+    number: int | None = None,
+    **changes: Any,
 ) -> dict[str, Any]:
     """A copy with one entry changed (and, if `current`, that step made the current one).
 
     The other entries are shared with `steps`, which no function here changes in place.
+    `number`, the entry's position if the caller knows it, spares a search of the list.
     """
-    number = number_of(steps, step_id)
+    step_list_in = steps["step_list"]
+    if number is None or not (
+        0 < number <= len(step_list_in) and step_list_in[number - 1]["id"] == step_id
+    ):
+        number = number_of(steps, step_id)
     step_list = list(steps["step_list"])
     step_list[number - 1] = {**step_list[number - 1], **changes}
     updated = {**steps, "step_list": step_list}
@@ -112,8 +122,15 @@ def reset(steps: Mapping[str, Any], step_ids: set[str]) -> dict[str, Any]:
     return updated
 
 
+def done_count(steps: Mapping[str, Any]) -> int:
+    """Steps that are done (completed, failed-and-continued or skipped)."""
+    return sum(1 for item in steps["step_list"] if item["status"] in DONE)
+
+
+def fraction(done: int, steps: Mapping[str, Any]) -> float:
+    return round(done / (steps["total_steps"] or 1), 4)
+
+
 def fraction_done(steps: Mapping[str, Any]) -> float:
     """Share of steps that are done (completed, failed-and-continued or skipped)."""
-    total = steps["total_steps"] or 1
-    done = sum(1 for item in steps["step_list"] if item["status"] in DONE)
-    return round(done / total, 4)
+    return fraction(done_count(steps), steps)

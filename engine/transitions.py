@@ -49,6 +49,30 @@ async def attempt_numbers(unit: Unit, execution_id: str) -> dict[str, int]:
     return known
 
 
+def set_step(
+    unit: Unit, execution: Execution, step_id: str, *, current: bool = False, **changes: Any
+) -> None:
+    """Change one entry of the execution's `steps` record, and its progress fraction.
+
+    Costs the same at the last step of a long workflow as at the first: the entry is
+    found by its position in the definition and the done count is carried from the
+    record this transaction last wrote, so neither is recounted over the whole list.
+    """
+    steps = execution.steps
+    known = unit.done.get(execution.id)
+    done = known[1] if known is not None and known[0] is steps else progress.done_count(steps)
+    number = Graph.of(execution.definition).positions.get(step_id, 0)
+    listed = steps["step_list"]
+    if not (0 < number <= len(listed) and listed[number - 1]["id"] == step_id):
+        number = progress.number_of(steps, step_id)
+    updated = progress.update(steps, step_id, current=current, number=number, **changes)
+    was_done = listed[number - 1]["status"] in progress.DONE
+    done += int(updated["step_list"][number - 1]["status"] in progress.DONE) - int(was_done)
+    unit.done[execution.id] = (updated, done)
+    execution.steps = updated
+    execution.progress = progress.fraction(done, updated)
+
+
 async def schedule_step(
     unit: Unit,
     execution: Execution,
@@ -150,8 +174,9 @@ async def claim(
     attempt.task_id = task_id
     execution.status = ExecutionStatus.IN_PROGRESS
     execution.current_step = attempt.step_id
-    execution.steps = progress.update(
-        execution.steps,
+    set_step(
+        unit,
+        execution,
         attempt.step_id,
         current=True,
         status=StepStatus.IN_PROGRESS.value,
@@ -159,7 +184,6 @@ async def claim(
         completed_at=None,
         attempts=attempt.attempt,
     )
-    execution.progress = progress.fraction_done(execution.steps)
     execution.updated_at = unit.now
     name = graph.name(attempt.step_id)
     note = f"{name} started" + (f" (attempt {attempt.attempt})" if attempt.attempt > 1 else "")
@@ -196,15 +220,15 @@ async def succeed(unit: Unit, execution: Execution, attempt: StepAttempt, outcom
     attempt.output = outcome.output
     await _settled(unit, execution, attempt)
     execution.outputs = {**execution.outputs, attempt.step_id: outcome.output}
-    execution.steps = progress.update(
-        execution.steps,
+    set_step(
+        unit,
+        execution,
         attempt.step_id,
         status=StepStatus.COMPLETED.value,
         completed_at=progress.iso(unit.now),
         duration_ms=elapsed,
         error=None,
     )
-    execution.progress = progress.fraction_done(execution.steps)
     execution.updated_at = unit.now
     await announcements.step_completed(
         unit.session,
@@ -243,7 +267,7 @@ async def fail_attempt(
     policy = policy_of(step)
     if policy.allows_retry(attempt.attempt, failure.code, failure.retryable):
         wait = policy.delay(attempt.attempt)
-        execution.steps = progress.update(execution.steps, attempt.step_id, error=error)
+        set_step(unit, execution, attempt.step_id, error=error)
         await announcements.execution_update(
             unit.session,
             execution,
@@ -261,15 +285,15 @@ async def fail_attempt(
         )
         return
     continues = step.get("on_error") == "continue" and step.get("type") != "condition"
-    execution.steps = progress.update(
-        execution.steps,
+    set_step(
+        unit,
+        execution,
         attempt.step_id,
         status=StepStatus.FAILED.value,
         completed_at=progress.iso(unit.now),
         duration_ms=duration_ms(attempt.started_at, unit.now),
         error=error,
     )
-    execution.progress = progress.fraction_done(execution.steps)
     await announcements.step_failed(
         unit.session,
         execution,

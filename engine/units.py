@@ -92,6 +92,8 @@ class Unit:
     publish: list[TaskRef] = field(default_factory=list)
     chain: Chain | None = None
     numbered: dict[str, dict[str, int]] = field(default_factory=dict)
+    done: dict[str, tuple[Any, int]] = field(default_factory=dict)
+    """Per execution: the `steps` record this transaction last wrote, and its done count."""
     undispatched: set[tuple[str, str, int]] = field(default_factory=set)
 
 

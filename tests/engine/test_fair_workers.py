@@ -88,4 +88,7 @@ async def test_a_light_tenant_finishes_while_a_heavy_tenants_calls_hold_the_only
             stack.channel, heavy, heavy_ids, patience=60, diagnostics=stack.logs
         )
         assert {record.status for record in done} == {COMPLETED}
-        assert sum(effects.deliveries.values()) == HEAVY, "a held call was made twice"
+        for heavy_id in heavy_ids:
+            key = f"{heavy_id}:call:1"
+            assert effects.keys_of(heavy_id) == [key]
+            assert effects.received[key] == 1, "a held call was made twice"
