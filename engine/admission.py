@@ -14,25 +14,40 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.events import TRANSACTION_SCOPED
 from foundation.errors import QuotaExhausted
 from persistence.models import Execution, ExecutionStatus
 from tenancy import TenantId
 from tiers import Quota, TenantPlan, consume, release
 from tiers import repository as counters
+from tiers.ledger import CounterLedger
+
+_LOCKED = TRANSACTION_SCOPED + "admission_locked"
 
 
 async def lock_tenant(session: AsyncSession, tenant_id: TenantId) -> None:
-    """Serialise slot decisions of one tenant until the transaction ends."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"wfe.admission:{tenant_id}"},
-        )
+    """Serialise slot decisions of one tenant until the transaction ends.
+
+    Taken before the tenant's counter rows wherever both are taken, so two transactions
+    never wait for each other in opposite orders.
+    """
+    if session.get_bind().dialect.name != "postgresql" or session.info.get(_LOCKED):
+        return
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"wfe.admission:{tenant_id}"},
+    )
+    session.info[_LOCKED] = True
 
 
-async def try_take_slot(session: AsyncSession, plan: TenantPlan) -> int | None:
-    """Take a concurrency slot; the slots now in use, or None when all are taken."""
+async def try_take_slot(
+    session: AsyncSession, plan: TenantPlan, ledger: CounterLedger | None = None
+) -> int | None:
+    """Take a concurrency slot (from the batch's `ledger` when there is one); the slots
+    now in use, or None when all are taken."""
     try:
+        if ledger is not None:
+            return ledger.consume(Quota.CONCURRENT_EXECUTIONS).used
         allowance = await consume(session, plan, Quota.CONCURRENT_EXECUTIONS)
     except QuotaExhausted:
         return None

@@ -32,6 +32,7 @@ from foundation.errors import (
 )
 from persistence.models import Execution, ExecutionStatus
 from tiers import Quota, TenantPlan, consume
+from tiers.ledger import CounterLedger
 
 
 def has_input_schema(definition: Mapping[str, Any]) -> bool:
@@ -114,7 +115,7 @@ def finished(execution: Execution) -> bool:
 
 async def _admit_or_queue(unit: Unit, execution: Execution, *, fresh: bool) -> None:
     await admission.lock_tenant(unit.session, unit.plan.tenant_id)
-    slots = await admission.try_take_slot(unit.session, unit.plan)
+    slots = await admission.try_take_slot(unit.session, unit.plan, unit.ledger)
     if slots is not None:
         await transitions.admit(unit, execution, slots, fresh=fresh)
         return
@@ -180,14 +181,28 @@ def _new(
 async def _begin(unit: Unit, execution: Execution) -> None:
     """Store a new execution, count it against the day, then admit or queue it.
 
-    The tenant's counters are taken last: their row locks serialise the tenant's
-    starts until commit, so the less work after them, the more starts per second.
-    A refusal rolls the whole transaction back, so the order loses nothing.
+    The tenant's admission lock and counters are taken last: they serialise the
+    tenant's starts until commit, so the less work after them, the more starts per
+    second. A refusal rolls the whole transaction back, so the order loses nothing.
+    In a group commit the counters come from the batch's ledger (`batch_ledger`).
     """
     unit.session.add(execution)
     await unit.session.flush()
-    await consume(unit.session, unit.plan, Quota.EXECUTIONS_PER_DAY, now=unit.now)
+    await admission.lock_tenant(unit.session, unit.plan.tenant_id)
+    if unit.ledger is not None:
+        unit.ledger.consume(Quota.EXECUTIONS_PER_DAY)
+    else:
+        await consume(unit.session, unit.plan, Quota.EXECUTIONS_PER_DAY, now=unit.now)
     await _admit_or_queue(unit, execution, fresh=True)
+
+
+async def batch_ledger(unit: Unit) -> CounterLedger:
+    """The quota counters a batch of starts takes, locked for its transaction (after the
+    tenant's admission lock, the order every path takes them in)."""
+    await admission.lock_tenant(unit.session, unit.plan.tenant_id)
+    ledger = CounterLedger(unit.session, unit.plan, unit.now)
+    await ledger.lock([Quota.EXECUTIONS_PER_DAY, Quota.CONCURRENT_EXECUTIONS])
+    return ledger
 
 
 async def cancel(unit: Unit, actor: str, execution_id: str, reason: str) -> Execution:

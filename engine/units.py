@@ -17,6 +17,7 @@ from foundation.settings import Settings
 from tenancy import TenantId
 from tenancy.database import TenantDatabase
 from tiers import TenantPlan, planned_transaction
+from tiers.ledger import CounterLedger
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,8 @@ class Unit:
     publish: list[TaskRef] = field(default_factory=list)
     chain: Chain | None = None
     numbered: dict[str, dict[str, int]] = field(default_factory=dict)
+    ledger: CounterLedger | None = None
+    """The batch's quota counters, when this unit is one call of a group commit."""
     done: dict[str, tuple[Any, int]] = field(default_factory=dict)
     """Per execution: the `steps` record this transaction last wrote, and its done count."""
     undispatched: set[tuple[str, str, int]] = field(default_factory=set)

@@ -43,7 +43,8 @@ class Allowance:
         return None if self.limit is None else max(self.limit - self.used, 0)
 
 
-def _window(quota: Quota, now: datetime) -> tuple[str, datetime | None]:
+def window_of(quota: Quota, now: datetime) -> tuple[str, datetime | None]:
+    """The counter window `now` falls in ("" for a gauge) and when it resets."""
     if not quota.daily:
         return "", None
     day = now.astimezone(UTC).date()
@@ -55,7 +56,7 @@ async def allowance(
     session: AsyncSession, plan: TenantPlan, quota: Quota, *, now: datetime | None = None
 ) -> Allowance:
     """How much of `quota` the tenant has used and may still use."""
-    window, resets_at = _window(quota, now or datetime.now(UTC))
+    window, resets_at = window_of(quota, now or datetime.now(UTC))
     used = await repository.read(session, plan.tenant_id, quota.metric, window)
     limit = getattr(plan.limits, quota.limit_name)
     return Allowance(quota, plan.tier, limit, used, resets_at)
@@ -74,24 +75,36 @@ async def consume(
     The check and the increment are one statement, so parallel callers can never
     take more than the limit between them; rolling back the transaction gives it back.
     """
-    window, resets_at = _window(quota, now or datetime.now(UTC))
+    window, resets_at = window_of(quota, now or datetime.now(UTC))
     limit = getattr(plan.limits, quota.limit_name)
     used = await repository.increment(session, plan.tenant_id, quota.metric, window, amount, limit)
     if used is None:
         current = await repository.read(session, plan.tenant_id, quota.metric, window)
-        metadata: dict[str, object] = {
-            "tier": plan.tier,
-            "quota": quota.limit_name,
-            "limit": limit,
-            "used": current,
-            "requested": amount,
-        }
-        message = f"{quota.limit_name} is {limit} on the {plan.tier} tier and {current} are used"
-        if resets_at is not None:
-            metadata["resets_at"] = resets_at.isoformat()
-            message += f"; it resets at {resets_at.isoformat()}"
-        raise QuotaExhausted(message, metadata=metadata)
+        raise exhausted(plan, quota, limit, current, amount, resets_at)
     return Allowance(quota, plan.tier, limit, used, resets_at)
+
+
+def exhausted(
+    plan: TenantPlan,
+    quota: Quota,
+    limit: int | None,
+    current: int,
+    amount: int,
+    resets_at: datetime | None,
+) -> QuotaExhausted:
+    """The refusal of taking `amount` more of `quota` when `current` is used."""
+    metadata: dict[str, object] = {
+        "tier": plan.tier,
+        "quota": quota.limit_name,
+        "limit": limit,
+        "used": current,
+        "requested": amount,
+    }
+    message = f"{quota.limit_name} is {limit} on the {plan.tier} tier and {current} are used"
+    if resets_at is not None:
+        metadata["resets_at"] = resets_at.isoformat()
+        message += f"; it resets at {resets_at.isoformat()}"
+    return QuotaExhausted(message, metadata=metadata)
 
 
 async def release(session: AsyncSession, plan: TenantPlan, quota: Quota, amount: int = 1) -> None:

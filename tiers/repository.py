@@ -38,6 +38,39 @@ async def increment(
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def lock_many(
+    session: AsyncSession, tenant_id: TenantId, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """Lock the counters (metric, window) for the transaction, making missing ones at zero;
+    each one's value. One upsert whose DO UPDATE changes nothing but takes the row lock."""
+    insert = upsert_insert(session.get_bind().dialect.name)
+    rows = insert(UsageCounter).values(
+        [{"tenant_id": tenant_id, "metric": m, "window": w, "used": 0} for m, w in keys]
+    )
+    statement = rows.on_conflict_do_update(
+        index_elements=[UsageCounter.tenant_id, UsageCounter.metric, UsageCounter.window],
+        set_={"used": UsageCounter.used},
+    ).returning(UsageCounter.metric, UsageCounter.window, UsageCounter.used)
+    found = (await session.execute(statement)).all()
+    return {(str(metric), str(window)): int(used) for metric, window, used in found}
+
+
+async def add(
+    session: AsyncSession, tenant_id: TenantId, metric: str, window: str, amount: int
+) -> None:
+    """Add `amount` to a counter the transaction holds locked (`lock_many`): no limit here,
+    the caller checked it against the locked value."""
+    await session.execute(
+        update(UsageCounter)
+        .where(
+            UsageCounter.tenant_id == tenant_id,
+            UsageCounter.metric == metric,
+            UsageCounter.window == window,
+        )
+        .values(used=UsageCounter.used + amount)
+    )
+
+
 async def decrement(
     session: AsyncSession, tenant_id: TenantId, metric: str, window: str, amount: int
 ) -> None:

@@ -6,7 +6,9 @@ commits. Instead, the calls that arrive while a tenant's transaction runs wait f
 to end and then go together in the next one, each inside a savepoint: each gets its own
 answer or its own error (a refused start rolls back to its savepoint and takes nothing
 with it), and the batch pays one BEGIN, one lock wait and one commit. A lone call goes at
-once: no timer holds it back.
+once: no timer holds it back. A batch of several takes its quota counters once
+(`prepare`, a `tiers.ledger.CounterLedger`): locked and read before the first call,
+written once after the last.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from engine.dispatch import Publisher, TaskRef
 from engine.units import Timing, Unit, open_unit, utcnow
 from tenancy import TenantId
 from tenancy.database import TenantDatabase
+from tiers.ledger import CounterLedger
 
 T = TypeVar("T")
 
@@ -43,10 +46,17 @@ def _retrieved(answer: asyncio.Future[Any]) -> None:
 class GroupCommit:
     """Runs units of work of one tenant together, one transaction per batch."""
 
-    def __init__(self, database: TenantDatabase, timing: Timing, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        database: TenantDatabase,
+        timing: Timing,
+        publisher: Publisher,
+        prepare: Callable[[Unit], Awaitable[CounterLedger]] | None = None,
+    ) -> None:
         self._database = database
         self._timing = timing
         self._publisher = publisher
+        self._prepare = prepare
         self._waiting: dict[TenantId, list[_Call[Any]]] = {}
         self._running: dict[TenantId, asyncio.Task[None]] = {}
 
@@ -92,15 +102,23 @@ class GroupCommit:
         try:
             async with open_unit(self._database, tenant, self._timing) as shared:
                 session = shared.session
+                ledger = None
+                if self._prepare is not None and len(calls) > 1:
+                    ledger = await self._prepare(shared)
                 for call in calls:
-                    unit = Unit(session, shared.plan, utcnow(), self._timing)
+                    unit = Unit(session, shared.plan, utcnow(), self._timing, ledger=ledger)
+                    taken = ledger.mark() if ledger is not None else {}
                     try:
                         async with session.begin_nested():
                             results.append(await call.work(unit))
                     except Exception as error:
                         results.append(error)
+                        if ledger is not None:
+                            ledger.restore(taken)
                     else:
                         call.publish = unit.publish
+                if ledger is not None:
+                    await ledger.flush()
         except BaseException as error:  # the transaction itself failed: nothing was kept
             for call in calls:
                 if not call.answer.done():

@@ -103,7 +103,7 @@ class ExecutionService:
         self._database = database
         self._timing = timing_of(settings)
         self._publisher = publisher
-        self._batches = GroupCommit(database, self._timing, publisher)
+        self._batches = GroupCommit(database, self._timing, publisher, control.batch_ledger)
         self._schemas = _RecentDefinitions()
 
     async def start(

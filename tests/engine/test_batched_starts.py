@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import grpc
 from grpc import aio
+from sqlalchemy import event
 
-from tests.conftest import NewTenant, auth, error_info
+from engine import control
+from engine.dispatch import Publisher
+from engine.units import Unit, timing_of
+from foundation.errors import QuotaExhausted
+from persistence.models import Execution
+from service.executions.batching import GroupCommit
+from service.workflows import service as workflows
+from tenancy import TenantId
+from tenancy.database import TenantDatabase
+from tests.conftest import NewTenant, auth, error_info, server_settings
 from tests.engine.test_run_limits import statuses
 from tests.execution_helpers import active_workflow, start, three_steps, wait_until
 from tests.tiers.test_plan_limits import get_tenant
@@ -98,3 +109,44 @@ async def test_a_start_checks_its_input_against_the_workflows_version_of_now(
     assert done.status == COMPLETED
     answer = await outcome(asyncio.ensure_future(start(channel, tenant, workflow_id, {"n": 1})))
     assert answer == "INVALID_ARGUMENT/INVALID_INPUT"
+
+
+async def test_a_batch_of_starts_takes_its_quota_counters_once(
+    channel: aio.Channel, new_tenant: NewTenant, database: TenantDatabase, engine: Publisher
+) -> None:
+    tenant = await new_tenant("enterprise", {"max_executions_per_day": 5})
+    workflow_id = await active_workflow(channel, tenant, three_steps())
+    batches = GroupCommit(database, timing_of(server_settings()), engine, control.batch_ledger)
+
+    async def work(unit: Unit) -> Execution:
+        workflow = await workflows.get(unit.session, workflow_id)
+        return await control.start(
+            unit, "tester", workflow.id, workflow.version, workflow.definition, {"name": "x"}
+        )
+
+    counter_statements: list[str] = []
+
+    def seen(_c: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "usage_counters" in statement:
+            counter_statements.append(statement)
+
+    sync_engine = database.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", seen)
+    try:
+        # Eight calls made in one turn of the loop: they go in one transaction.
+        answers = await asyncio.gather(
+            *(batches.run(TenantId(tenant), work) for _ in range(8)), return_exceptions=True
+        )
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", seen)
+
+    started = [a for a in answers if isinstance(a, Execution)]
+    refused = [a for a in answers if isinstance(a, QuotaExhausted)]
+    assert (len(started), len(refused)) == (5, 3)
+    assert refused[0].metadata["quota"] == "max_executions_per_day"
+    # One statement locks and reads both counters; one adds to each: not two per start.
+    assert len(counter_statements) == 3, counter_statements
+    assert (await get_tenant(channel, tenant)).usage.executions_today == 5
+    for execution in started:
+        done = await wait_until(channel, tenant, execution.id, patience=60)
+        assert done.status == COMPLETED
