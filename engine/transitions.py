@@ -150,6 +150,8 @@ async def admit(unit: Unit, execution: Execution, slots: int, *, fresh: bool = F
         unit.session, execution, unit.now, message="admitted; waiting for a worker"
     )
     graph = Graph.of(execution.definition)
+    if fresh:
+        unit.numbered.setdefault(execution.id, {})  # it has no attempts: nothing to read
     await schedule_step(
         unit,
         execution,
