@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from engine import admission, announcements, progress, schemas, transitions
 from engine import executions as repository
@@ -46,7 +46,31 @@ def check_input(definition: Mapping[str, Any], value: Mapping[str, Any], field: 
     A stored schema that today's rules refuse (saved before them) is never applied: the
     start is refused as invalid input naming the schema's fault, so nothing is fetched.
     """
-    problems = schemas.validate(definition.get("input_schema") or {}, value)
+    _refuse(schemas.validate(definition.get("input_schema") or {}, value), field)
+
+
+QUICK_INPUT_BYTES: Final = 4096
+"""An input up to this size (compact JSON) may be checked on the loop (`check_input_quickly`)."""
+
+
+def check_input_quickly(
+    definition: Mapping[str, Any], value: Mapping[str, Any], size: int | None, field: str
+) -> bool:
+    """`check_input` right here when that is sure to be cheap: a small input (`size`, its
+    `encoded_size`) and a small schema checked within a small budget. False when it is
+    not: the caller checks it off the loop. Most inputs and schemas are small, and sending
+    them to a worker process costs more than checking them."""
+    if size is None or size > QUICK_INPUT_BYTES:
+        return False
+    problems = schemas.validate_quickly(definition.get("input_schema") or {}, value)
+    if problems is None:
+        return False
+    _refuse(problems, field)
+    return True
+
+
+def _refuse(problems: Sequence[schemas.Problem], field: str) -> None:
+    """INVALID_INPUT for these problems; nothing when there are none."""
     if not problems:
         return
     if problems[0].in_schema:

@@ -14,7 +14,7 @@ from engine.schemas.problems import (
     MAX_SCHEMA_DEPTH,
     Problem,
 )
-from engine.schemas.runtime import validate
+from engine.schemas.runtime import validate, validate_quickly
 
 __all__ = [
     "MAX_PATTERNS",
@@ -24,4 +24,5 @@ __all__ = [
     "Problem",
     "check_schema",
     "validate",
+    "validate_quickly",
 ]

@@ -57,9 +57,19 @@ class _Checked:
 
     keys: set[int] = field(default_factory=set)
     rounds: int = 0
+    size: int | None = None
+    """The input's encoded size, when the caller measured it (small ones are checked here)."""
 
     def covers(self, key: int) -> bool:
         return key in self.keys
+
+
+async def _check(
+    definition: Mapping[str, Any], value: Mapping[str, Any], size: int | None, field: str
+) -> None:
+    """`control.check_input`: right here when it is sure to be cheap, else off the loop."""
+    if not control.check_input_quickly(definition, value, size, field):
+        await offload.run(control.check_input, definition, value, field)
 
 
 MAX_CHECKS: Final = 2
@@ -118,7 +128,7 @@ class ExecutionService:
 
         `input_size`: the input's `encoded_size`, when measured off the loop already.
         """
-        checked = _Checked()
+        checked = _Checked(size=input_size)
         recent = (caller.tenant_id, workflow_id)
         await self._check_against_recent(recent, execution_input, checked)
 
@@ -162,7 +172,7 @@ class ExecutionService:
             return
         version, definition = known
         try:
-            await offload.run(control.check_input, definition, value, "input")
+            await _check(definition, value, checked.size, "input")
         except InvalidInput:
             return
         checked.keys.add(version)
@@ -235,7 +245,7 @@ class ExecutionService:
             try:
                 return await self._create(tenant, request_id, work)
             except _CheckFirst as first:
-                await offload.run(control.check_input, first.definition, first.value, field)
+                await _check(first.definition, first.value, checked.size, field)
                 checked.keys.add(first.key)
                 checked.rounds += 1
 
