@@ -9,7 +9,9 @@ than the plan has.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from typing import Final
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,8 +60,27 @@ async def give_back_slot(session: AsyncSession, plan: TenantPlan) -> None:
     await release(session, plan, Quota.CONCURRENT_EXECUTIONS)
 
 
+SLOTS_SEEN_SECONDS: Final = 1.0
+"""How long a tenant's slot count read here stands for the urgency rank of its next steps."""
+
+_slots_seen: dict[TenantId, tuple[float, int]] = {}
+
+
 async def slots_in_use(session: AsyncSession, tenant_id: TenantId) -> int:
-    return await counters.read(session, tenant_id, Quota.CONCURRENT_EXECUTIONS.metric, "")
+    """The tenant's slots in use, for the urgency rank of a step it makes due.
+
+    The rank is a scheduling hint, so a count read within the last second will do: a
+    chain of dispatched steps does not read the counter at every step.
+    """
+    seen = _slots_seen.get(tenant_id)
+    now = time.monotonic()
+    if seen is not None and now - seen[0] < SLOTS_SEEN_SECONDS:
+        return seen[1]
+    used = await counters.read(session, tenant_id, Quota.CONCURRENT_EXECUTIONS.metric, "")
+    if len(_slots_seen) >= 4096:
+        _slots_seen.clear()
+    _slots_seen[tenant_id] = (now, used)
+    return used
 
 
 async def oldest_queued(session: AsyncSession, limit: int) -> Sequence[Execution]:
