@@ -162,11 +162,10 @@ def _committing(session: Session) -> None:
 
 @event.listens_for(TenantScopedSession, "after_commit")
 def _committed(session: Session) -> None:
-    if not session.info.pop(WRITTEN, False):
-        return
-    bind = session.bind
-    for listener in _listeners.get(bind, ()) if isinstance(bind, Engine) else ():
-        listener(session.info)
+    if session.info.pop(WRITTEN, False):
+        bind = session.bind
+        for listener in _listeners.get(bind, ()) if isinstance(bind, Engine) else ():
+            listener(session.info)
     _forget_transaction(session)
 
 
