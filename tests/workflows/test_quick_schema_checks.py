@@ -31,8 +31,10 @@ SMALL_SCHEMAS: list[dict[str, Any]] = [
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-20, 20) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["name", "n", "tags", "code", "x"]), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(["name", "n", "tags", "code", "x"]), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
