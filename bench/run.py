@@ -87,14 +87,16 @@ def plan_of(args: argparse.Namespace) -> Plan:
     )
 
 
-def flood_size(plan: Plan, steps_per_second: float) -> int:
+def flood_size(plan: Plan, dispatched_per_second: float) -> int:
     """Enough slow executions to keep the workers busy through the light series, with margin.
 
-    Sized from this round's (a') rate (no-op executions; the flood's are slower), so a
-    quiet machine gets a bigger flood than a busy one and both stay saturated.
+    Each flood execution has one dispatched step (its HTTP call; the rest runs inline),
+    and workers keep many calls in flight at once, so the flood drains at about this
+    round's (a) rate of dispatched steps: sized from it, a quiet machine gets a bigger
+    flood than a busy one and both stay saturated.
     """
     window = plan.light * plan.light_spacing + 5.0
-    return max(plan.heavy, math.ceil(1.5 * window * steps_per_second / 3))
+    return max(plan.heavy, math.ceil(1.5 * window * dispatched_per_second))
 
 
 def metrics() -> dict[str, Metric]:
@@ -155,7 +157,7 @@ async def measure_throughput(
 ) -> Throughput:
     """(a'), (c') and CPU, then (a) and (c), each system run beside a chain floor of its own.
 
-    Returns the (a') run, whose rate sizes the (d) flood.
+    Returns the (a) run, whose rate sizes the (d) flood.
     """
     system_first = number % 2 == 1
     a, inline_a, c, inline_c, cpu = (results[k] for k in ("a", "a'", "c", "c'", "cpu"))
@@ -184,7 +186,7 @@ async def measure_throughput(
     print("  " + a.describe(a.add(dispatched.rate, chains.rate)), flush=True)
     print("  " + c.describe(c.add(dispatched.commits, dispatched.steps)), flush=True)
     c.notes.append(_commit_note(number, dispatched, "dispatched"))
-    return inline
+    return dispatched
 
 
 async def measure_starts(stack: Stack, plan: Plan, results: dict[str, Metric], number: int) -> None:
