@@ -67,6 +67,14 @@ def number_of(steps: Mapping[str, Any], step_id: str) -> int:
     raise KeyError(step_id)
 
 
+def position(steps: Mapping[str, Any], step_id: str, hint: int | None) -> int:
+    """1-based position of a step: `hint` when it is right, else found by a search."""
+    listed = steps["step_list"]
+    if hint is not None and 0 < hint <= len(listed) and listed[hint - 1]["id"] == step_id:
+        return hint
+    return number_of(steps, step_id)
+
+
 def entry(steps: Mapping[str, Any], step_id: str) -> Mapping[str, Any]:
     return steps["step_list"][number_of(steps, step_id) - 1]  # type: ignore[no-any-return]
 
@@ -84,11 +92,7 @@ def update(
     The other entries are shared with `steps`, which no function here changes in place.
     `number`, the entry's position if the caller knows it, spares a search of the list.
     """
-    step_list_in = steps["step_list"]
-    if number is None or not (
-        0 < number <= len(step_list_in) and step_list_in[number - 1]["id"] == step_id
-    ):
-        number = number_of(steps, step_id)
+    number = position(steps, step_id, number)
     step_list = list(steps["step_list"])
     step_list[number - 1] = {**step_list[number - 1], **changes}
     updated = {**steps, "step_list": step_list}

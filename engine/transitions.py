@@ -61,12 +61,10 @@ def set_step(
     steps = execution.steps
     known = unit.done.get(execution.id)
     done = known[1] if known is not None and known[0] is steps else progress.done_count(steps)
-    number = Graph.of(execution.definition).positions.get(step_id, 0)
-    listed = steps["step_list"]
-    if not (0 < number <= len(listed) and listed[number - 1]["id"] == step_id):
-        number = progress.number_of(steps, step_id)
+    hint = Graph.of(execution.definition).positions.get(step_id)
+    number = progress.position(steps, step_id, hint)
     updated = progress.update(steps, step_id, current=current, number=number, **changes)
-    was_done = listed[number - 1]["status"] in progress.DONE
+    was_done = steps["step_list"][number - 1]["status"] in progress.DONE
     done += int(updated["step_list"][number - 1]["status"] in progress.DONE) - int(was_done)
     unit.done[execution.id] = (updated, done)
     execution.steps = updated

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -62,6 +63,20 @@ def sync_url(url: str | URL) -> URL:
 
 def upgrade(admin_url: str, *, service_role: str | None = None, revision: str = "head") -> None:
     """Apply migrations as the owner role; grant `service_role` its table privileges."""
+    _run(admin_url, command.upgrade, revision, service_role)
+
+
+def downgrade(admin_url: str, revision: str) -> None:
+    """Undo migrations down to `revision`, as the owner role."""
+    _run(admin_url, command.downgrade, revision, None)
+
+
+def _run(
+    admin_url: str,
+    step: Callable[[Config, str], None],
+    revision: str,
+    service_role: str | None,
+) -> None:
     url = sync_url(admin_url)
     if url.get_backend_name() == "sqlite" and url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +86,7 @@ def upgrade(admin_url: str, *, service_role: str | None = None, revision: str = 
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS))
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            step(config, revision)
             if service_role and connection.dialect.name == "postgresql":
                 grant_service_role(connection, service_role)
     finally:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import case, select, update
+from sqlalchemy import ColumnElement, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from foundation.database import upsert_insert
 from persistence.models import UsageCounter
 from tenancy import TenantId
+
+_KEY = [UsageCounter.tenant_id, UsageCounter.metric, UsageCounter.window]
+"""What names one counter: its unique key."""
 
 
 async def increment(
@@ -31,7 +34,7 @@ async def increment(
     )
     grown = UsageCounter.used + amount
     statement = counter.on_conflict_do_update(
-        index_elements=[UsageCounter.tenant_id, UsageCounter.metric, UsageCounter.window],
+        index_elements=_KEY,
         set_={"used": grown},
         where=None if limit is None else grown <= limit,
     ).returning(UsageCounter.used)
@@ -48,7 +51,7 @@ async def lock_many(
         [{"tenant_id": tenant_id, "metric": m, "window": w, "used": 0} for m, w in keys]
     )
     statement = rows.on_conflict_do_update(
-        index_elements=[UsageCounter.tenant_id, UsageCounter.metric, UsageCounter.window],
+        index_elements=_KEY,
         set_={"used": UsageCounter.used},
     ).returning(UsageCounter.metric, UsageCounter.window, UsageCounter.used)
     found = (await session.execute(statement)).all()
@@ -62,11 +65,7 @@ async def add(
     the caller checked it against the locked value."""
     await session.execute(
         update(UsageCounter)
-        .where(
-            UsageCounter.tenant_id == tenant_id,
-            UsageCounter.metric == metric,
-            UsageCounter.window == window,
-        )
+        .where(*_counter(tenant_id, metric, window))
         .values(used=UsageCounter.used + amount)
     )
 
@@ -77,21 +76,21 @@ async def decrement(
     """Subtract `amount`, never below zero."""
     await session.execute(
         update(UsageCounter)
-        .where(
-            UsageCounter.tenant_id == tenant_id,
-            UsageCounter.metric == metric,
-            UsageCounter.window == window,
-        )
+        .where(*_counter(tenant_id, metric, window))
         .values(used=case((UsageCounter.used > amount, UsageCounter.used - amount), else_=0))
     )
 
 
 async def read(session: AsyncSession, tenant_id: TenantId, metric: str, window: str) -> int:
     used = await session.scalar(
-        select(UsageCounter.used).where(
-            UsageCounter.tenant_id == tenant_id,
-            UsageCounter.metric == metric,
-            UsageCounter.window == window,
-        )
+        select(UsageCounter.used).where(*_counter(tenant_id, metric, window))
     )
     return int(used or 0)
+
+
+def _counter(tenant_id: TenantId, metric: str, window: str) -> tuple[ColumnElement[bool], ...]:
+    return (
+        UsageCounter.tenant_id == tenant_id,
+        UsageCounter.metric == metric,
+        UsageCounter.window == window,
+    )

@@ -39,11 +39,8 @@ def validate(schema: object, value: Any) -> list[Problem]:
     A schema that could not have been saved today (a definition stored before these
     rules) yields its own problems, marked `in_schema`, instead of being applied.
     """
-    compiled = _compiled(schema)
-    if isinstance(compiled, list):
-        return [problem._replace(in_schema=True) for problem in compiled]
     try:
-        return _apply(compiled, value, MAX_EVALUATIONS)
+        return _apply(schema, value, MAX_EVALUATIONS)
     except _OverBudget:
         return [Problem((), "the input_schema takes too much work to check this input", True)]
 
@@ -63,11 +60,8 @@ def validate_quickly(schema: object, value: Any) -> list[Problem] | None:
     """
     if not _within(schema, QUICK_NODES):
         return None
-    compiled = _compiled(schema)
-    if isinstance(compiled, list):
-        return [problem._replace(in_schema=True) for problem in compiled]
     try:
-        return _apply(compiled, value, QUICK_EVALUATIONS)
+        return _apply(schema, value, QUICK_EVALUATIONS)
     except _OverBudget:
         return None
 
@@ -87,8 +81,12 @@ def _within(value: object, nodes: int) -> bool:
     return True
 
 
-def _apply(compiled: Validator, value: Any, evaluations: int) -> list[Problem]:
-    """The problems of `value`, spending at most `evaluations` (else `_OverBudget`)."""
+def _apply(schema: object, value: Any, evaluations: int) -> list[Problem]:
+    """The problems of `value`, spending at most `evaluations` (else `_OverBudget`); those
+    of the schema itself, marked `in_schema`, when it may not be applied."""
+    compiled = _compiled(schema)
+    if isinstance(compiled, list):
+        return [problem._replace(in_schema=True) for problem in compiled]
     budget = _BUDGET.set([evaluations])
     found: list[Problem] = []
     try:

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
 from tests.databases import ThrowawayDatabase
 from tests.effects_stub import Effects
-from tests.engine_stack import broker_unavailable_reason, broker_url
 from tests.execution_helpers import (
     active_workflow,
     eventually,
@@ -41,13 +39,6 @@ PENDING_OR_RUNNING = {
 }
 
 
-@pytest.fixture
-def broker() -> str:
-    url = broker_url()
-    require(broker_unavailable_reason(url), "a message broker")
-    return url
-
-
 def held_call(effects: Effects, gate: str) -> dict[str, object]:
     """input -> call (answered only once the test releases `gate`) -> done."""
     return workflow(
@@ -58,12 +49,12 @@ def held_call(effects: Effects, gate: str) -> dict[str, object]:
 
 
 async def test_a_light_tenant_finishes_while_a_heavy_tenants_calls_hold_the_only_process(
-    postgres: ThrowawayDatabase, effects: Effects, broker: str, tmp_path: Path
+    postgres: ThrowawayDatabase, effects: Effects, shared_broker: str, tmp_path: Path
 ) -> None:
     heavy = await create_tenant(postgres, "enterprise")
     light = await create_tenant(postgres, "free")
     async with engine_stack(
-        postgres, effects, tmp_path, broker=broker, workers=[("--concurrency", "1")]
+        postgres, effects, tmp_path, broker=shared_broker, workers=[("--concurrency", "1")]
     ) as stack:
         slow = await active_workflow(stack.channel, heavy, held_call(effects, "heavy"))
         quick = await active_workflow(stack.channel, light, three_steps())

@@ -25,7 +25,7 @@ from tenancy.database import TenantDatabase
 from tests.conftest import require
 from tests.databases import ThrowawayDatabase
 from tests.effects_stub import Effects
-from tests.engine_stack import Processes, broker_unavailable_reason, broker_url
+from tests.engine_stack import Processes
 from tests.execution_helpers import (
     active_workflow,
     eventually,
@@ -57,14 +57,6 @@ pytestmark = pytest.mark.postgres
 
 IN_PROGRESS = execution_pb2.STEP_STATUS_IN_PROGRESS
 PENDING = execution_pb2.EXECUTION_STATUS_PENDING
-
-
-@pytest.fixture
-def shared_broker() -> str:
-    """The machine's broker; each stack uses a queue of its own on it."""
-    url = broker_url()
-    require(broker_unavailable_reason(url), "a message broker")
-    return url
 
 
 @pytest.fixture

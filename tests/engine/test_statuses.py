@@ -8,15 +8,13 @@ backends, even from SQL that passes no ORM.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import CheckConstraint, Enum, create_engine, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, StatementError
@@ -25,7 +23,7 @@ from engine.progress import StepStatus
 from engine.transitions import TERMINAL
 from engine.units import utcnow
 from foundation.orm import Base
-from persistence.migrate import MIGRATIONS
+from persistence.migrate import downgrade, upgrade
 from persistence.models import (
     AttemptStatus,
     Dispatch,
@@ -280,25 +278,13 @@ def test_the_models_check_exactly_the_enum_values() -> None:
         assert column_type.length == 16
 
 
-def _migrate(url: str, step: Callable[[Config, str], None], revision: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS))
-            config.attributes["connection"] = connection
-            step(config, revision)
-    finally:
-        engine.dispose()
-
-
 @pytest.mark.integration
 def test_the_status_checks_migrate_up_and_down_on_sqlite_keeping_every_row(
     tmp_path: Path,
 ) -> None:
     """SQLite rebuilds each table to add its CHECK: rows, indexes and keys must survive."""
     url = f"sqlite:///{tmp_path / 'migrate.db'}"
-    _migrate(url, command.upgrade, "0003")
+    upgrade(url, revision="0003")
     engine = create_engine(url)
     with engine.begin() as connection:
         for statement in (
@@ -321,7 +307,7 @@ def test_the_status_checks_migrate_up_and_down_on_sqlite_keeping_every_row(
     before = _schema(engine)
     engine.dispose()
 
-    _migrate(url, command.upgrade, "head")
+    upgrade(url)
     engine = create_engine(url)
     upgraded = _schema(engine)
     assert upgraded["rows"] == before["rows"] == [1, 1, 1]
@@ -337,7 +323,7 @@ def test_the_status_checks_migrate_up_and_down_on_sqlite_keeping_every_row(
         connection.execute(text("UPDATE executions SET status = 'bogus'"))
     engine.dispose()
 
-    _migrate(url, command.downgrade, "0003")
+    downgrade(url, "0003")
     engine = create_engine(url)
     assert _schema(engine) == before
     engine.dispose()

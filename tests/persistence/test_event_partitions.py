@@ -6,21 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from engine import events, retention
 from engine.engine import Engine
 from engine.tools import ToolRegistry
-from persistence.migrate import MIGRATIONS, sync_url
+from persistence.migrate import downgrade, upgrade
 from persistence.models import Event
 from service.tenants import service as tenants
 from tenancy.context import TenantId
@@ -34,20 +31,6 @@ pytestmark = pytest.mark.postgres
 EVERY_EVENT = (
     "SELECT id, tenant_id, type, created_at FROM wfe_event_feed(0, 9e15::bigint, NULL, 10000)"
 )
-
-
-@pytest.fixture(scope="module")
-async def service_db(postgres: ThrowawayDatabase) -> AsyncIterator[TenantDatabase]:
-    db = TenantDatabase(postgres.service_url, pool_size=2, max_overflow=0)
-    yield db
-    await db.dispose()
-
-
-@pytest.fixture(scope="module")
-async def owner_db(postgres: ThrowawayDatabase) -> AsyncIterator[TenantDatabase]:
-    db = TenantDatabase(postgres.admin_url, pool_size=2, max_overflow=0)
-    yield db
-    await db.dispose()
 
 
 def week_of(at: datetime) -> datetime:
@@ -278,18 +261,6 @@ async def test_no_tenant_reads_another_through_events_or_any_partition(
     assert {tuple(row[1:]) for row in catalog} == {(True, True, False, 0)}
 
 
-def migrate(admin_url: str, step: Callable[[Config, str], None], revision: str) -> None:
-    engine = create_engine(sync_url(admin_url))
-    try:
-        with engine.begin() as connection:
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS))
-            config.attributes["connection"] = connection
-            step(config, revision)
-    finally:
-        engine.dispose()
-
-
 async def test_the_migration_goes_down_and_up_keeping_every_event() -> None:
     with postgres_database() as created:
         service = TenantDatabase(created.service_url, pool_size=1, max_overflow=0)
@@ -331,13 +302,13 @@ async def _round_trip(
     kind, before, own_before, _ = await shape()
     assert kind == "p" and len(before) == 4 and len(own_before) == 2
 
-    migrate(created.admin_url, command.downgrade, "0007")
+    downgrade(created.admin_url, "0007")
     kind, every, own, grants = await shape()
     assert (kind, every, own, grants) == ("r", before, own_before, True)
     added = await write_event(service, tenant_a, now)
     assert added > max(row[0] for row in before)
 
-    migrate(created.admin_url, command.upgrade, "head")
+    upgrade(created.admin_url)
     kind, every, own, grants = await shape()
     assert (kind, own, grants) == ("p", [*own_before, added], True)
     assert every[:-1] == before and every[-1][0] == added

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -36,20 +36,6 @@ INSERT_EVENT = text(
     "INSERT INTO events (tenant_id, type, payload, created_at) "
     "VALUES (:tenant, :type, '{}', now()) RETURNING id"
 )
-
-
-@pytest.fixture(scope="module")
-async def service_db(postgres: ThrowawayDatabase) -> AsyncIterator[TenantDatabase]:
-    db = TenantDatabase(postgres.service_url, pool_size=2, max_overflow=0)
-    yield db
-    await db.dispose()
-
-
-@pytest.fixture(scope="module")
-async def owner_db(postgres: ThrowawayDatabase) -> AsyncIterator[TenantDatabase]:
-    db = TenantDatabase(postgres.admin_url, pool_size=2, max_overflow=0)
-    yield db
-    await db.dispose()
 
 
 async def create_tenants(owner_db: TenantDatabase, count: int) -> list[TenantId]:

@@ -204,21 +204,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return  # SQLite keeps the one table; the purge deletes rows there
     _set_aside("events", "events_unpartitioned")
-    op.execute(
-        "CREATE TABLE events ("
-        " id bigint NOT NULL DEFAULT nextval('events_id_seq'),"
-        " tenant_id varchar(63) NOT NULL,"
-        " type varchar(64) NOT NULL,"
-        " workflow_id varchar(64),"
-        " execution_id varchar(64),"
-        " payload json NOT NULL,"
-        " created_at timestamptz NOT NULL,"
-        " CONSTRAINT pk_events PRIMARY KEY (id, created_at),"
-        " CONSTRAINT fk_events_tenant_id_tenants FOREIGN KEY (tenant_id)"
-        " REFERENCES tenants (id) ON DELETE CASCADE"
-        ") PARTITION BY RANGE (created_at)"
-    )
-    op.execute("ALTER SEQUENCE events_id_seq OWNED BY events.id")
+    _create_events("id, created_at", " PARTITION BY RANGE (created_at)")
     op.execute("CREATE TABLE events_default PARTITION OF events DEFAULT")
     op.execute("ALTER TABLE events_default ENABLE ROW LEVEL SECURITY")
     op.execute("ALTER TABLE events_default FORCE ROW LEVEL SECURITY")
@@ -243,6 +229,12 @@ def downgrade() -> None:
     for function in FUNCTIONS:
         op.execute(f"DROP FUNCTION IF EXISTS {function}")
     _set_aside("events", "events_partitioned")
+    _create_events("id", "")
+    _fill("events", "events_partitioned")
+
+
+def _create_events(primary_key: str, partitioning: str) -> None:
+    """The events table (partitioned or not), drawing its ids from the sequence it owns."""
     op.execute(
         "CREATE TABLE events ("
         " id bigint NOT NULL DEFAULT nextval('events_id_seq'),"
@@ -252,13 +244,12 @@ def downgrade() -> None:
         " execution_id varchar(64),"
         " payload json NOT NULL,"
         " created_at timestamptz NOT NULL,"
-        " CONSTRAINT pk_events PRIMARY KEY (id),"
+        f" CONSTRAINT pk_events PRIMARY KEY ({primary_key}),"
         " CONSTRAINT fk_events_tenant_id_tenants FOREIGN KEY (tenant_id)"
         " REFERENCES tenants (id) ON DELETE CASCADE"
-        ")"
+        f"){partitioning}"
     )
     op.execute("ALTER SEQUENCE events_id_seq OWNED BY events.id")
-    _fill("events", "events_partitioned")
 
 
 def _set_aside(table: str, aside: str) -> None:
