@@ -45,6 +45,10 @@ Metadata = tuple[tuple[str, str], ...]
 LISTENING = re.compile(rb"listening on [\w.\-]+:(\d+)")
 TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
 SYSTEM_PROCESSES = ("serve", "worker", "beat")
+PGSTAT_IDLE_SECONDS = 11.0
+"""Past PostgreSQL's 10 s after which an idle backend publishes its statistics."""
+IDLE_COMMITS_PER_SECOND = 2
+"""What the idle system commits in a second, at most (its periodic sweeps)."""
 FLOOR_PROCESSES = ("floor-worker",)
 
 
@@ -268,20 +272,27 @@ class Stack:
         return BenchTenant(tenant_id, workflow_id, auth(tenant_id))
 
     async def commits(self) -> int:
-        """`xact_commit` of the bench database, with every backend's share counted.
+        """`xact_commit` of the bench database once every backend has published its share.
 
-        A backend publishes its counts at most once a second and, when idle, only
-        eventually (PostgreSQL 15 left some idle for over 25 s in trials);
-        `pg_stat_force_next_flush()` reaches only the caller. A backend that exits
-        flushes at once, so the idle connections of the run's pools are ended first;
-        their pools replace them at the next checkout.
+        A busy backend publishes its counts at most once a second, an idle one about
+        10 s after its last transaction (PostgreSQL 15), and `pg_stat_force_next_flush()`
+        reaches only the caller. So this waits past that interval, then until a second
+        passes with no more than the idle system's own commits (its sweeps), 30 s at
+        most. The backends are left alone: ending them to force their counts out was
+        tried, and counted hundreds of commits that the server log of the same run
+        does not show. The idle system's few commits during the wait are counted in.
         """
-        await self.stats.execute(
-            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
-            " WHERE datname = %s AND backend_type = 'client backend'"
-            " AND state = 'idle' AND pid <> %s",
-            (self.database_name, self.observer.pid),
-        )
+        await asyncio.sleep(PGSTAT_IDLE_SECONDS)
+        last, ends = await self._xact_commit(), time.monotonic() + 30.0
+        while time.monotonic() < ends:
+            await asyncio.sleep(1.0)
+            now = await self._xact_commit()
+            if now - last <= IDLE_COMMITS_PER_SECOND:
+                return now
+            last = now
+        return last
+
+    async def _xact_commit(self) -> int:
         await self.stats.execute("SELECT pg_stat_clear_snapshot()")
         cursor = await self.stats.execute(
             "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (self.database_name,)

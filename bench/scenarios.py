@@ -114,8 +114,7 @@ async def steps_per_second(
     With `count_commits`, the database's commits are read just before the first start
     and after the last completion, so they cover the starts and every step. `tenant`
     (default: a new one with `three_steps()`) must have no concurrency limit. The CPU
-    is read inside the commit readings: they end idle backends, losing those backends'
-    time, and the reconnections that follow fall in the window.
+    is read inside the commit readings, which wait for the statistics to settle.
     """
     tenant = tenant or await throughput_tenant(stack)
     before = await stack.commits() if count_commits else 0

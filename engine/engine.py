@@ -2,11 +2,19 @@
 
 `run_attempt` is what one step task does. A step with no outside effect (input,
 output, condition, inline tools) is claimed, run and recorded in one transaction. Any
-other step is claimed and committed first (so its start is visible and its lease
-runs), then run outside any transaction while the lease is renewed, then recorded
-if the attempt is still this worker's: a worker that lost its lease, or whose
-execution was cancelled meanwhile, records nothing. Inline steps that a transaction
-makes due run in that same transaction, down the chain up to a budget (`units.Chain`).
+other step runs outside any transaction, then is recorded if the attempt is still this
+worker's: a worker that lost its lease, or whose execution was cancelled meanwhile,
+records nothing. Inline steps that a transaction makes due run in that same
+transaction, down the chain up to a budget (`units.Chain`).
+
+A dispatched step's claim is deferred when nothing else can run the attempt meanwhile:
+its task was published once (the sweeper has not sent a second copy) and the sweeper
+will not send one for longer than a checkpoint. The step is read in a transaction that
+writes nothing and rolls back, and runs; if it ends within a checkpoint, its start and
+its end are recorded in one transaction, so a short step costs one commit. One still
+running at the first checkpoint is claimed then (its start becomes visible and its
+lease runs), and goes on as a claimed step. A republished or taken-over attempt is
+claimed before it runs, as is one whose execution's deadline has passed.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,13 +75,16 @@ class Claimed:
     """What a worker needs to run a claimed attempt outside a transaction."""
 
     key: AttemptKey
-    claims: int
+    claims: int | None
+    """The attempt's claim count when this worker claimed it; None: not claimed yet."""
+    started: datetime
     step: dict[str, Any]
     context: dict[str, Any]
     timeout: float
     bounded_by_deadline: bool
     awaits_io: bool
     """A dispatched step whose tool is not `cpu_bound`: it may run in the background."""
+    task_id: str | None = None
 
 
 class Engine:
@@ -110,16 +121,20 @@ class Engine:
         Until it is recorded the lease stands for it: if this process dies meanwhile,
         the lease runs out and the sweeper has the attempt run again.
         """
-        result = await self._run_outside(claimed)
-        if result is None:
+        ran = await self._run_outside(claimed)
+        if ran is None:
             return []
-        return await self._finish(claimed, result[0], result[1])
+        return await self._finish(*ran)
 
     async def _start(
         self, key: AttemptKey, task_id: str | None, publish: list[TaskRef]
     ) -> Claimed | None:
         async with open_unit(self.database, key.tenant_id, self.timing) as unit:
             session = unit.session
+            deferred = await self._deferred(unit, key, task_id)
+            if deferred is not None:
+                await session.rollback()  # it only read: nothing to commit
+                return deferred
             execution, attempt = await _locked(session, key)
             if execution is None or attempt is None:
                 return None
@@ -141,8 +156,68 @@ class Engine:
             if inline:
                 return None
             return Claimed(
-                key, attempt.claims, step, context, timeout, bounded, self._awaits_io(step)
+                key,
+                attempt.claims,
+                unit.now,
+                step,
+                context,
+                timeout,
+                bounded,
+                self._awaits_io(step),
+                task_id,
             )
+
+    async def _deferred(self, unit: Unit, key: AttemptKey, task_id: str | None) -> Claimed | None:
+        """The attempt to run unclaimed, if its claim may wait (see the module); else None.
+
+        One read, and no row lock: the attempt, its dispatch row and what running it needs.
+        """
+        now = unit.now
+        found = (
+            await unit.session.execute(
+                select(
+                    Dispatch.fire_at,
+                    Execution.status,
+                    Execution.deadline_at,
+                    Execution.definition,
+                    Execution.input,
+                    Execution.outputs,
+                )
+                .join(
+                    StepAttempt,
+                    (StepAttempt.execution_id == Dispatch.execution_id)
+                    & (StepAttempt.step_id == Dispatch.step_id)
+                    & (StepAttempt.attempt == Dispatch.attempt),
+                )
+                .join(Execution, Execution.id == Dispatch.execution_id)
+                .where(
+                    Dispatch.execution_id == key.execution_id,
+                    Dispatch.step_id == key.step_id,
+                    Dispatch.attempt == key.attempt,
+                    # Published once: this delivery is the only one.
+                    Dispatch.state == DispatchState.DUE,
+                    Dispatch.publishes == 1,
+                    StepAttempt.status == AttemptStatus.SCHEDULED,
+                    StepAttempt.due_at <= now + timedelta(seconds=1),
+                )
+            )
+        ).one_or_none()
+        if (
+            found is None
+            # The sweeper must not send it again before the first checkpoint claims it.
+            or found.fire_at - now <= timedelta(seconds=2 * self.checkpoint_seconds)
+            or found.status in TERMINAL
+            or (found.deadline_at is not None and now >= found.deadline_at)
+        ):
+            return None
+        step = dict(Graph.of(found.definition).step(key.step_id))
+        if runs_inline(step, self.tools):
+            return None
+        own = seconds(step.get("timeout")) or self.timing.default_step_timeout.total_seconds()
+        timeout, bounded = _bounded(own, found.deadline_at, now)
+        context = context_of(found.input, found.outputs)
+        awaits_io = self._awaits_io(step)
+        return Claimed(key, None, now, step, context, timeout, bounded, awaits_io, task_id)
 
     async def _run_inline(
         self,
@@ -240,15 +315,13 @@ class Engine:
     ) -> tuple[float, bool]:
         """The attempt's time limit, and whether the execution deadline is what bounds it."""
         own = seconds(step.get("timeout")) or self.timing.default_step_timeout.total_seconds()
-        if execution.deadline_at is None:
-            return own, False
-        left = max((execution.deadline_at - now).total_seconds(), 0.0)
-        return (left, True) if left < own else (own, False)
+        return _bounded(own, execution.deadline_at, now)
 
     async def _run_outside(
         self, claimed: Claimed
-    ) -> tuple[Outcome | StepFailure, list[Any]] | None:
-        """Run the step, renewing the lease; None when the attempt is no longer ours."""
+    ) -> tuple[Claimed, Outcome | StepFailure, list[Any]] | None:
+        """Run the step, claiming it at the first checkpoint if it was not, then renewing
+        the lease; None when the attempt is no longer ours."""
         call = _call(claimed.key, claimed.timeout)
         work = asyncio.create_task(run_step(claimed.step, claimed.context, call, self.tools))
         ends = time.monotonic() + claimed.timeout
@@ -268,22 +341,61 @@ class Engine:
                         "the step did not finish in time",
                         details=f"Timeout after {int(claimed.timeout * 1000)}ms",
                     )
-                    return failure, call.log
-                if not await self._renew(claimed):
+                    return claimed, failure, call.log
+                if claimed.claims is None:
+                    late = await self._claim_late(claimed)
+                    if late is None:
+                        work.cancel()
+                        return None
+                    claimed = late
+                elif not await self._renew(claimed):
                     work.cancel()
                     return None
         finally:
             if not work.done():
                 work.cancel()
         try:
-            return work.result(), call.log
+            return claimed, work.result(), call.log
         except StepFailure as failure:
-            return failure, call.log
+            return claimed, failure, call.log
         except asyncio.CancelledError:
             return None
         except Exception as error:
             logger.exception("step %s of %s raised", claimed.key.step_id, claimed.key.execution_id)
-            return StepFailure("step_error", f"the step raised {type(error).__name__}"), call.log
+            raised = StepFailure("step_error", f"the step raised {type(error).__name__}")
+            return claimed, raised, call.log
+
+    async def _claim_late(self, claimed: Claimed) -> Claimed | None:
+        """Claim a deferred attempt still running at its first checkpoint; None if it is
+        no longer due (the execution ended, or the attempt was settled meanwhile)."""
+        async with open_unit(self.database, claimed.key.tenant_id, self.timing) as unit:
+            execution, attempt = await _locked(unit.session, claimed.key)
+            if (
+                execution is None
+                or attempt is None
+                or execution.status in TERMINAL
+                or attempt.status != AttemptStatus.SCHEDULED
+            ):
+                return None
+            with unit.session.no_autoflush:
+                await self._claim_at_start(unit, claimed, execution, attempt, lease=True)
+            return replace(claimed, claims=attempt.claims)
+
+    async def _claim_at_start(
+        self,
+        unit: Unit,
+        claimed: Claimed,
+        execution: Execution,
+        attempt: StepAttempt,
+        *,
+        lease: bool,
+    ) -> None:
+        """Claim a deferred attempt as of when it started to run."""
+        now, unit.now = unit.now, claimed.started
+        try:
+            await transitions.claim(unit, execution, attempt, claimed.task_id, lease=lease)
+        finally:
+            unit.now = now
 
     async def _renew(self, claimed: Claimed) -> bool:
         """Extend the lease if the attempt is still this worker's and the execution runs."""
@@ -323,12 +435,13 @@ class Engine:
                 execution is None
                 or attempt is None
                 or execution.status in TERMINAL
-                or attempt.status != AttemptStatus.RUNNING
-                or attempt.claims != claimed.claims
+                or not _still_ours(attempt, claimed)
             ):
                 logger.info("dropping the result of %s: the attempt is no longer ours", key)
                 return []
             with session.no_autoflush:
+                if claimed.claims is None:
+                    await self._claim_at_start(unit, claimed, execution, attempt, lease=False)
                 await announcements.log_lines(session, execution, unit.now, key.step_id, log)
                 unit.chain = self._chain(execution)
                 if isinstance(result, StepFailure):
@@ -390,6 +503,21 @@ class Engine:
 
 def _call(key: AttemptKey, timeout: float) -> ToolCall:
     return ToolCall(key.tenant_id, key.execution_id, key.step_id, key.attempt, {}, timeout)
+
+
+def _still_ours(attempt: StepAttempt, claimed: Claimed) -> bool:
+    """Whether `claimed` may record the attempt: unclaimed and still due, or claimed by it."""
+    if claimed.claims is None:
+        return attempt.status == AttemptStatus.SCHEDULED
+    return attempt.status == AttemptStatus.RUNNING and attempt.claims == claimed.claims
+
+
+def _bounded(own: float, deadline: datetime | None, now: datetime) -> tuple[float, bool]:
+    """A step's time limit under the execution's deadline, and whether the deadline bounds it."""
+    if deadline is None:
+        return own, False
+    left = max((deadline - now).total_seconds(), 0.0)
+    return (left, True) if left < own else (own, False)
 
 
 async def _locked(

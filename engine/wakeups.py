@@ -9,9 +9,11 @@ the first transaction to commit events once the interval has passed carries it (
 more statement in a transaction that commits anyway, delivered when it commits, so it
 announces its own events and every commit seen before it); commits inside the interval
 are announced by the next carrier, or, when none comes within twice the interval, by a
-NOTIFY the notifier sends in a transaction of its own. Under load no wake-up costs a
-commit; a lone commit wakes readers at once. The wake-up carries nothing: readers find
-the events in the log (`engine.feed`), which is why coalescing loses nothing.
+NOTIFY the notifier sends in a transaction of its own. While the process has a
+transaction under way (a connection checked out of its pool), that one is likely to
+carry it, so the notifier waits for it, up to `FALLBACK_PATIENCE`. Under load no
+wake-up costs a commit; a lone commit wakes readers at once. The wake-up carries
+nothing: readers find the events in the log (`engine.feed`), which is why coalescing loses nothing.
 
 Each server process holds one `NotifyListener` connection. A lost wake-up (the listener
 reconnecting, a NOTIFY that failed) only delays delivery: the listener wakes its reader
@@ -43,6 +45,8 @@ NOTIFY_INTERVAL: Final = 0.01
 LISTEN_CHECK_SECONDS: Final = 30.0
 """A listener that heard nothing this long checks that its connection is alive."""
 MAX_RECONNECT_SECONDS: Final = 5.0
+FALLBACK_PATIENCE: Final = 0.1
+"""How long past twice the interval a wake-up waits for a transaction under way to carry it."""
 
 _NOTIFY: Final = text("SELECT pg_notify(:channel, '')")
 _COVERS: Final = events.TRANSACTION_SCOPED + "notify_covers"
@@ -56,6 +60,8 @@ class CommitNotifier:
         self._database = database
         self._interval = interval
         self._poked = asyncio.Event()
+        self._carried = asyncio.Event()
+        """Set when a commit carried a wake-up (it may have announced what is owed)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._removers: list[Callable[[], None]] = []
@@ -97,11 +103,24 @@ class CommitNotifier:
                 self._announced = max(self._announced, covers)
                 self.sent += 1
                 self.carried += 1
-                return
-            self._seen += 1
+            else:
+                self._seen += 1
         loop = self._loop
+        if covers is not None:
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._carried.set)
+            return
         if loop is not None and not self._poked.is_set() and not loop.is_closed():
             loop.call_soon_threadsafe(self._poked.set)
+
+    def _owed(self) -> bool:
+        with self._lock:
+            return self._announced < self._seen
+
+    def _under_way(self) -> bool:
+        """Whether one of this process's transactions is under way (it may carry a wake-up)."""
+        checked_out = getattr(self._database.engine.pool, "checkedout", None)
+        return checked_out is not None and checked_out() > 0
 
     async def stop(self) -> None:
         for remove in self._removers:
@@ -119,6 +138,14 @@ class CommitNotifier:
             wait = self._last_sent + 2 * self._interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            patience = time.monotonic() + FALLBACK_PATIENCE
+            while self._owed() and self._under_way():
+                left = patience - time.monotonic()
+                if left <= 0:
+                    break
+                self._carried.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._carried.wait(), min(left, self._interval))
             with self._lock:
                 if self._announced >= self._seen:
                     continue

@@ -129,8 +129,8 @@ def _build(publisher: Publisher) -> Runtime:
     threading.Thread(target=loop.run_forever, name="wfe-engine-loop", daemon=True).start()
     database = TenantDatabase(
         settings.effective_database_url,
-        pool_size=max(2, settings.worker_concurrency),
-        max_overflow=2,
+        pool_size=8,
+        max_overflow=8,
     )
     engine = Engine(database, ToolRegistry(settings), settings)
     if database.is_postgresql:

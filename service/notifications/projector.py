@@ -137,7 +137,11 @@ class NotificationProjector:
         made = 0
         for tenant, found in by_tenant.items():
             async with self._database.transaction(tenant) as session:
-                made += await notifications.record(session, tenant, found)
+                made_here = await notifications.record(session, tenant, found)
+                if not made_here:
+                    # It only read (no one to tell): end without a commit.
+                    await session.rollback()
+                made += made_here
         return made
 
     async def _load(self) -> int:
