@@ -523,7 +523,12 @@ def _bounded(own: float, deadline: datetime | None, now: datetime) -> tuple[floa
 async def _locked(
     session: AsyncSession, key: AttemptKey
 ) -> tuple[Execution | None, StepAttempt | None]:
-    """The execution, locked for this transaction, and the attempt."""
+    """The execution, locked for this transaction, and the attempt.
+
+    Two statements, in this order: on PostgreSQL a statement that waited for the lock
+    sees the locked row as it is now, but the other rows it joins as they were when it
+    began; the attempt is read by a statement that starts once the lock is held.
+    """
     execution = await session.scalar(
         select(Execution).where(Execution.id == key.execution_id).with_for_update()
     )

@@ -8,14 +8,16 @@ worker and the server share one embedded database.
 On PostgreSQL a worker process also runs a `CommitNotifier`: after its commits of events,
 the servers' live streams are woken (`engine.wakeups`).
 
-Fair workers: a step of an I/O-bound tool is claimed in its task, then handed to the
-loop (`hand_off`), and the task returns: the process takes its next message while the
-step waits on its call, up to `worker_io_steps` such steps at once (the next hand-off
-waits for one to end, so the process stops taking messages). A heavy tenant's slow
-calls thus never hold the processes another tenant's steps need; CPU-bound tools still
-run one per process. The message is acknowledged when the task returns, before the
-step ends: the attempt's lease stands for it from there (its renewals run on the loop),
-so a process that dies mid-step has it run again once the lease runs out, as before.
+Fair workers: a step of an I/O-bound tool is taken on in its task (claimed, or read for
+a deferred claim: `engine.engine`), then handed to the loop (`hand_off`), and the task
+returns: the process takes its next message while the step waits on its call, up to
+`worker_io_steps` such steps at once (the next hand-off waits for one to end, so the
+process stops taking messages). A heavy tenant's slow calls thus never hold the
+processes another tenant's steps need; CPU-bound tools still run one per process. The
+message is acknowledged when the task returns, before the step ends: the attempt's lease
+stands for it from there (its renewals run on the loop), so a process that dies mid-step
+has it run again once the lease runs out, as before; a step not claimed yet is sent
+again by the sweeper once its dispatch row's time passes.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class Runtime:
                 # Publishing is a blocking call on the broker: not on the loop.
                 await self.loop.run_in_executor(None, self.publisher.publish, refs)
         except Exception:
-            # The lease stands for the attempt: once it runs out the step runs again.
+            # The lease (or the dispatch row) stands for the attempt: the step runs again.
             logger.exception("step %s of %s failed in the background", *_names(claimed))
 
     def _ended(self, work: Future[None]) -> None:
@@ -127,11 +129,10 @@ def _build(publisher: Publisher) -> Runtime:
     settings = from_environment()
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="wfe-engine-loop", daemon=True).start()
-    database = TenantDatabase(
-        settings.effective_database_url,
-        pool_size=8,
-        max_overflow=8,
-    )
+    # Sized for the transactions of the steps in flight, not for the task concurrency:
+    # a pool smaller than what runs at once opens and closes a connection per
+    # transaction past it (a server process and a commit each, on PostgreSQL).
+    database = TenantDatabase(settings.effective_database_url, pool_size=8, max_overflow=8)
     engine = Engine(database, ToolRegistry(settings), settings)
     if database.is_postgresql:
         loop.call_soon_threadsafe(CommitNotifier(database).start)
