@@ -87,16 +87,24 @@ def plan_of(args: argparse.Namespace) -> Plan:
     )
 
 
+FLOOD_DRAIN_FACTOR = 3.0
+"""Flood executions drained per second, per dispatched step per second of (a), with margin."""
+
+
 def flood_size(plan: Plan, dispatched_per_second: float) -> int:
     """Enough slow executions to keep the workers busy through the light series, with margin.
 
-    Each flood execution has one dispatched step (its HTTP call; the rest runs inline),
-    and workers keep many calls in flight at once, so the flood drains at about this
-    round's (a) rate of dispatched steps: sized from it, a quiet machine gets a bigger
-    flood than a busy one and both stay saturated.
+    Each flood execution has one dispatched step (its HTTP call, run unclaimed and
+    recorded with the output after it) besides its input step's task, and workers keep
+    many calls in flight at once: the flood drains faster than this round's (a) rate of
+    dispatched steps, whose executions cost four tasks for three such steps (a flood of
+    1.5 windows at that rate was drained within one window, over 100 executions a second
+    against 71 dispatched steps). Sized from that rate with `FLOOD_DRAIN_FACTOR`, a quiet
+    machine gets a bigger flood than a busy one and both stay saturated (each round
+    reports whether it did).
     """
     window = plan.light * plan.light_spacing + 5.0
-    return max(plan.heavy, math.ceil(1.5 * window * dispatched_per_second))
+    return max(plan.heavy, math.ceil(FLOOD_DRAIN_FACTOR * 1.5 * window * dispatched_per_second))
 
 
 def metrics() -> dict[str, Metric]:
