@@ -9,9 +9,9 @@ transaction, down the chain up to a budget (`units.Chain`).
 
 A dispatched step's claim is deferred when nothing else can run the attempt meanwhile:
 its task was published once (the sweeper has not sent a second copy) and the sweeper
-will not send one for longer than a checkpoint. The step is read in a transaction that
-writes nothing and rolls back, and runs; if it ends within a checkpoint, its start and
-its end are recorded in one transaction, so a short step costs one commit. One still
+will not send one for longer than a checkpoint. The step is read without a transaction
+of its own (`engine.shared_reads` on PostgreSQL) and runs; if it ends within a checkpoint,
+its start and its end are recorded in one transaction, so a short step costs one commit. One still
 running at the first checkpoint is claimed then (its start becomes visible and its
 lease runs), and goes on as a claimed step. A republished or taken-over attempt is
 claimed before it runs, as is one whose execution's deadline has passed.
@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import announcements, dispatch, retention, transitions
@@ -34,6 +35,7 @@ from engine.dispatch import TaskRef
 from engine.durations import seconds
 from engine.graph import Graph, context_of
 from engine.runner import Outcome, run_step, runs_inline
+from engine.shared_reads import SharedReads
 from engine.tools import StepFailure, ToolCall, ToolRegistry
 from engine.topics import NOTIFICATION
 from engine.transitions import TERMINAL
@@ -97,6 +99,12 @@ class Engine:
         # Renew the lease (and look for a cancellation) this often while a step runs; at
         # least three times a lease, so one slow renewal never loses it.
         self.checkpoint_seconds = min(settings.lease_seconds / 3, settings.checkpoint_seconds)
+        self._reads = SharedReads(database) if database.is_postgresql else None
+
+    async def close(self) -> None:
+        """Let go of the connection its shared reads hold, if any."""
+        if self._reads is not None:
+            await self._reads.close()
 
     async def run_attempt(self, key: AttemptKey, task_id: str | None = None) -> list[TaskRef]:
         """Run one step attempt if it is still due; the tasks to publish afterwards."""
@@ -129,12 +137,11 @@ class Engine:
     async def _start(
         self, key: AttemptKey, task_id: str | None, publish: list[TaskRef]
     ) -> Claimed | None:
+        deferred = await self._deferred(key, task_id)
+        if deferred is not None:
+            return deferred
         async with open_unit(self.database, key.tenant_id, self.timing) as unit:
             session = unit.session
-            deferred = await self._deferred(unit, key, task_id)
-            if deferred is not None:
-                await session.rollback()  # it only read: nothing to commit
-                return deferred
             execution, attempt = await _locked(session, key)
             if execution is None or attempt is None:
                 return None
@@ -167,41 +174,55 @@ class Engine:
                 task_id,
             )
 
-    async def _deferred(self, unit: Unit, key: AttemptKey, task_id: str | None) -> Claimed | None:
+    async def _deferred(self, key: AttemptKey, task_id: str | None) -> Claimed | None:
         """The attempt to run unclaimed, if its claim may wait (see the module); else None.
 
-        One read, and no row lock: the attempt, its dispatch row and what running it needs.
+        One read, no row lock and no commit: the attempt, its dispatch row and what
+        running it needs (on PostgreSQL through the process's `SharedReads`).
         """
-        now = unit.now
-        found = (
-            await unit.session.execute(
-                select(
-                    Dispatch.fire_at,
-                    Execution.status,
-                    Execution.deadline_at,
-                    Execution.definition,
-                    Execution.input,
-                    Execution.outputs,
-                )
-                .join(
-                    StepAttempt,
-                    (StepAttempt.execution_id == Dispatch.execution_id)
-                    & (StepAttempt.step_id == Dispatch.step_id)
-                    & (StepAttempt.attempt == Dispatch.attempt),
-                )
-                .join(Execution, Execution.id == Dispatch.execution_id)
-                .where(
-                    Dispatch.execution_id == key.execution_id,
-                    Dispatch.step_id == key.step_id,
-                    Dispatch.attempt == key.attempt,
-                    # Published once: this delivery is the only one.
-                    Dispatch.state == DispatchState.DUE,
-                    Dispatch.publishes == 1,
-                    StepAttempt.status == AttemptStatus.SCHEDULED,
-                    StepAttempt.due_at <= now + timedelta(seconds=1),
-                )
+        now = utcnow()
+        tenant = key.tenant_id
+        statement = (
+            select(
+                Dispatch.fire_at,
+                Execution.status,
+                Execution.deadline_at,
+                Execution.definition,
+                Execution.input,
+                Execution.outputs,
             )
-        ).one_or_none()
+            .join(
+                StepAttempt,
+                (StepAttempt.execution_id == Dispatch.execution_id)
+                & (StepAttempt.step_id == Dispatch.step_id)
+                & (StepAttempt.attempt == Dispatch.attempt),
+            )
+            .join(Execution, Execution.id == Dispatch.execution_id)
+            .where(
+                Dispatch.tenant_id == tenant,
+                StepAttempt.tenant_id == tenant,
+                Execution.tenant_id == tenant,
+                Dispatch.execution_id == key.execution_id,
+                Dispatch.step_id == key.step_id,
+                Dispatch.attempt == key.attempt,
+                # Published once: this delivery is the only one.
+                Dispatch.state == DispatchState.DUE,
+                Dispatch.publishes == 1,
+                StepAttempt.status == AttemptStatus.SCHEDULED,
+                StepAttempt.due_at <= now + timedelta(seconds=1),
+            )
+        )
+        if self._reads is not None:
+            try:
+                rows = await self._reads.read(tenant, statement)
+            except SQLAlchemyError:
+                logger.warning("could not read %s ahead; claiming it first", key, exc_info=True)
+                return None
+        else:
+            async with self.database.transaction(tenant) as session:
+                rows = (await session.execute(statement)).all()
+                await session.rollback()  # it only read
+        found = rows[0] if rows else None
         if (
             found is None
             # The sweeper must not send it again before the first checkpoint claims it.

@@ -153,10 +153,13 @@ class PostgresFeed:
     round trips and no pool checkout. Its calls share one READ COMMITTED transaction
     (each statement still sees every commit before it) that ends when it is
     `TRANSACTION_SECONDS` old or the reader rests: a busy server reads the log a hundred
-    times a second, and a transaction for each read would be a round trip apiece. It
-    only reads, so it ends in a rollback: no commit to count. It holds no snapshot
-    between statements, so it holds back neither vacuum nor the horizon; its lock on
-    `events` only makes DDL on the table wait for it, at most that long.
+    times a second, and a commit for each read would be a round trip and a transaction
+    apiece. It ends in a commit, not a rollback: psycopg drops its prepared statements
+    at every ROLLBACK (and sends DEALLOCATE ALL, a transaction of its own, before the
+    next statement), so a rollback costs more than the commit. The transaction is
+    read-only and holds no snapshot between statements, so it holds back neither vacuum
+    nor the horizon; its lock on `events` only makes DDL on the table wait for it, at
+    most that long.
     """
 
     TRANSACTION_SECONDS: Final = 0.5
@@ -200,7 +203,7 @@ class PostgresFeed:
         if connection is None or not connection.in_transaction():
             return
         try:
-            await connection.rollback()
+            await connection.commit()
         except BaseException:
             await self.close()
             raise
@@ -215,7 +218,7 @@ class PostgresFeed:
                 self._began = time.monotonic()
             rows = (await self._connection.execute(statement, parameters or {})).all()
             if time.monotonic() - self._began >= self.TRANSACTION_SECONDS:
-                await self._connection.rollback()
+                await self._connection.commit()
         except BaseException:
             await self.close()  # a broken or interrupted connection is not used again
             raise

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
 
 from engine import events
 from engine.feed import FeedEvent
@@ -129,36 +130,49 @@ def _slow_step(event: FeedEvent, durations: StepDurations) -> Candidate | None:
     )
 
 
-async def record(session: AsyncSession, tenant: TenantId, found: Sequence[Candidate]) -> int:
-    """Make the tenant's notifications of `found`, each once; the number newly made.
+@dataclass(frozen=True, slots=True)
+class Addressed:
+    """A candidate with its recipient and the details its notification carries."""
 
-    Runs in the tenant's transaction: recipients come from the executions' `created_by`,
-    and `execution_completed` goes only to users who opted in.
+    candidate: Candidate
+    user: str
+    details: dict[str, Any]
+
+
+Reader = Callable[[Executable], Awaitable[Sequence[Row[Any]]]]
+"""Runs a read-only statement in the tenant's scope; its rows."""
+
+
+async def address(read: Reader, tenant: TenantId, found: Sequence[Candidate]) -> list[Addressed]:
+    """Who each of `found` goes to, by reads only: an empty list needs no transaction.
+
+    Recipients come from the executions' `created_by`, and `execution_completed` goes
+    only to users who opted in. The reads name the tenant themselves, since `read` may
+    run them outside a session (`engine.shared_reads`).
     """
-    if not found:
-        return 0
     execution_ids = sorted({c.source.execution_id for c in found if c.source.execution_id})
-    rows = (
-        await session.execute(
-            select(Execution.id, Execution.created_by, Execution.error).where(
-                Execution.id.in_(execution_ids)
-            )
+    if not execution_ids:
+        return []
+    rows = await read(
+        select(Execution.id, Execution.created_by, Execution.error).where(
+            Execution.tenant_id == tenant, Execution.id.in_(execution_ids)
         )
-    ).all()
+    )
     started_by = {row.id: row.created_by for row in rows}
     errors = {row.id: row.error for row in rows}
-    opted_in = set(
-        (
-            await session.scalars(
+    opted_in: set[str] = set()
+    if any(c.kind == EXECUTION_COMPLETED for c in found) and started_by:
+        opted_in = {
+            row.user_id
+            for row in await read(
                 select(NotificationPreference.user_id).where(
+                    NotificationPreference.tenant_id == tenant,
                     NotificationPreference.user_id.in_(sorted(set(started_by.values()))),
                     NotificationPreference.on_completed.is_(True),
                 )
             )
-        ).all()
-    )
-    insert = upsert_insert(session.get_bind().dialect.name)
-    made = 0
+        }
+    addressed = []
     for candidate in found:
         event = candidate.source
         user = started_by.get(event.execution_id or "")
@@ -168,6 +182,18 @@ async def record(session: AsyncSession, tenant: TenantId, found: Sequence[Candid
         if candidate.kind == EXECUTION_FAILED and errors.get(event.execution_id or ""):
             details["error"] = errors[event.execution_id or ""]
         details = {k: v for k, v in details.items() if v is not None}
+        addressed.append(Addressed(candidate, user, details))
+    return addressed
+
+
+async def record(session: AsyncSession, tenant: TenantId, found: Sequence[Addressed]) -> int:
+    """Make the tenant's notifications of `found` (see `address`), each once; the number
+    newly made."""
+    insert = upsert_insert(session.get_bind().dialect.name)
+    made = 0
+    for one in found:
+        candidate, user, details = one.candidate, one.user, one.details
+        event = candidate.source
         now = datetime.now(UTC)
         inserted = await session.scalar(
             insert(Notification)

@@ -88,3 +88,4 @@ class EmbeddedEngine:
             await asyncio.to_thread(self._worker.stop)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10)
+        await self.engine.close()

@@ -20,12 +20,14 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
+from sqlalchemy.sql import Executable
 
 from engine import notifications
 from engine.feed import EventFeed, FeedEvent, feed_for, wait_for_wake
+from engine.shared_reads import SharedReads
 from foundation.database import upsert_insert
 from foundation.orm import utcnow
 from persistence.models import Projection
@@ -60,6 +62,7 @@ class NotificationProjector:
         without it the handler asks the log itself (and polls while ids settle)."""
         self._database = database
         self._feed = feed or feed_for(database)
+        self._reads = SharedReads(database) if database.is_postgresql else None
         self._final = final
         self._durations = notifications.StepDurations(
             int(slow_step_seconds * 1000), slow_step_factor
@@ -101,6 +104,8 @@ class NotificationProjector:
         with contextlib.suppress(Exception):
             await self._save(force=True)
         await self._feed.close()
+        if self._reads is not None:
+            await self._reads.close()
 
     async def _follow(self) -> None:
         while not self._stopping:
@@ -136,13 +141,23 @@ class NotificationProjector:
             by_tenant[candidate.source.tenant_id].append(candidate)
         made = 0
         for tenant, found in by_tenant.items():
-            async with self._database.transaction(tenant) as session:
-                made_here = await notifications.record(session, tenant, found)
-                if not made_here:
-                    # It only read (no one to tell): end without a commit.
-                    await session.rollback()
-                made += made_here
+            # Most candidates go to no one (no opt-in): found out without a transaction.
+            addressed = await notifications.address(self._reader(tenant), tenant, found)
+            if addressed:
+                async with self._database.transaction(tenant) as session:
+                    made += await notifications.record(session, tenant, addressed)
         return made
+
+    def _reader(self, tenant: TenantId) -> notifications.Reader:
+        reads = self._reads
+
+        async def read(statement: Executable) -> Sequence[Row[Any]]:
+            if reads is not None:
+                return await reads.read(tenant, statement)
+            async with self._database.transaction(tenant) as session:
+                return (await session.execute(statement)).all()
+
+        return read
 
     async def _load(self) -> int:
         async with self._database.engine.begin() as connection:
