@@ -29,6 +29,7 @@ from bench.harness import Stack, StackOptions, open_stack
 from bench.report import Metric, p99, table
 from bench.scenarios import Throughput
 from bench.streams import Delivery, StreamPlan
+from foundation.settings import Settings
 from tests.engine_stack import broker_unavailable_reason
 from tests.execution_helpers import three_steps
 
@@ -87,24 +88,23 @@ def plan_of(args: argparse.Namespace) -> Plan:
     )
 
 
-FLOOD_DRAIN_FACTOR = 3.0
-"""Flood executions drained per second, per dispatched step per second of (a), with margin."""
+IO_STEPS_PER_PROCESS: int = int(Settings.model_fields["worker_io_steps"].default)
+"""Flood calls a worker process keeps in flight (`WFE_WORKER_IO_STEPS`, left at its default)."""
 
 
-def flood_size(plan: Plan, dispatched_per_second: float) -> int:
-    """Enough slow executions to keep the workers busy through the light series, with margin.
+def flood_size(plan: Plan, worker_processes: int) -> int:
+    """Enough slow executions to keep every worker's I/O slots full through the light series.
 
-    Each flood execution has one dispatched step (its HTTP call, run unclaimed and
-    recorded with the output after it) besides its input step's task, and workers keep
-    many calls in flight at once: the flood drains faster than this round's (a) rate of
-    dispatched steps, whose executions cost four tasks for three such steps (a flood of
-    1.5 windows at that rate was drained within one window, over 100 executions a second
-    against 71 dispatched steps). Sized from that rate with `FLOOD_DRAIN_FACTOR`, a quiet
-    machine gets a bigger flood than a busy one and both stay saturated (each round
-    reports whether it did).
+    Each flood execution's HTTP call takes `scenarios.FLOOD_CALL_SECONDS`, so the workers
+    drain the flood at (processes x I/O slots) / that many executions a second at most,
+    however fast the machine: twice the light series' window at that rate, plus the slots
+    themselves, outlasts the series even after what drains while the flood is started
+    (each round reports whether it did).
     """
+    in_flight = worker_processes * IO_STEPS_PER_PROCESS
+    drain_per_second = in_flight / scenarios.FLOOD_CALL_SECONDS
     window = plan.light * plan.light_spacing + 5.0
-    return max(plan.heavy, math.ceil(FLOOD_DRAIN_FACTOR * 1.5 * window * dispatched_per_second))
+    return max(plan.heavy, math.ceil(2 * window * drain_per_second) + in_flight)
 
 
 def metrics() -> dict[str, Metric]:
@@ -166,7 +166,7 @@ async def measure_throughput(
 ) -> Throughput:
     """(a'), (c') and CPU, then (a) and (c), each system run beside a chain floor of its own.
 
-    Returns the (a) run, whose rate sizes the (d) flood.
+    Returns the (a) run.
     """
     system_first = number % 2 == 1
     a, inline_a, c, inline_c, cpu = (results[k] for k in ("a", "a'", "c", "c'", "cpu"))
@@ -234,10 +234,10 @@ async def bench(plan: Plan, options: StackOptions) -> dict[str, Metric]:
             print(
                 f"round {number + 1}/{plan.rounds} ({'system' if system_first else 'floor'} first)"
             )
-            run = await measure_throughput(stack, plan, results, number)
+            await measure_throughput(stack, plan, results, number)
             await measure_starts(stack, plan, results, number)
 
-            flood = flood_size(plan, run.rate)
+            flood = flood_size(plan, options.concurrency)
             alone, loaded = await in_order(
                 system_first,
                 lambda: scenarios.light_alone(stack, plan.light, plan.light_spacing),

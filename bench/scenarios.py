@@ -153,11 +153,16 @@ async def start_latencies(stack: Stack, clients: Sequence[Call], *, calls: int) 
     return latencies
 
 
-def slow_steps(stack: Stack) -> dict[str, Any]:
-    """input -> call (an HTTP step answered after 50 ms) -> output: the heavy tenant's work."""
+FLOOD_CALL_SECONDS = 5.0
+"""How long the heavy tenant's HTTP calls take in (d): long enough to fill the workers'
+I/O slots and queue the rest, whatever the machine's speed."""
+
+
+def slow_steps(stack: Stack, seconds: float = 0.05) -> dict[str, Any]:
+    """input -> call (an HTTP step answered after `seconds`) -> output: a heavy tenant's work."""
     return workflow(
         step("input", "input", "call", name="Input"),
-        http("call", "done", stack.effects_url(sleep=0.05), name="Call"),
+        http("call", "done", stack.effects_url(sleep=seconds), name="Call"),
         step("done", "output", name="Done", config={"values": {"ok": True}}),
     )
 
@@ -218,7 +223,9 @@ async def light_under_load(stack: Stack, count: int, spacing: float, heavy: int)
     start, and is checked to outlast the light tenant's last first step.
     """
     light = await stack.tenant(three_steps())
-    flood = await stack.tenant(slow_steps(stack), max_concurrent_executions=UNLIMITED)
+    flood = await stack.tenant(
+        slow_steps(stack, FLOOD_CALL_SECONDS), max_concurrent_executions=UNLIMITED
+    )
     await start_all(stack, flood, heavy)
     measured, last_first_step = await first_step_latencies(stack, light, count, spacing)
     done, _ = await stack.observer.outcome(flood.id)
