@@ -10,11 +10,12 @@ transaction, down the chain up to a budget (`units.Chain`).
 A dispatched step's claim is deferred when nothing else can run the attempt meanwhile:
 its task was published once (the sweeper has not sent a second copy) and the sweeper
 will not send one for longer than a checkpoint. The step is read without a transaction
-of its own (`engine.shared_reads` on PostgreSQL) and runs; if it ends within a checkpoint,
-its start and its end are recorded in one transaction, so a short step costs one commit. One still
-running at the first checkpoint is claimed then (its start becomes visible and its
-lease runs), and goes on as a claimed step. A republished or taken-over attempt is
-claimed before it runs, as is one whose execution's deadline has passed.
+of its own (`engine.shared_reads` on PostgreSQL) and runs; if it ends within a
+checkpoint, its start and its end are recorded in one transaction, so a short step
+costs one commit. One still running at the first checkpoint is claimed then (its start
+becomes visible and its lease runs) and goes on as a claimed step. A republished or
+taken-over attempt is claimed before it runs, as is one whose execution's deadline
+has passed.
 """
 
 from __future__ import annotations
@@ -126,8 +127,9 @@ class Engine:
     async def complete_attempt(self, claimed: Claimed) -> list[TaskRef]:
         """Run a claimed attempt outside any transaction and record it; the tasks to publish.
 
-        Until it is recorded the lease stands for it: if this process dies meanwhile,
-        the lease runs out and the sweeper has the attempt run again.
+        Until it is recorded the lease stands for it (before a deferred claim, its
+        dispatch row does): if this process dies meanwhile, the lease runs out (or the
+        row's time passes) and the sweeper has the attempt run again.
         """
         ran = await self._run_outside(claimed)
         if ran is None:
