@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -27,6 +28,8 @@ from sqlalchemy.sql import Executable
 
 from foundation.database import Database
 from tenancy import TenantId
+
+logger = logging.getLogger(__name__)
 
 TRANSACTION_SECONDS: Final = 0.5
 
@@ -105,5 +108,8 @@ class SharedReads:
                 if self._connection is None:
                     return
                 if time.monotonic() - self._began >= TRANSACTION_SECONDS:
-                    await self._release()
+                    try:
+                        await self._release()
+                    except Exception:  # the connection is closed either way
+                        logger.warning("could not end the shared read transaction", exc_info=True)
                     return
