@@ -20,11 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from engine.shared_reads import SharedReads
+from persistence.models import Tenant
 from tenancy import TenantId
 from tenancy.database import TenantDatabase
-from tiers import PLANS, planned_transaction
+from tiers import PLANS, plan_for
 
 WEEKS_AHEAD: Final = 4
 """Weeks made ahead of the current one: a purge that stops for a month loses no partition.
@@ -44,11 +46,24 @@ class Rotation:
 
 
 async def longest_retention(database: TenantDatabase, tenants: Iterable[TenantId]) -> int:
-    """The longest history retention in force for any of `tenants`, overrides included."""
+    """The longest history retention in force for any of `tenants`, overrides included.
+
+    Each tenant's row is read in its own scope, all in one shared read transaction
+    (`engine.shared_reads`): no transaction per tenant.
+    """
     longest = 0
-    for tenant in tenants:
-        async with planned_transaction(database, tenant) as work:
-            longest = max(longest, work.plan.limits.history_retention_days)
+    reads = SharedReads(database)
+    try:
+        for tenant in tenants:
+            rows = await reads.read(
+                tenant,
+                select(Tenant.tier, Tenant.limit_overrides).where(Tenant.id == tenant),
+            )
+            for row in rows:
+                plan = plan_for(tenant, row.tier, row.limit_overrides)
+                longest = max(longest, plan.limits.history_retention_days)
+    finally:
+        await reads.close()
     return longest or LONGEST_DEFAULT
 
 
