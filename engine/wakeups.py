@@ -188,8 +188,10 @@ class NotifyListener:
         while True:
             try:
                 await self._listen()
-            except (psycopg.Error, OSError):
-                logger.warning("events listener lost its connection; reconnecting", exc_info=True)
+            except (psycopg.Error, OSError) as error:
+                # Expected whenever the database restarts: one line, the trace at debug level.
+                logger.warning("events listener lost its connection (%s); reconnecting", error)
+                logger.debug("events listener connection lost", exc_info=True)
             delay = 0.1 if self.listening.is_set() else min(delay * 2, MAX_RECONNECT_SECONDS)
             self.listening.clear()
             await asyncio.sleep(delay)
