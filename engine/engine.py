@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -100,12 +101,11 @@ class Engine:
         # Renew the lease (and look for a cancellation) this often while a step runs; at
         # least three times a lease, so one slow renewal never loses it.
         self.checkpoint_seconds = min(settings.lease_seconds / 3, settings.checkpoint_seconds)
-        self._reads = SharedReads(database) if database.is_postgresql else None
+        self._reads = SharedReads(database)
 
     async def close(self) -> None:
         """Let go of the connection its shared reads hold, if any."""
-        if self._reads is not None:
-            await self._reads.close()
+        await self._reads.close()
 
     async def run_attempt(self, key: AttemptKey, task_id: str | None = None) -> list[TaskRef]:
         """Run one step attempt if it is still due; the tasks to publish afterwards."""
@@ -152,7 +152,7 @@ class Engine:
                 return None
             step = dict(Graph.of(execution.definition).step(key.step_id))
             context = context_of(execution.input, execution.outputs)
-            timeout, bounded = self._timeout_for(step, execution, unit.now)
+            timeout, bounded = self._timeout_for(step, execution.deadline_at, unit.now)
             inline = runs_inline(step, self.tools)
             # One flush at commit writes the whole transition: each row once.
             with session.no_autoflush:
@@ -214,16 +214,11 @@ class Engine:
                 StepAttempt.due_at <= now + timedelta(seconds=1),
             )
         )
-        if self._reads is not None:
-            try:
-                rows = await self._reads.read(tenant, statement)
-            except SQLAlchemyError:
-                logger.warning("could not read %s ahead; claiming it first", key, exc_info=True)
-                return None
-        else:
-            async with self.database.transaction(tenant) as session:
-                rows = (await session.execute(statement)).all()
-                await session.rollback()  # it only read
+        try:
+            rows = await self._reads.read(tenant, statement)
+        except SQLAlchemyError:
+            logger.warning("could not read %s ahead; claiming it first", key, exc_info=True)
+            return None
         found = rows[0] if rows else None
         if (
             found is None
@@ -236,8 +231,7 @@ class Engine:
         step = dict(Graph.of(found.definition).step(key.step_id))
         if runs_inline(step, self.tools):
             return None
-        own = seconds(step.get("timeout")) or self.timing.default_step_timeout.total_seconds()
-        timeout, bounded = _bounded(own, found.deadline_at, now)
+        timeout, bounded = self._timeout_for(step, found.deadline_at, now)
         context = context_of(found.input, found.outputs)
         awaits_io = self._awaits_io(step)
         return Claimed(key, None, now, step, context, timeout, bounded, awaits_io, task_id)
@@ -283,7 +277,7 @@ class Engine:
             unit.now = utcnow()
             step = dict(Graph.of(execution.definition).step(attempt.step_id))
             context = context_of(execution.input, execution.outputs)
-            timeout, _ = self._timeout_for(step, execution, unit.now)
+            timeout, _ = self._timeout_for(step, execution.deadline_at, unit.now)
             key = AttemptKey(unit.plan.tenant_id, execution.id, attempt.step_id, attempt.attempt)
             await transitions.claim(unit, execution, attempt, task_id, lease=False)
             await self._run_inline(unit, key, execution, attempt, step, context, timeout)
@@ -334,11 +328,14 @@ class Engine:
         return True
 
     def _timeout_for(
-        self, step: dict[str, Any], execution: Execution, now: datetime
+        self, step: Mapping[str, Any], deadline: datetime | None, now: datetime
     ) -> tuple[float, bool]:
         """The attempt's time limit, and whether the execution deadline is what bounds it."""
         own = seconds(step.get("timeout")) or self.timing.default_step_timeout.total_seconds()
-        return _bounded(own, execution.deadline_at, now)
+        if deadline is None:
+            return own, False
+        left = max((deadline - now).total_seconds(), 0.0)
+        return (left, True) if left < own else (own, False)
 
     async def _run_outside(
         self, claimed: Claimed
@@ -533,14 +530,6 @@ def _still_ours(attempt: StepAttempt, claimed: Claimed) -> bool:
     if claimed.claims is None:
         return attempt.status == AttemptStatus.SCHEDULED
     return attempt.status == AttemptStatus.RUNNING and attempt.claims == claimed.claims
-
-
-def _bounded(own: float, deadline: datetime | None, now: datetime) -> tuple[float, bool]:
-    """A step's time limit under the execution's deadline, and whether the deadline bounds it."""
-    if deadline is None:
-        return own, False
-    left = max((deadline - now).total_seconds(), 0.0)
-    return (left, True) if left < own else (own, False)
 
 
 async def _locked(

@@ -11,6 +11,9 @@ transaction-local, so set again at every read), and names the tenant in its own 
 as well. The connection prepares nothing, so the rollback that ends the transaction
 (once it is `TRANSACTION_SECONDS` old, or that long after the last read) costs no
 commit and drops nothing; then the connection goes back to the pool.
+
+On SQLite, where commits cost nothing of the kind, each read is a short transaction of
+the tenant's session, behind the application wall as ever; callers need not tell.
 """
 
 from __future__ import annotations
@@ -22,18 +25,17 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import Row, text
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 from foundation.database import Database
 from tenancy import TenantId
+from tenancy.scoping import BIND_DATABASE_TENANT
 
 logger = logging.getLogger(__name__)
 
 TRANSACTION_SECONDS: Final = 0.5
-
-_SET_TENANT: Final = text("SELECT set_config('app.tenant_id', :tenant, true)")
 
 
 class SharedReads:
@@ -51,12 +53,15 @@ class SharedReads:
         self, tenant: TenantId, statement: Executable, parameters: dict[str, Any] | None = None
     ) -> Sequence[Row[Any]]:
         """The rows of `statement` as the tenant may see them, committed before it began."""
+        if not self._database.is_postgresql:
+            async with self._database.transaction(tenant) as session:
+                return (await session.execute(statement, parameters or {})).all()
         async with self._lock:
             connection = await self._connect()
             try:
                 if not connection.in_transaction():
                     self._began = time.monotonic()
-                await connection.execute(_SET_TENANT, {"tenant": tenant})
+                await connection.execute(BIND_DATABASE_TENANT, {"tenant": tenant})
                 rows = (await connection.execute(statement, parameters or {})).all()
                 if time.monotonic() - self._began >= TRANSACTION_SECONDS:
                     await connection.rollback()

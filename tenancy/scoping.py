@@ -54,7 +54,17 @@ from tenancy.statements import (
     tenant_owned_names,
 )
 
-__all__ = ["TENANT_KEY", "MissingTenantScope", "TenantScopedSession", "session_tenant"]
+__all__ = [
+    "BIND_DATABASE_TENANT",
+    "TENANT_KEY",
+    "MissingTenantScope",
+    "TenantScopedSession",
+    "session_tenant",
+]
+
+BIND_DATABASE_TENANT = text("SELECT set_config('app.tenant_id', :tenant, true)")
+"""Sets the tenant row-level security reads (PostgreSQL), for the rest of the transaction:
+is_local=true, so a pooled connection never carries one tenant's id into another's work."""
 
 
 class TenantScopedSession(Session):
@@ -135,9 +145,4 @@ def _bind_database_tenant(
 ) -> None:
     if connection.dialect.name != "postgresql":
         return
-    # is_local=true: the setting dies with the transaction, so a pooled connection
-    # never carries one tenant's id into another tenant's work.
-    connection.execute(
-        text("SELECT set_config('app.tenant_id', :tenant, true)"),
-        {"tenant": session_tenant(session) or ""},
-    )
+    connection.execute(BIND_DATABASE_TENANT, {"tenant": session_tenant(session) or ""})

@@ -20,10 +20,10 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from functools import partial
+from typing import Final
 
-from sqlalchemy import Row, select, update
-from sqlalchemy.sql import Executable
+from sqlalchemy import select, update
 
 from engine import notifications
 from engine.feed import EventFeed, FeedEvent, feed_for, wait_for_wake
@@ -62,7 +62,7 @@ class NotificationProjector:
         without it the handler asks the log itself (and polls while ids settle)."""
         self._database = database
         self._feed = feed or feed_for(database)
-        self._reads = SharedReads(database) if database.is_postgresql else None
+        self._reads = SharedReads(database)
         self._final = final
         self._durations = notifications.StepDurations(
             int(slow_step_seconds * 1000), slow_step_factor
@@ -104,8 +104,7 @@ class NotificationProjector:
         with contextlib.suppress(Exception):
             await self._save(force=True)
         await self._feed.close()
-        if self._reads is not None:
-            await self._reads.close()
+        await self._reads.close()
 
     async def _follow(self) -> None:
         while not self._stopping:
@@ -142,22 +141,13 @@ class NotificationProjector:
         made = 0
         for tenant, found in by_tenant.items():
             # Most candidates go to no one (no opt-in): found out without a transaction.
-            addressed = await notifications.address(self._reader(tenant), tenant, found)
+            addressed = await notifications.address(
+                partial(self._reads.read, tenant), tenant, found
+            )
             if addressed:
                 async with self._database.transaction(tenant) as session:
                     made += await notifications.record(session, tenant, addressed)
         return made
-
-    def _reader(self, tenant: TenantId) -> notifications.Reader:
-        reads = self._reads
-
-        async def read(statement: Executable) -> Sequence[Row[Any]]:
-            if reads is not None:
-                return await reads.read(tenant, statement)
-            async with self._database.transaction(tenant) as session:
-                return (await session.execute(statement)).all()
-
-        return read
 
     async def _load(self) -> int:
         async with self._database.engine.begin() as connection:
