@@ -13,7 +13,8 @@ NOTIFY the notifier sends in a transaction of its own. While the process has a
 transaction under way (a connection checked out of its pool), that one is likely to
 carry it, so the notifier waits for it, up to `FALLBACK_PATIENCE`. Under load no
 wake-up costs a commit; a lone commit wakes readers at once. The wake-up carries
-nothing: readers find the events in the log (`engine.feed`), which is why coalescing loses nothing.
+nothing: readers find the events in the log (`engine.feed`), which is why coalescing
+loses nothing.
 
 Each server process holds one `NotifyListener` connection. A lost wake-up (the listener
 reconnecting, a NOTIFY that failed) only delays delivery: the listener wakes its reader
