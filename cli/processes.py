@@ -23,7 +23,7 @@ from service.server import RunningServer, run_until_signalled, start_server
 from tenancy.database import TenantDatabase
 from tenancy.dev_tokens import dev_secret
 from tenancy.verifiers import verifier_for
-from workers.app import create_app
+from workers.app import create_app, io_queue
 from workers.embedded import EmbeddedEngine
 from workers.publisher import BackgroundPublisher, CeleryPublisher
 
@@ -132,10 +132,22 @@ def worker(concurrency: int | None, pool: str, name: str) -> None:
     refuse_unsafe_role(settings)
     logs.configure(settings.log_level)
     celery = create_app(settings)
+    queues = [settings.queue_name]
+    if settings.worker_io_steps == 0:
+        queues.append(io_queue(settings.queue_name))  # no lane: its steps run in tasks
+    elif pool != "prefork":
+        # Prefork processes take the I/O lane as they start; the other pools run tasks in
+        # this process, which takes it itself.
+        from celery.signals import worker_ready, worker_shutdown
+
+        from workers.tasks import leave_io_lane, take_io_lane
+
+        worker_ready.connect(take_io_lane, weak=False)
+        worker_shutdown.connect(leave_io_lane, weak=False)
     celery.worker_main(
         [
             "worker",
-            f"--queues={settings.queue_name}",
+            f"--queues={','.join(queues)}",
             f"--concurrency={concurrency or settings.worker_concurrency}",
             f"--pool={pool}",
             f"--hostname={name}",

@@ -30,6 +30,7 @@ class TaskRef:
     """What a step task message carries: ids to re-read, when to run, how urgent.
 
     `rank` 0 is the most urgent; brokers order messages by it (see `workers.app`).
+    `awaits_io`: a step of an I/O-bound tool, sent to the workers' I/O lane.
     """
 
     tenant_id: TenantId
@@ -38,6 +39,7 @@ class TaskRef:
     attempt: int
     countdown: float = 0.0
     rank: int = 0
+    awaits_io: bool = False
 
 
 class Publisher(Protocol):
@@ -68,6 +70,7 @@ async def schedule(
     grace: timedelta,
     max_countdown: timedelta,
     rank: int,
+    awaits_io: bool = False,
 ) -> TaskRef | None:
     """Record an attempt as due; the ref to publish after commit, or None (too far ahead)."""
     soon = due_at - now <= max_countdown
@@ -82,12 +85,13 @@ async def schedule(
             published_at=now if soon else None,
             publishes=1 if soon else 0,
             priority=rank,
+            awaits_io=awaits_io,
         )
     )
     if not soon:
         return None
     countdown = max((due_at - now).total_seconds(), 0.0)
-    return TaskRef(tenant_id, execution_id, step_id, attempt, countdown, rank)
+    return TaskRef(tenant_id, execution_id, step_id, attempt, countdown, rank, awaits_io)
 
 
 def _key(execution_id: str, step_id: str, attempt: int) -> tuple[ColumnElement[bool], ...]:
@@ -166,6 +170,7 @@ async def take_overdue(
                 row.attempt,
                 countdown,
                 row.priority,
+                row.awaits_io,
             )
         )
     return refs

@@ -86,8 +86,6 @@ class Claimed:
     context: dict[str, Any]
     timeout: float
     bounded_by_deadline: bool
-    awaits_io: bool
-    """A dispatched step whose tool is not `cpu_bound`: it may run in the background."""
     task_id: str | None = None
 
 
@@ -172,7 +170,6 @@ class Engine:
                 context,
                 timeout,
                 bounded,
-                self._awaits_io(step),
                 task_id,
             )
 
@@ -233,8 +230,7 @@ class Engine:
             return None
         timeout, bounded = self._timeout_for(step, found.deadline_at, now)
         context = context_of(found.input, found.outputs)
-        awaits_io = self._awaits_io(step)
-        return Claimed(key, None, now, step, context, timeout, bounded, awaits_io, task_id)
+        return Claimed(key, None, now, step, context, timeout, bounded, task_id)
 
     async def _run_inline(
         self,
@@ -255,14 +251,6 @@ class Engine:
             return
         await announcements.log_lines(unit.session, execution, unit.now, attempt.step_id, call.log)
         await transitions.succeed(unit, execution, attempt, outcome)
-
-    def _awaits_io(self, step: dict[str, Any]) -> bool:
-        name = str((step.get("config") or {}).get("tool", ""))
-        return (
-            step.get("type") == "tool"
-            and name in self.tools
-            and not self.tools.get(name).spec.cpu_bound
-        )
 
     def _chain(self, execution: Execution) -> Chain:
         return Chain.budget(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.graph import choose_branch, resolve_values
-from engine.tools import StepFailure, ToolCall, ToolMode, ToolRegistry
+from engine.tools import StepFailure, ToolCall, ToolCatalog, ToolMode, ToolRegistry, installed
 
 INLINE_TYPES = frozenset({"input", "output", "condition"})
 
@@ -33,6 +33,15 @@ def runs_inline(step: Mapping[str, Any], tools: ToolRegistry) -> bool:
         name = (step.get("config") or {}).get("tool", "")
         return name in tools and tools.get(name).spec.mode is ToolMode.INLINE
     return False
+
+
+def awaits_io(step: Mapping[str, Any], catalog: ToolCatalog | None = None) -> bool:
+    """Whether the step is a dispatched tool's that waits rather than computes (not declared
+    `cpu_bound`): its task goes to the workers' I/O lane, many in flight per process."""
+    if step.get("type") != "tool":
+        return False
+    spec = (catalog or installed()).spec(str((step.get("config") or {}).get("tool", "")))
+    return spec is not None and spec.mode is ToolMode.DISPATCHED and not spec.cpu_bound
 
 
 async def run_step(

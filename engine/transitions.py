@@ -16,7 +16,7 @@ from engine import admission, announcements, dispatch, progress
 from engine.graph import Graph
 from engine.progress import StepStatus
 from engine.retry import policy_of
-from engine.runner import Outcome
+from engine.runner import Outcome, awaits_io
 from engine.sizes import encoded_size
 from engine.tools import StepFailure
 from engine.units import Unit
@@ -99,11 +99,12 @@ async def schedule_step(
         claims=0,
     )
     unit.session.add(row)
+    step = Graph.of(execution.definition).step(step_id)
     if (
         due_at is None
         and unit.chain is not None
         and (execution.deadline_at is None or unit.now < execution.deadline_at)
-        and unit.chain.takes(execution.id, Graph.of(execution.definition).step(step_id))
+        and unit.chain.takes(execution.id, step)
     ):
         unit.chain.due.append(row)  # runs next in this transaction: no dispatch row
         unit.undispatched.add((execution.id, step_id, number))
@@ -121,6 +122,7 @@ async def schedule_step(
         grace=unit.timing.grace,
         max_countdown=unit.timing.max_countdown,
         rank=dispatch.rank_for(slots),
+        awaits_io=awaits_io(step),
     )
     if ref is not None:
         unit.publish.append(ref)

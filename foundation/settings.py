@@ -122,7 +122,10 @@ class Settings(BaseSettings):
         100,
         ge=0,
         le=10_000,
-        description="I/O-bound steps one worker process keeps in flight at once (0: none).",
+        description=(
+            "Steps of I/O-bound tools one worker process keeps in flight on its I/O lane "
+            "(0: no lane, they run in tasks)."
+        ),
     )
     lease_seconds: float = Field(
         30.0, gt=0, le=3600, description="A running step not heard from this long is re-run."

@@ -43,6 +43,7 @@ from tests.effects_stub import Effects
 from tests.engine_stack import Processes, purge_queue, unique_queue, worker_environment
 from tests.execution_helpers import TERMINAL, Status, get
 from wfe.v1 import execution_pb2
+from workers.app import io_queue
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPLETED = execution_pb2.EXECUTION_STATUS_COMPLETED
@@ -459,7 +460,8 @@ def forget_unacked(url: str, queue: str) -> int:
     """Drop this run's entries from Redis's shared `unacked` index (left by a SIGKILLed worker).
 
     A killed worker never returns the messages it held; kombu would restore them an
-    hour later into a queue nobody reads. Only entries routed to `queue` are touched.
+    hour later into a queue nobody reads. Only entries routed to `queue` (or its I/O lane,
+    `queue.io`) are touched.
     """
     if not url.startswith("redis"):
         return 0
@@ -468,7 +470,7 @@ def forget_unacked(url: str, queue: str) -> int:
         ours = [
             tag
             for tag, raw in client.hscan_iter("unacked")
-            if json.loads(raw)[2] == queue  # [message, exchange, routing_key]
+            if json.loads(raw)[2] in (queue, io_queue(queue))  # [message, exchange, routing_key]
         ]
         if ours:
             client.zrem("unacked_index", *ours)

@@ -9,6 +9,9 @@ their rows and act only if the attempt is still due.
 Urgency: a step task carries a rank (0 most urgent, from the tenant's load). Redis
 serves lower priority numbers first and RabbitMQ higher ones, so the rank is
 turned into the broker's own scale here.
+
+Steps of tools that await I/O have a queue of their own (`io_queue`), which each worker
+process consumes apart from its tasks (`workers.io_lane`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,17 @@ from foundation.settings import Settings
 STEP_TASK: Final = "steps.run"
 SWEEP_TASK: Final = "executions.sweep"
 PURGE_TASK: Final = "executions.purge"
+
+
+def io_queue(queue_name: str) -> str:
+    """The queue of the steps that await I/O (`workers.io_lane`), beside `queue_name`."""
+    return f"{queue_name}.io"
+
+
+def _queue(name: str, url: str) -> Queue:
+    if is_amqp(url):
+        return Queue(name, queue_arguments={"x-max-priority": MAX_RANK + 1})
+    return Queue(name)
 
 
 def is_amqp(broker_url: str) -> bool:
@@ -51,13 +65,10 @@ def create_app(settings: Settings, *, broker_url: str | None = None) -> Celery:
         }
     elif url.startswith("memory://"):
         transport = {"polling_interval": 0.01}
+    queue = settings.queue_name
     app.conf.update(
-        task_default_queue=settings.queue_name,
-        task_queues=[
-            Queue(settings.queue_name, queue_arguments={"x-max-priority": MAX_RANK + 1})
-            if is_amqp(url)
-            else Queue(settings.queue_name)
-        ],
+        task_default_queue=queue,
+        task_queues=[_queue(name, url) for name in (queue, io_queue(queue))],
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

@@ -18,7 +18,7 @@ from engine.tools import ToolRegistry
 from foundation.settings import Settings
 from tenancy.database import TenantDatabase
 from workers import runtime
-from workers.app import create_app
+from workers.app import create_app, io_queue
 from workers.publisher import BackgroundPublisher, CeleryPublisher
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class EmbeddedEngine:
             without_gossip=True,
             hostname="wfe-embedded@localhost",
             loglevel=self.settings.log_level,
-            queues=[self.settings.queue_name],
+            # One pool for both queues: a step awaiting I/O holds one of its threads.
+            queues=[self.settings.queue_name, io_queue(self.settings.queue_name)],
         )
         self._thread = threading.Thread(
             target=self._worker.start, name="wfe-embedded-worker", daemon=True

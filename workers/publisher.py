@@ -15,17 +15,19 @@ from collections.abc import Sequence
 from celery import Celery
 
 from engine.dispatch import Publisher, TaskRef
-from workers.app import STEP_TASK, broker_priority
+from workers.app import STEP_TASK, broker_priority, io_queue
 
 logger = logging.getLogger(__name__)
 
 
 class CeleryPublisher:
-    """Sends each ref as a `steps.run` task, with its countdown and urgency."""
+    """Sends each ref as a `steps.run` task, with its countdown and urgency, to the main
+    queue or (a step awaiting I/O) to the I/O lane's."""
 
     def __init__(self, app: Celery) -> None:
         self._app = app
         self._url = str(app.conf.broker_url)
+        self._io_queue = io_queue(str(app.conf.task_default_queue))
 
     def publish(self, refs: Sequence[TaskRef]) -> None:
         for ref in refs:
@@ -34,6 +36,7 @@ class CeleryPublisher:
                 args=[ref.tenant_id, ref.execution_id, ref.step_id, ref.attempt],
                 countdown=ref.countdown or None,
                 priority=broker_priority(ref.rank, self._url),
+                queue=self._io_queue if ref.awaits_io else None,
             )
 
 

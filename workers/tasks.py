@@ -6,12 +6,14 @@ import logging
 from typing import Any
 
 from celery import Task, current_app, shared_task
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from engine.engine import AttemptKey
+from foundation.settings import from_environment
 from tenancy import decode_tenant
 from workers import runtime
 from workers.app import PURGE_TASK, STEP_TASK, SWEEP_TASK
+from workers.io_lane import IoLane
 from workers.publisher import CeleryPublisher
 
 logger = logging.getLogger(__name__)
@@ -29,25 +31,39 @@ def run_step(
 ) -> None:
     """Run one step attempt if it is still due; publish the steps it made due.
 
-    A claimed step of an I/O-bound tool goes on in the background (`Runtime.hand_off`)
-    and the task returns, freeing the process for the next message.
+    Steps of I/O-bound tools come on the I/O lane instead (`workers.io_lane`); one that
+    comes here (a worker consuming both queues with `WFE_WORKER_IO_STEPS=0`) runs here.
     """
     active = _runtime()
     key = AttemptKey(decode_tenant(tenant_id), execution_id, step_id, attempt)
-    claimed, refs = active.call(active.engine.begin_attempt(key, task_id=task.request.id))
-    active.publisher.publish(refs)
-    if claimed is None or active.hand_off(claimed):
-        return
-    active.publisher.publish(active.call(active.engine.complete_attempt(claimed)))
+    active.publisher.publish(active.call(active.engine.run_attempt(key, task.request.id)))
 
 
-@worker_process_shutdown.connect
-def _finish_steps_in_flight(**_: Any) -> None:
-    """A worker process stopping gives its background steps a moment to end; the rest
-    are run again once their leases run out."""
-    active = runtime.built()
-    if active is not None and (left := active.drain(DRAIN_SECONDS)):
-        logger.warning("stopping with %d step(s) in flight; their leases will expire", left)
+_lane: IoLane | None = None
+
+
+def take_io_lane(**_: Any) -> None:
+    """Consume the I/O lane in this process, `WFE_WORKER_IO_STEPS` steps at once."""
+    global _lane
+    capacity = from_environment().worker_io_steps
+    if capacity > 0 and _lane is None:
+        _lane = IoLane(current_app, _runtime(), capacity)
+        _lane.start()
+
+
+def leave_io_lane(**_: Any) -> None:
+    """Take no more I/O steps and give those running a moment to end; the rest are run
+    again once their leases run out."""
+    global _lane
+    if _lane is not None:
+        lane, _lane = _lane, None
+        if left := lane.stop(DRAIN_SECONDS):
+            logger.warning("stopping with %d step(s) in flight; their leases will expire", left)
+
+
+# Each prefork process takes the lane; `wfe worker` connects the same for the other pools.
+worker_process_init.connect(take_io_lane, weak=False)
+worker_process_shutdown.connect(leave_io_lane, weak=False)
 
 
 @shared_task(name=SWEEP_TASK, acks_late=True)

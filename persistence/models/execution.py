@@ -123,3 +123,5 @@ class Dispatch(Base):
     published_at: Mapped[datetime | None] = mapped_column(default=None)
     publishes: Mapped[int] = mapped_column(SmallInteger, default=0)
     priority: Mapped[int] = mapped_column(SmallInteger, default=0)
+    awaits_io: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A step of an I/O-bound tool: its task goes to the workers' I/O lane."""

@@ -97,7 +97,7 @@ async def test_tenant_tables_have_forced_row_level_security(owner_db: TenantData
     assert {name: (True, True) for name in flags} == flags
 
 
-def test_the_cross_tenant_dispatch_queue_holds_ids_and_times_only() -> None:
+def test_the_cross_tenant_dispatch_queue_holds_ids_times_and_routing_only() -> None:
     """The sweeper reads it across tenants, so it must never hold a tenant's data."""
     columns = {
         column.name: type(column.type).__name__
@@ -114,6 +114,7 @@ def test_the_cross_tenant_dispatch_queue_holds_ids_and_times_only() -> None:
         "published_at",
         "publishes",
         "priority",
+        "awaits_io",
     }
     assert "JSON" not in columns.values()
 
