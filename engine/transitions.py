@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from engine import admission, announcements, dispatch, progress
+from engine import admission, announcements, dispatch, patches, progress
 from engine.graph import Graph
 from engine.progress import StepStatus
 from engine.retry import policy_of
@@ -67,7 +67,7 @@ def set_step(
     was_done = steps["step_list"][number - 1]["status"] in progress.DONE
     done += int(updated["step_list"][number - 1]["status"] in progress.DONE) - int(was_done)
     unit.done[execution.id] = (updated, done)
-    execution.steps = updated
+    patches.set_entry(unit.session.sync_session, execution, updated, number, current)
     execution.progress = progress.fraction(done, updated)
 
 
@@ -221,7 +221,7 @@ async def succeed(unit: Unit, execution: Execution, attempt: StepAttempt, outcom
     attempt.finished_at = unit.now
     attempt.output = outcome.output
     await _settled(unit, execution, attempt)
-    execution.outputs = {**execution.outputs, attempt.step_id: outcome.output}
+    patches.set_output(unit.session.sync_session, execution, attempt.step_id, outcome.output)
     set_step(
         unit,
         execution,

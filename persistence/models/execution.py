@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from foundation.orm import Base, TenantOwned, utcnow
@@ -27,6 +28,9 @@ from persistence.models.statuses import (
     ExecutionStatus,
     stored_as_value,
 )
+
+PATCHED_DOCUMENT = JSON().with_variant(JSONB(), "postgresql")
+"""A JSON column changed path by path (`engine.patches`): `jsonb` on PostgreSQL."""
 
 
 class Execution(TenantOwned, Base):
@@ -53,8 +57,8 @@ class Execution(TenantOwned, Base):
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[ExecutionStatus] = mapped_column(stored_as_value(ExecutionStatus, "status"))
-    steps: Mapped[dict[str, Any]] = mapped_column(JSON)
-    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    steps: Mapped[dict[str, Any]] = mapped_column(PATCHED_DOCUMENT)
+    outputs: Mapped[dict[str, Any]] = mapped_column(PATCHED_DOCUMENT, default=dict)
     current_step: Mapped[str | None] = mapped_column(String(63), default=None)
     resume_from: Mapped[str | None] = mapped_column(String(63), default=None)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
