@@ -49,8 +49,9 @@ def held_call(effects: Effects, gate: str) -> dict[str, object]:
     )
 
 
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
 async def test_a_light_tenant_finishes_while_a_heavy_tenants_calls_fill_the_only_process_lane(
-    postgres: ThrowawayDatabase, effects: Effects, shared_broker: str, tmp_path: Path
+    postgres: ThrowawayDatabase, effects: Effects, shared_broker: str, tmp_path: Path, pool: str
 ) -> None:
     heavy = await create_tenant(postgres, "enterprise")
     light = await create_tenant(postgres, "free")
@@ -59,14 +60,15 @@ async def test_a_light_tenant_finishes_while_a_heavy_tenants_calls_fill_the_only
         effects,
         tmp_path,
         broker=shared_broker,
-        workers=[("--concurrency", "1")],
+        workers=[("--pool", pool, "--concurrency", "1")],
         extra_env={"WFE_WORKER_IO_STEPS": str(LANE)},
     ) as stack:
-        slow = await active_workflow(stack.channel, heavy, held_call(effects, "heavy"))
+        gate = f"heavy-{pool}"  # the effects stub outlives the test: a gate of its own
+        slow = await active_workflow(stack.channel, heavy, held_call(effects, gate))
         quick = await active_workflow(stack.channel, light, three_steps())
         heavy_ids = [(await start(stack.channel, heavy, slow, {"n": n})).id for n in range(HEAVY)]
         await eventually(
-            lambda: effects.holding["heavy"] == LANE,
+            lambda: effects.holding[gate] == LANE,
             f"{LANE} heavy calls in flight at once on one worker process",
             patience=30,
         )
@@ -77,10 +79,10 @@ async def test_a_light_tenant_finishes_while_a_heavy_tenants_calls_fill_the_only
         )
 
         assert finished.status == COMPLETED
-        assert effects.holding["heavy"] == LANE, "the light tenant waited for a heavy call"
+        assert effects.holding[gate] == LANE, "the light tenant waited for a heavy call"
         for heavy_id in heavy_ids:
             assert (await get(stack.channel, heavy, heavy_id)).status in PENDING_OR_RUNNING
-        effects.release("heavy")
+        effects.release(gate)
         done = await wait_all_finished(
             stack.channel, heavy, heavy_ids, patience=60, diagnostics=stack.logs
         )
