@@ -93,13 +93,15 @@ IO_STEPS_PER_PROCESS: int = int(Settings.model_fields["worker_io_steps"].default
 
 
 def flood_size(plan: Plan, worker_processes: int) -> int:
-    """Enough slow executions to keep every worker's I/O slots full through the light series.
+    """The unfinished slow executions that keep every worker's I/O slots full through the
+    light series.
 
     Each flood execution's HTTP call takes `scenarios.FLOOD_CALL_SECONDS`, so the workers
     drain the flood at (processes x I/O slots) / that many executions a second at most,
     however fast the machine: twice the light series' window at that rate, plus the slots
-    themselves, outlasts the series even after what drains while the flood is started
-    (each round reports whether it did).
+    themselves, outlasts the series. The flood is topped up to that backlog after what
+    drains while it is started (`scenarios.fill_backlog`); each round reports whether it
+    outlasted the series.
     """
     in_flight = worker_processes * IO_STEPS_PER_PROCESS
     drain_per_second = in_flight / scenarios.FLOOD_CALL_SECONDS
@@ -258,7 +260,7 @@ async def bench(plan: Plan, options: StackOptions) -> dict[str, Metric]:
                 )
             print(
                 f"  (d) heavy executions still unfinished when the light ones were: "
-                f"{loaded.heavy_backlog_at_end} of {flood}",
+                f"{loaded.heavy_backlog_at_end} (when they started: {flood})",
                 flush=True,
             )
             await measure_hostile(stack, plan, results["e"])

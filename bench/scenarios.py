@@ -226,15 +226,35 @@ async def light_under_load(stack: Stack, count: int, spacing: float, heavy: int)
     flood = await stack.tenant(
         slow_steps(stack, FLOOD_CALL_SECONDS), max_concurrent_executions=UNLIMITED
     )
-    await start_all(stack, flood, heavy)
+    started = await fill_backlog(stack, flood, heavy)
     measured, last_first_step = await first_step_latencies(stack, light, count, spacing)
     done, _ = await stack.observer.outcome(flood.id)
     await stack.observer.drain(patience=600.0)
     heavy_finished = (await stack.observer.last_completion(flood.id)).timestamp()
     await stack.observer.release()
     return replace(
-        measured, saturated=heavy_finished > last_first_step, heavy_backlog_at_end=heavy - done
+        measured, saturated=heavy_finished > last_first_step, heavy_backlog_at_end=started - done
     )
+
+
+FILL_ROUNDS = 5
+"""Top-ups at most: each starts what the workers drained while the previous ones started."""
+
+
+async def fill_backlog(stack: Stack, tenant: BenchTenant, backlog: int) -> int:
+    """Start executions until `backlog` of them are unfinished; how many were started.
+
+    The workers drain the flood while it is being started, so one batch of `backlog`
+    starts leaves fewer than that waiting: the rest is started again, a few times at most.
+    """
+    started = 0
+    for _ in range(FILL_ROUNDS):
+        completed, failed = await stack.observer.outcome(tenant.id)
+        short = backlog - (started - completed - failed)
+        if short <= 0:
+            break
+        started += len(await start_all(stack, tenant, short))
+    return started
 
 
 async def warm_up(stack: Stack, executions: int) -> None:
