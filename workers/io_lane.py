@@ -29,6 +29,7 @@ from celery import Celery
 from kombu.messaging import Consumer
 
 from engine.engine import AttemptKey
+from foundation.errors import InvalidInput
 from tenancy import decode_tenant
 from workers.app import STEP_TASK, io_queue
 from workers.runtime import Runtime
@@ -126,6 +127,15 @@ class IoLane:
                 logger.debug("could not acknowledge an I/O step message", exc_info=True)
 
     def _received(self, body: Any, message: Message) -> None:
+        try:
+            self._take(body, message)
+        except Exception:
+            # Dropped rather than delivered again and again; its dispatch row has it sent
+            # again once its time passes.
+            logger.exception("could not take an I/O step message: %r", message.headers)
+            message.ack()
+
+    def _take(self, body: Any, message: Message) -> None:
         if self._draining.is_set():
             message.requeue()  # delivered before the consumer was cancelled: another takes it
             return
@@ -181,8 +191,8 @@ def _key_of(body: Any, headers: Mapping[str, Any]) -> AttemptKey | None:
         return None
     tenant, execution_id, step_id, attempt = args
     try:
-        return AttemptKey(decode_tenant(str(tenant)), str(execution_id), str(step_id), int(attempt))
-    except (TypeError, ValueError):
+        return AttemptKey(decode_tenant(tenant), str(execution_id), str(step_id), int(attempt))
+    except (InvalidInput, TypeError, ValueError, OverflowError):
         return None
 
 
