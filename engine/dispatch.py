@@ -94,6 +94,35 @@ async def schedule(
     return TaskRef(tenant_id, execution_id, step_id, attempt, countdown, rank, awaits_io)
 
 
+def running(
+    session: AsyncSession,
+    *,
+    tenant_id: TenantId,
+    execution_id: str,
+    step_id: str,
+    attempt: int,
+    lease_until: datetime,
+    awaits_io: bool,
+) -> None:
+    """Record an attempt a worker took without a message (it ran ahead of its record) as
+    running under its lease, so the sweeper finds it if the worker stops."""
+    session.add(
+        Dispatch(
+            execution_id=execution_id,
+            step_id=step_id,
+            attempt=attempt,
+            tenant_id=tenant_id,
+            state=DispatchState.RUNNING,
+            fire_at=lease_until,
+            lease_until=lease_until,
+            published_at=None,
+            publishes=0,
+            priority=0,
+            awaits_io=awaits_io,
+        )
+    )
+
+
 def _key(execution_id: str, step_id: str, attempt: int) -> tuple[ColumnElement[bool], ...]:
     return (
         Dispatch.execution_id == execution_id,

@@ -36,8 +36,9 @@ from engine import announcements, dispatch, retention, transitions
 from engine.dispatch import TaskRef
 from engine.durations import seconds
 from engine.graph import Graph, context_of
-from engine.runner import Outcome, run_step, runs_inline
+from engine.runner import Outcome, awaits_io, first_dispatched, run_step, runs_inline
 from engine.shared_reads import SharedReads
+from engine.sizes import encoded_size
 from engine.tools import StepFailure, ToolCall, ToolRegistry
 from engine.topics import NOTIFICATION
 from engine.transitions import TERMINAL
@@ -54,7 +55,7 @@ from persistence.models import (
 )
 from tenancy import TenantId
 from tenancy.database import TenantDatabase
-from tiers import planned_transaction
+from tiers import PLANS, planned_transaction
 from tiers import tenants as tenant_rows
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ logger = logging.getLogger(__name__)
 # How far one transaction goes down a chain of inline steps before it dispatches the next.
 CHAIN_STEPS = 64
 CHAIN_SECONDS = 0.25
+
+SMALLEST_OUTPUT_LIMIT = min(limits.max_output_bytes for limits in PLANS.values())
+"""An output run ahead is at most this large: every plan would record it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,19 @@ class Claimed:
     timeout: float
     bounded_by_deadline: bool
     task_id: str | None = None
+    ahead: tuple[Ran, ...] = ()
+    """Inline steps from the entry run in memory before this one: recorded with its claim."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """An inline step run ahead of its record (see `Engine._run_ahead`)."""
+
+    step_id: str
+    outcome: Outcome
+    started: datetime
+    finished: datetime
+    log: list[Any]
 
 
 class Engine:
@@ -105,21 +122,27 @@ class Engine:
         """Let go of the connection its shared reads hold, if any."""
         await self._reads.close()
 
-    async def run_attempt(self, key: AttemptKey, task_id: str | None = None) -> list[TaskRef]:
-        """Run one step attempt if it is still due; the tasks to publish afterwards."""
-        claimed, publish = await self.begin_attempt(key, task_id)
+    async def run_attempt(
+        self, key: AttemptKey, task_id: str | None = None, *, io_lane: bool = False
+    ) -> list[TaskRef]:
+        """Run one step attempt if it is still due; the tasks to publish afterwards.
+
+        `io_lane`: the caller runs steps of I/O-bound tools (`workers.io_lane`), so the
+        entry's inline steps may run ahead of the one they lead to.
+        """
+        claimed, publish = await self.begin_attempt(key, task_id, io_lane=io_lane)
         if claimed is None:
             return publish
         return publish + await self.complete_attempt(claimed)
 
     async def begin_attempt(
-        self, key: AttemptKey, task_id: str | None = None
+        self, key: AttemptKey, task_id: str | None = None, *, io_lane: bool = False
     ) -> tuple[Claimed | None, list[TaskRef]]:
         """Claim the attempt if it is still due: a step with no outside effect runs and is
         recorded here (None comes back); any other comes back claimed, under its lease,
         for `complete_attempt`. Also the tasks to publish now."""
         publish: list[TaskRef] = []
-        claimed = await self._start(key, task_id, publish)
+        claimed = await self._start(key, task_id, publish, io_lane)
         return claimed, publish
 
     async def complete_attempt(self, claimed: Claimed) -> list[TaskRef]:
@@ -135,9 +158,9 @@ class Engine:
         return await self._finish(*ran)
 
     async def _start(
-        self, key: AttemptKey, task_id: str | None, publish: list[TaskRef]
+        self, key: AttemptKey, task_id: str | None, publish: list[TaskRef], io_lane: bool
     ) -> Claimed | None:
-        deferred = await self._deferred(key, task_id)
+        deferred = await self._deferred(key, task_id, io_lane)
         if deferred is not None:
             return deferred
         async with open_unit(self.database, key.tenant_id, self.timing) as unit:
@@ -173,7 +196,9 @@ class Engine:
                 task_id,
             )
 
-    async def _deferred(self, key: AttemptKey, task_id: str | None) -> Claimed | None:
+    async def _deferred(
+        self, key: AttemptKey, task_id: str | None, io_lane: bool = False
+    ) -> Claimed | None:
         """The attempt to run unclaimed, if its claim may wait (see the module); else None.
 
         One read, no row lock and no commit: the attempt, its dispatch row and what
@@ -225,12 +250,56 @@ class Engine:
             or (found.deadline_at is not None and now >= found.deadline_at)
         ):
             return None
-        step = dict(Graph.of(found.definition).step(key.step_id))
-        if runs_inline(step, self.tools):
-            return None
-        timeout, bounded = self._timeout_for(step, found.deadline_at, now)
+        graph = Graph.of(found.definition)
+        step = dict(graph.step(key.step_id))
         context = context_of(found.input, found.outputs)
-        return Claimed(key, None, now, step, context, timeout, bounded, task_id)
+        ahead: tuple[Ran, ...] = ()
+        if runs_inline(step, self.tools):
+            if not io_lane or key.attempt != 1 or key.step_id != graph.entry:
+                return None
+            ran = await self._run_ahead(key, graph, step, context, found.deadline_at)
+            if ran is None:
+                return None
+            ahead, step, context = ran
+            key, now = replace(key, step_id=str(step["id"]), attempt=1), utcnow()
+        timeout, bounded = self._timeout_for(step, found.deadline_at, now)
+        return Claimed(key, None, now, step, context, timeout, bounded, task_id, ahead)
+
+    async def _run_ahead(
+        self,
+        key: AttemptKey,
+        graph: Graph,
+        step: dict[str, Any],
+        context: dict[str, Any],
+        deadline: datetime | None,
+    ) -> tuple[tuple[Ran, ...], dict[str, Any], dict[str, Any]] | None:
+        """Run the entry's inline steps in memory up to the I/O-bound step they lead to.
+
+        That step's record then records them too, in one transaction (its first
+        checkpoint's, or its finish's): one commit and one task for all of them. They have
+        no outside effect, so running them again after a crash changes nothing; the step
+        they lead to runs again with the same attempt key, as any step a worker lost.
+        None: the ordinary path instead (a branch, a failure, an output too large for any
+        plan, or no I/O-bound step to run).
+        """
+        target = first_dispatched(graph, key.step_id)
+        if target is None or not awaits_io(target):
+            return None
+        ran: list[Ran] = []
+        while str(step["id"]) != target["id"]:
+            started = utcnow()
+            limit, _ = self._timeout_for(step, deadline, started)
+            call = _call(replace(key, step_id=str(step["id"]), attempt=1), limit)
+            try:
+                outcome = await run_step(step, context, call, self.tools)
+            except StepFailure:
+                return None
+            if outcome.next_step is None or encoded_size(outcome.output) > SMALLEST_OUTPUT_LIMIT:
+                return None
+            ran.append(Ran(str(step["id"]), outcome, started, utcnow(), call.log))
+            context = {**context, str(step["id"]): outcome.output}
+            step = dict(graph.step(outcome.next_step))
+        return tuple(ran), step, context
 
     async def _run_inline(
         self,
@@ -377,6 +446,12 @@ class Engine:
         """Claim a deferred attempt still running at its first checkpoint; None if it is
         no longer due (the execution ended, or the attempt was settled meanwhile)."""
         async with open_unit(self.database, claimed.key.tenant_id, self.timing) as unit:
+            if claimed.ahead:
+                with unit.session.no_autoflush:
+                    recorded = await self._record_ahead(unit, claimed, lease=True)
+                if recorded is None:
+                    return None
+                return replace(claimed, claims=recorded[1].claims, ahead=())
             execution, attempt = await _locked(unit.session, claimed.key)
             if (
                 execution is None
@@ -388,6 +463,56 @@ class Engine:
             with unit.session.no_autoflush:
                 await self._claim_at_start(unit, claimed, execution, attempt, lease=True)
             return replace(claimed, claims=attempt.claims)
+
+    async def _record_ahead(
+        self, unit: Unit, claimed: Claimed, *, lease: bool
+    ) -> tuple[Execution, StepAttempt] | None:
+        """Record the steps run ahead of `claimed` (`_run_ahead`) and claim it, as of when
+        each ran; its execution and attempt, or None when the entry is no longer due (the
+        execution ended or was cancelled, or another delivery took the entry)."""
+        key = claimed.key
+        entry = replace(key, step_id=claimed.ahead[0].step_id, attempt=1)
+        execution, attempt = await _locked(unit.session, entry)
+        if (
+            execution is None
+            or attempt is None
+            or execution.status in TERMINAL
+            or attempt.status != AttemptStatus.SCHEDULED
+            or (execution.deadline_at is not None and unit.now >= execution.deadline_at)
+        ):
+            return None
+        wanted = {ran.step_id for ran in claimed.ahead} | {key.step_id}
+        unit.chain = Chain.budget(
+            execution.id, lambda step: step.get("id") in wanted, len(wanted), CHAIN_SECONDS
+        )
+        now = unit.now
+        for ran in claimed.ahead:
+            if attempt is None or attempt.step_id != ran.step_id:
+                break
+            unit.now = ran.started
+            await transitions.claim(unit, execution, attempt, claimed.task_id, lease=False)
+            unit.now = ran.finished
+            await announcements.log_lines(unit.session, execution, unit.now, ran.step_id, ran.log)
+            await transitions.succeed(unit, execution, attempt, ran.outcome)
+            attempt = unit.chain.due.pop(0) if unit.chain.due else None
+        unit.now, unit.chain = now, None
+        if attempt is None or attempt.step_id != key.step_id or attempt.attempt != key.attempt:
+            logger.warning("the steps run ahead of %s led elsewhere: dropping its result", key)
+            return None
+        if lease:
+            # Taken here, not published: its lease needs a dispatch row of its own.
+            dispatch.running(
+                unit.session,
+                tenant_id=key.tenant_id,
+                execution_id=key.execution_id,
+                step_id=key.step_id,
+                attempt=key.attempt,
+                lease_until=unit.now + self.timing.lease,
+                awaits_io=True,
+            )
+            unit.undispatched.discard((key.execution_id, key.step_id, key.attempt))
+        await self._claim_at_start(unit, claimed, execution, attempt, lease=False)
+        return execution, attempt
 
     async def _claim_at_start(
         self,
@@ -438,17 +563,26 @@ class Engine:
         key = claimed.key
         async with open_unit(self.database, key.tenant_id, self.timing) as unit:
             session = unit.session
-            execution, attempt = await _locked(session, key)
-            if (
-                execution is None
-                or attempt is None
-                or execution.status in TERMINAL
-                or not _still_ours(attempt, claimed)
-            ):
-                logger.info("dropping the result of %s: the attempt is no longer ours", key)
-                return []
+            if claimed.ahead:
+                with session.no_autoflush:
+                    recorded = await self._record_ahead(unit, claimed, lease=False)
+                if recorded is None:
+                    logger.info("dropping the result of %s: its entry is no longer due", key)
+                    return unit.publish
+                execution, attempt = recorded
+            else:
+                found, attempt_found = await _locked(session, key)
+                if (
+                    found is None
+                    or attempt_found is None
+                    or found.status in TERMINAL
+                    or not _still_ours(attempt_found, claimed)
+                ):
+                    logger.info("dropping the result of %s: the attempt is no longer ours", key)
+                    return []
+                execution, attempt = found, attempt_found
             with session.no_autoflush:
-                if claimed.claims is None:
+                if claimed.claims is None and not claimed.ahead:
                     await self._claim_at_start(unit, claimed, execution, attempt, lease=False)
                 await announcements.log_lines(session, execution, unit.now, key.step_id, log)
                 unit.chain = self._chain(execution)

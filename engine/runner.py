@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.graph import choose_branch, resolve_values
+from engine.graph import Graph, choose_branch, resolve_values
 from engine.tools import StepFailure, ToolCall, ToolCatalog, ToolMode, ToolRegistry, installed
 
 INLINE_TYPES = frozenset({"input", "output", "condition"})
+STATIC_INLINE_TYPES = frozenset({"input"})
+"""Inline types whose next step is fixed by the definition (a condition's is not)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,33 @@ def awaits_io(step: Mapping[str, Any], catalog: ToolCatalog | None = None) -> bo
         return False
     spec = (catalog or installed()).spec(str((step.get("config") or {}).get("tool", "")))
     return spec is not None and spec.mode is ToolMode.DISPATCHED and not spec.cpu_bound
+
+
+AHEAD_STEPS = 8
+"""Inline steps at most that a worker runs ahead of the first dispatched step (see
+`engine.engine`), and that `first_dispatched` follows."""
+
+
+def first_dispatched(
+    graph: Graph, step_id: str, catalog: ToolCatalog | None = None
+) -> Mapping[str, Any] | None:
+    """The dispatched step the inline steps from `step_id` lead to, when no branch decides
+    it (None: a condition, the end, a loop or more than `AHEAD_STEPS` steps on the way)."""
+    catalog = catalog or installed()
+    seen: set[str] = set()
+    current: str | None = step_id
+    while current is not None and current not in seen and len(seen) <= AHEAD_STEPS:
+        step = graph.step(current)
+        kind = step.get("type")
+        if kind == "tool":
+            spec = catalog.spec(str((step.get("config") or {}).get("tool", "")))
+            if spec is None or spec.mode is not ToolMode.INLINE:
+                return step
+        elif kind not in STATIC_INLINE_TYPES:
+            return None
+        seen.add(current)
+        current = graph.next_of(current)
+    return None
 
 
 async def run_step(

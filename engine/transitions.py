@@ -7,6 +7,7 @@ workers can never move one execution at the same time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from engine import admission, announcements, dispatch, patches, progress
 from engine.graph import Graph
 from engine.progress import StepStatus
 from engine.retry import policy_of
-from engine.runner import Outcome, awaits_io
+from engine.runner import Outcome, awaits_io, first_dispatched
 from engine.sizes import encoded_size
 from engine.tools import StepFailure
 from engine.units import Unit
@@ -122,10 +123,22 @@ async def schedule_step(
         grace=unit.timing.grace,
         max_countdown=unit.timing.max_countdown,
         rank=dispatch.rank_for(slots),
-        awaits_io=awaits_io(step),
+        awaits_io=_on_io_lane(Graph.of(execution.definition), step_id, step),
     )
     if ref is not None:
         unit.publish.append(ref)
+
+
+def _on_io_lane(graph: Graph, step_id: str, step: Mapping[str, Any]) -> bool:
+    """Whether the attempt's task goes to the workers' I/O lane: a step of an I/O-bound
+    tool, or the entry step when the inline steps from it lead to one (the worker that
+    takes it runs them ahead of that step: `engine.engine`)."""
+    if awaits_io(step):
+        return True
+    if step_id != graph.entry:
+        return False
+    ahead = first_dispatched(graph, step_id)
+    return ahead is not None and awaits_io(ahead)
 
 
 async def _settled(unit: Unit, execution: Execution, attempt: StepAttempt) -> None:

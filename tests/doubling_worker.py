@@ -27,10 +27,10 @@ def publish_twice(self: CeleryPublisher, refs: Sequence[TaskRef]) -> None:
 
 
 async def recorded_begin_attempt(
-    self: Engine, key: AttemptKey, task_id: str | None = None
+    self: Engine, key: AttemptKey, task_id: str | None = None, *, io_lane: bool = False
 ) -> tuple[Claimed | None, list[TaskRef]]:
     record(key)
-    return await _begin_attempt(self, key, task_id)
+    return await _begin_attempt(self, key, task_id, io_lane=io_lane)
 
 
 def record(key: AttemptKey) -> None:

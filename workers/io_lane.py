@@ -170,7 +170,7 @@ class IoLane:
 
     async def _run(self, key: AttemptKey, task_id: str | None) -> None:
         try:
-            refs = await self.runtime.engine.run_attempt(key, task_id=task_id)
+            refs = await self.runtime.engine.run_attempt(key, task_id=task_id, io_lane=True)
             if refs:
                 # Publishing is a blocking call on the broker: not on the loop.
                 await self.runtime.loop.run_in_executor(None, self.runtime.publisher.publish, refs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,10 +87,19 @@ def failing(effects: Effects) -> dict[str, Any]:
 
 
 async def handled_up_to_now(server: RunningServer, database: TenantDatabase) -> None:
-    """Wait until the server's notification handler has read every event committed so far."""
+    """Wait until the server's notification handler has read every event committed so far.
+
+    The horizon stops below any id still in flight (another test's writer, say), which may
+    be older than the events just committed: it is taken once no writer is in flight.
+    """
     feed = feed_for(database)
     try:
         horizon = await feed.horizon()
+        ends = time.monotonic() + 10
+        while feed.settling:
+            assert time.monotonic() < ends, "the event log never settled"
+            await asyncio.sleep(0.05)
+            horizon = await feed.horizon()
     finally:
         await feed.close()
     await eventually(lambda: server.notifier.position >= horizon, "notifications handled")
