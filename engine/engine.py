@@ -16,6 +16,10 @@ costs one commit. One still running at the first checkpoint is claimed then (its
 becomes visible and its lease runs) and goes on as a claimed step. A republished or
 taken-over attempt is claimed before it runs, as is one whose execution's deadline
 has passed.
+
+The entry step, taken on the I/O lane, goes one further (`_run_ahead`): its inline steps
+run in memory up to the I/O-bound step they lead to, which then runs deferred as above and
+records them with its own claim.
 """
 
 from __future__ import annotations
