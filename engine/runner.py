@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.graph import Graph, choose_branch, resolve_values
-from engine.tools import StepFailure, ToolCall, ToolCatalog, ToolMode, ToolRegistry, installed
+from engine.tools import (
+    StepFailure,
+    ToolCall,
+    ToolCatalog,
+    ToolMode,
+    ToolRegistry,
+    ToolSpec,
+    installed,
+)
 
 INLINE_TYPES = frozenset({"input", "output", "condition"})
 STATIC_INLINE_TYPES = frozenset({"input"})
@@ -37,12 +45,17 @@ def runs_inline(step: Mapping[str, Any], tools: ToolRegistry) -> bool:
     return False
 
 
+def _declared(step: Mapping[str, Any], catalog: ToolCatalog | None) -> ToolSpec | None:
+    """The spec of the installed tool a tool step names (None: not a tool step, or unknown)."""
+    if step.get("type") != "tool":
+        return None
+    return (catalog or installed()).spec(str((step.get("config") or {}).get("tool", "")))
+
+
 def awaits_io(step: Mapping[str, Any], catalog: ToolCatalog | None = None) -> bool:
     """Whether the step is a dispatched tool's that waits rather than computes (not declared
     `cpu_bound`): its task goes to the workers' I/O lane, many in flight per process."""
-    if step.get("type") != "tool":
-        return False
-    spec = (catalog or installed()).spec(str((step.get("config") or {}).get("tool", "")))
+    spec = _declared(step, catalog)
     return spec is not None and spec.mode is ToolMode.DISPATCHED and not spec.cpu_bound
 
 
@@ -56,17 +69,15 @@ def first_dispatched(
 ) -> Mapping[str, Any] | None:
     """The dispatched step the inline steps from `step_id` lead to, when no branch decides
     it (None: a condition, the end, a loop or more than `AHEAD_STEPS` steps on the way)."""
-    catalog = catalog or installed()
     seen: set[str] = set()
     current: str | None = step_id
     while current is not None and current not in seen and len(seen) <= AHEAD_STEPS:
         step = graph.step(current)
-        kind = step.get("type")
-        if kind == "tool":
-            spec = catalog.spec(str((step.get("config") or {}).get("tool", "")))
+        if step.get("type") == "tool":
+            spec = _declared(step, catalog)
             if spec is None or spec.mode is not ToolMode.INLINE:
                 return step
-        elif kind not in STATIC_INLINE_TYPES:
+        elif step.get("type") not in STATIC_INLINE_TYPES:
             return None
         seen.add(current)
         current = graph.next_of(current)

@@ -100,7 +100,8 @@ async def schedule_step(
         claims=0,
     )
     unit.session.add(row)
-    step = Graph.of(execution.definition).step(step_id)
+    graph = Graph.of(execution.definition)
+    step = graph.step(step_id)
     if (
         due_at is None
         and unit.chain is not None
@@ -123,7 +124,7 @@ async def schedule_step(
         grace=unit.timing.grace,
         max_countdown=unit.timing.max_countdown,
         rank=dispatch.rank_for(slots),
-        awaits_io=_on_io_lane(Graph.of(execution.definition), step_id, step),
+        awaits_io=_on_io_lane(graph, step_id, step),
     )
     if ref is not None:
         unit.publish.append(ref)

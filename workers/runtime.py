@@ -75,9 +75,3 @@ def _build(publisher: Publisher) -> Runtime:
     if database.is_postgresql:
         loop.call_soon_threadsafe(CommitNotifier(database).start)
     return Runtime(engine, loop, publisher)
-
-
-def built() -> Runtime | None:
-    """This process's runtime if it has one (none before its first task, or after a fork)."""
-    with _lock:
-        return _runtime if _owner_pid == os.getpid() else None
