@@ -10,15 +10,16 @@ than the plan has.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from datetime import datetime
 from typing import Final
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine import executions as execution_rows
 from engine.events import TRANSACTION_SCOPED
+from engine.rows import ExecutionRow
 from foundation.errors import QuotaExhausted
-from persistence.models import Execution, ExecutionStatus
 from tenancy import TenantId
 from tiers import Quota, TenantPlan, consume, release
 from tiers import repository as counters
@@ -83,26 +84,11 @@ async def slots_in_use(session: AsyncSession, tenant_id: TenantId) -> int:
     return used
 
 
-async def oldest_queued(session: AsyncSession, limit: int) -> Sequence[Execution]:
+async def oldest_queued(session: AsyncSession, limit: int) -> list[ExecutionRow]:
     """The tenant's longest-waiting queued executions, skipping any another transaction holds."""
-    statement = (
-        select(Execution)
-        .where(Execution.status == ExecutionStatus.QUEUED)
-        .order_by(Execution.created_at, Execution.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return (await session.scalars(statement)).all()
+    return await execution_rows.oldest_queued(session, limit)
 
 
-async def queued_ahead(session: AsyncSession, execution: Execution) -> int:
-    """How many of the tenant's queued executions were started before this one."""
-    count = await session.scalar(
-        select(func.count())
-        .select_from(Execution)
-        .where(
-            Execution.status == ExecutionStatus.QUEUED,
-            Execution.created_at < execution.created_at,
-        )
-    )
-    return int(count or 0)
+async def queued_before(session: AsyncSession, created_at: datetime) -> int:
+    """How many of the tenant's queued executions were started before `created_at`."""
+    return await execution_rows.queued_before(session, created_at)

@@ -12,20 +12,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from engine import events
 from engine.progress import iso
-from persistence.models import Execution, ExecutionStatus
+from engine.rows import ExecutionRow
+from engine.units import Unit
+from persistence.models import ExecutionStatus
 
 # The seed's live status words; the stored record says in_progress where events say running
 # (a word of the event payloads, not an execution status).
 LIVE_STATUS: dict[ExecutionStatus, str] = {ExecutionStatus.IN_PROGRESS: "running"}
 
 
-async def _append(
-    session: AsyncSession, execution: Execution, kind: str, now: datetime, **fields: Any
-) -> None:
+def _append(unit: Unit, execution: ExecutionRow, kind: str, now: datetime, **fields: Any) -> None:
     payload = {
         "event": kind,
         "execution_id": execution.id,
@@ -33,22 +31,22 @@ async def _append(
         **fields,
         "timestamp": iso(now),
     }
-    events.record(
-        session, kind, payload, workflow_id=execution.workflow_id, execution_id=execution.id
+    unit.event_rows.append(
+        events.row(kind, payload, workflow_id=execution.workflow_id, execution_id=execution.id)
     )
 
 
-async def execution_update(
-    session: AsyncSession,
-    execution: Execution,
+def execution_update(
+    unit: Unit,
+    execution: ExecutionRow,
     now: datetime,
     *,
     step_name: str | None = None,
     started_at: datetime | None = None,
     message: str,
 ) -> None:
-    await _append(
-        session,
+    _append(
+        unit,
         execution,
         "workflow_execution_update",
         now,
@@ -59,9 +57,9 @@ async def execution_update(
     )
 
 
-async def step_completed(
-    session: AsyncSession,
-    execution: Execution,
+def step_completed(
+    unit: Unit,
+    execution: ExecutionRow,
     now: datetime,
     *,
     step_id: str,
@@ -70,8 +68,8 @@ async def step_completed(
     duration_ms: int,
     next_step: str | None,
 ) -> None:
-    await _append(
-        session,
+    _append(
+        unit,
         execution,
         "workflow_step_completed",
         now,
@@ -83,9 +81,9 @@ async def step_completed(
     )
 
 
-async def step_failed(
-    session: AsyncSession,
-    execution: Execution,
+def step_failed(
+    unit: Unit,
+    execution: ExecutionRow,
     now: datetime,
     *,
     step_id: str,
@@ -94,8 +92,8 @@ async def step_failed(
     error: dict[str, Any],
     continues: bool,
 ) -> None:
-    await _append(
-        session,
+    _append(
+        unit,
         execution,
         "workflow_step_failed",
         now,
@@ -107,11 +105,11 @@ async def step_failed(
     )
 
 
-async def execution_error(
-    session: AsyncSession, execution: Execution, now: datetime, *, error: dict[str, Any]
+def execution_error(
+    unit: Unit, execution: ExecutionRow, now: datetime, *, error: dict[str, Any]
 ) -> None:
-    await _append(
-        session,
+    _append(
+        unit,
         execution,
         "workflow_execution_error",
         now,
@@ -125,11 +123,11 @@ async def execution_error(
     )
 
 
-async def execution_completed(session: AsyncSession, execution: Execution, now: datetime) -> None:
+def execution_completed(unit: Unit, execution: ExecutionRow, now: datetime) -> None:
     started = execution.started_at or execution.created_at
     finished = execution.completed_at or now
-    await _append(
-        session,
+    _append(
+        unit,
         execution,
         "workflow_execution_completed",
         now,
@@ -141,17 +139,17 @@ async def execution_completed(session: AsyncSession, execution: Execution, now: 
     )
 
 
-async def control(
-    session: AsyncSession,
-    execution: Execution,
+def control(
+    unit: Unit,
+    execution: ExecutionRow,
     now: datetime,
     *,
     action: str,
     actor: str,
     **details: Any,
 ) -> None:
-    await _append(
-        session,
+    _append(
+        unit,
         execution,
         "workflow_execution_control",
         now,
@@ -161,8 +159,8 @@ async def control(
     )
 
 
-async def log_lines(
-    session: AsyncSession, execution: Execution, now: datetime, step_id: str, lines: list[Any]
+def log_lines(
+    unit: Unit, execution: ExecutionRow, now: datetime, step_id: str, lines: list[Any]
 ) -> None:
     for line in lines:
-        await _append(session, execution, "workflow_execution_log", now, step_id=step_id, **line)
+        _append(unit, execution, "workflow_execution_log", now, step_id=step_id, **line)

@@ -18,6 +18,7 @@ from engine import admission, announcements, progress, schemas, transitions
 from engine import executions as repository
 from engine.graph import Graph
 from engine.progress import StepStatus
+from engine.rows import ExecutionRow
 from engine.sizes import check_input_size
 from engine.steptypes import MINIMUM_TIER, STEP_TYPES
 from engine.tools import installed
@@ -30,7 +31,7 @@ from foundation.errors import (
     FieldViolation,
     InvalidInput,
 )
-from persistence.models import Execution, ExecutionStatus
+from persistence.models import ExecutionStatus
 from tiers import Quota, TenantPlan, consume
 from tiers.ledger import CounterLedger
 
@@ -113,16 +114,17 @@ def check_step_types(definition: Mapping[str, Any], plan: TenantPlan) -> None:
             )
 
 
-async def get(unit: Unit, execution_id: str, *, for_update: bool = False) -> Execution:
+async def get(unit: Unit, execution_id: str, *, for_update: bool = False) -> ExecutionRow:
+    """The execution; `for_update`: locked, and written with the unit when it changes."""
     execution = await repository.get(unit.session, execution_id, for_update=for_update)
     if execution is None:
         raise ExecutionNotFound(
             f"no execution {execution_id!r}", metadata={"execution_id": execution_id}
         )
-    return execution
+    return unit.track(execution) if for_update else execution
 
 
-async def snapshot(unit: Unit, execution_id: str) -> tuple[Execution, int]:
+async def snapshot(unit: Unit, execution_id: str) -> tuple[ExecutionRow, int]:
     """The execution and the id of its last event: later events are changes it does not show."""
     found = await repository.get_with_last_event(unit.session, execution_id)
     if found is None:
@@ -132,22 +134,22 @@ async def snapshot(unit: Unit, execution_id: str) -> tuple[Execution, int]:
     return found
 
 
-def finished(execution: Execution) -> bool:
+def finished(execution: ExecutionRow) -> bool:
     """Whether the execution is in a terminal status (completed, failed or cancelled)."""
     return execution.status in TERMINAL
 
 
-async def _admit_or_queue(unit: Unit, execution: Execution, *, fresh: bool) -> None:
+async def _admit_or_queue(unit: Unit, execution: ExecutionRow, *, fresh: bool) -> None:
     await admission.lock_tenant(unit.session, unit.plan.tenant_id)
     slots = await admission.try_take_slot(unit.session, unit.plan, unit.ledger)
     if slots is not None:
         await transitions.admit(unit, execution, slots, fresh=fresh)
         return
     execution.status = ExecutionStatus.QUEUED
-    ahead = await admission.queued_ahead(unit.session, execution)
+    ahead = await admission.queued_before(unit.session, execution.created_at)
     limit = unit.plan.limits.max_concurrent_executions
-    await announcements.execution_update(
-        unit.session,
+    announcements.execution_update(
+        unit,
         execution,
         unit.now,
         message=f"queued: {limit} executions are running, {ahead} queued before this one",
@@ -165,7 +167,7 @@ async def start(
     *,
     input_checked: bool = False,
     input_size: int | None = None,
-) -> Execution:
+) -> ExecutionRow:
     """Start `definition` (the workflow's `version`) on `execution_input`.
 
     `input_checked`: the caller has already run `check_input` on this definition and input
@@ -185,33 +187,38 @@ async def start(
 
 def _new(
     unit: Unit, actor: str, workflow_id: str, version: int, definition: dict[str, Any]
-) -> Execution:
-    return Execution(
-        id=str(uuid.uuid4()),
-        workflow_id=workflow_id,
-        workflow_version=version,
-        definition=definition,
-        status=ExecutionStatus.QUEUED,
-        steps=progress.initial(definition),
-        outputs={},
-        progress=0.0,
-        holds_slot=False,
-        created_at=unit.now,
-        updated_at=unit.now,
-        created_by=actor,
+) -> ExecutionRow:
+    row = ExecutionRow(
+        {
+            "id": str(uuid.uuid4()),
+            "tenant_id": unit.plan.tenant_id,
+            "workflow_id": workflow_id,
+            "workflow_version": version,
+            "definition": definition,
+            "input": {},
+            "status": ExecutionStatus.QUEUED,
+            "steps": progress.initial(definition),
+            "outputs": {},
+            "progress": 0.0,
+            "holds_slot": False,
+            "created_at": unit.now,
+            "updated_at": unit.now,
+            "created_by": actor,
+        },
+        stored=False,
     )
+    return unit.track(row)
 
 
-async def _begin(unit: Unit, execution: Execution) -> None:
-    """Store a new execution, count it against the day, then admit or queue it.
+async def _begin(unit: Unit, execution: ExecutionRow) -> None:
+    """Count a new execution against the day, then admit or queue it; it is inserted with
+    the unit's other writes (`units.flush`), in its final state.
 
     The tenant's admission lock and counters are taken last: they serialise the
     tenant's starts until commit, so the less work after them, the more starts per
     second. A refusal rolls the whole transaction back, so the order loses nothing.
     In a group commit the counters come from the batch's ledger (`batch_ledger`).
     """
-    unit.session.add(execution)
-    await unit.session.flush()
     await admission.lock_tenant(unit.session, unit.plan.tenant_id)
     if unit.ledger is not None:
         unit.ledger.consume(Quota.EXECUTIONS_PER_DAY)
@@ -229,21 +236,19 @@ async def batch_ledger(unit: Unit) -> CounterLedger:
     return ledger
 
 
-async def cancel(unit: Unit, actor: str, execution_id: str, reason: str) -> Execution:
+async def cancel(unit: Unit, actor: str, execution_id: str, reason: str) -> ExecutionRow:
     execution = await get(unit, execution_id, for_update=True)
     if execution.status in TERMINAL:
         raise ExecutionStateConflict(
             f"execution {execution_id!r} is already {execution.status}",
             metadata={"execution_id": execution_id, "status": execution.status},
         )
-    await announcements.control(
-        unit.session, execution, unit.now, action="cancel", actor=actor, reason=reason
-    )
+    announcements.control(unit, execution, unit.now, action="cancel", actor=actor, reason=reason)
     await transitions.cancel(unit, execution, actor)
     return execution
 
 
-async def retry(unit: Unit, actor: str, execution_id: str) -> Execution:
+async def retry(unit: Unit, actor: str, execution_id: str) -> ExecutionRow:
     """Resume a failed execution from its failed step; completed steps keep their outputs."""
     execution = await get(unit, execution_id, for_update=True)
     if execution.status != ExecutionStatus.FAILED:
@@ -268,8 +273,8 @@ async def retry(unit: Unit, actor: str, execution_id: str) -> Execution:
     execution.result = None
     execution.completed_at = None
     execution.updated_at = unit.now
-    await announcements.control(
-        unit.session, execution, unit.now, action="retry", actor=actor, from_step=failed_step
+    announcements.control(
+        unit, execution, unit.now, action="retry", actor=actor, from_step=failed_step
     )
     await _admit_or_queue(unit, execution, fresh=False)
     return execution
@@ -279,7 +284,7 @@ async def retry(unit: Unit, actor: str, execution_id: str) -> Execution:
 class RerunPlan:
     """What a rerun starts from: the finished execution, its first step, the merged input."""
 
-    original: Execution
+    original: ExecutionRow
     graph: Graph
     start_at: str
     new_input: dict[str, Any]
@@ -316,7 +321,7 @@ async def rerun(
     request_id: str = "",
     *,
     input_checked: bool = False,
-) -> Execution:
+) -> ExecutionRow:
     """A new execution of the same pinned version, starting at `from_step` of a finished one.
 
     `input_checked`: as for `start`, the merged input was checked by the caller already.
@@ -364,8 +369,8 @@ async def rerun(
     execution.steps = steps
     execution.progress = progress.fraction_done(steps)
     await _begin(unit, execution)
-    await announcements.control(
-        unit.session,
+    announcements.control(
+        unit,
         execution,
         unit.now,
         action="rerun",

@@ -14,13 +14,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Final, Protocol
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, delete, select, update
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence.models import Dispatch, DispatchState
 from tenancy import TenantId, decode_tenant
+
+DISPATCH: Final[Table] = Dispatch.__table__  # type: ignore[assignment]
 
 MAX_RANK = 9
 
@@ -58,8 +61,12 @@ def rank_for(slots_in_use: int) -> int:
     return min(MAX_RANK, max(0, math.floor(math.log2(max(slots_in_use, 1)))))
 
 
-async def schedule(
-    session: AsyncSession,
+NewDispatch = dict[str, Any]
+"""A `dispatch_queue` row's values, to insert with the transaction's other writes (`insert`)."""
+
+
+def schedule(
+    pending: list[NewDispatch],
     *,
     tenant_id: TenantId,
     execution_id: str,
@@ -72,21 +79,23 @@ async def schedule(
     rank: int,
     awaits_io: bool = False,
 ) -> TaskRef | None:
-    """Record an attempt as due; the ref to publish after commit, or None (too far ahead)."""
+    """Record an attempt as due (its row added to `pending`); the ref to publish after
+    commit, or None (too far ahead)."""
     soon = due_at - now <= max_countdown
-    session.add(
-        Dispatch(
-            execution_id=execution_id,
-            step_id=step_id,
-            attempt=attempt,
-            tenant_id=tenant_id,
-            state=DispatchState.DUE if soon else DispatchState.WAITING,
-            fire_at=due_at + grace if soon else due_at,
-            published_at=now if soon else None,
-            publishes=1 if soon else 0,
-            priority=rank,
-            awaits_io=awaits_io,
-        )
+    pending.append(
+        {
+            "execution_id": execution_id,
+            "step_id": step_id,
+            "attempt": attempt,
+            "tenant_id": tenant_id,
+            "state": DispatchState.DUE if soon else DispatchState.WAITING,
+            "fire_at": due_at + grace if soon else due_at,
+            "lease_until": None,
+            "published_at": now if soon else None,
+            "publishes": 1 if soon else 0,
+            "priority": rank,
+            "awaits_io": awaits_io,
+        }
     )
     if not soon:
         return None
@@ -95,7 +104,7 @@ async def schedule(
 
 
 def running(
-    session: AsyncSession,
+    pending: list[NewDispatch],
     *,
     tenant_id: TenantId,
     execution_id: str,
@@ -106,28 +115,34 @@ def running(
 ) -> None:
     """Record an attempt a worker took without a message (it ran ahead of its record) as
     running under its lease, so the sweeper finds it if the worker stops."""
-    session.add(
-        Dispatch(
-            execution_id=execution_id,
-            step_id=step_id,
-            attempt=attempt,
-            tenant_id=tenant_id,
-            state=DispatchState.RUNNING,
-            fire_at=lease_until,
-            lease_until=lease_until,
-            published_at=None,
-            publishes=0,
-            priority=0,
-            awaits_io=awaits_io,
-        )
+    pending.append(
+        {
+            "execution_id": execution_id,
+            "step_id": step_id,
+            "attempt": attempt,
+            "tenant_id": tenant_id,
+            "state": DispatchState.RUNNING,
+            "fire_at": lease_until,
+            "lease_until": lease_until,
+            "published_at": None,
+            "publishes": 0,
+            "priority": 0,
+            "awaits_io": awaits_io,
+        }
     )
+
+
+async def insert(session: AsyncSession, rows: Sequence[NewDispatch]) -> None:
+    """Add the rows `schedule` and `running` made, in one statement."""
+    if rows:
+        await session.execute(sa_insert(DISPATCH), list(rows))
 
 
 def _key(execution_id: str, step_id: str, attempt: int) -> tuple[ColumnElement[bool], ...]:
     return (
-        Dispatch.execution_id == execution_id,
-        Dispatch.step_id == step_id,
-        Dispatch.attempt == attempt,
+        DISPATCH.c.execution_id == execution_id,
+        DISPATCH.c.step_id == step_id,
+        DISPATCH.c.attempt == attempt,
     )
 
 
@@ -136,7 +151,7 @@ async def hold(
 ) -> None:
     """Mark an attempt running until `lease_until` (claim and heartbeat)."""
     await session.execute(
-        update(Dispatch)
+        update(DISPATCH)
         .where(*_key(execution_id, step_id, attempt))
         .values(
             state=DispatchState.RUNNING, lease_until=lease_until, fire_at=lease_until, publishes=0
@@ -146,12 +161,12 @@ async def hold(
 
 async def done(session: AsyncSession, execution_id: str, step_id: str, attempt: int) -> None:
     """The attempt finished: nothing more to publish for it."""
-    await session.execute(delete(Dispatch).where(*_key(execution_id, step_id, attempt)))
+    await session.execute(delete(DISPATCH).where(*_key(execution_id, step_id, attempt)))
 
 
 async def drop_execution(session: AsyncSession, execution_id: str) -> None:
     """The execution ended: none of its attempts is due any more."""
-    await session.execute(delete(Dispatch).where(Dispatch.execution_id == execution_id))
+    await session.execute(delete(DISPATCH).where(DISPATCH.c.execution_id == execution_id))
 
 
 def resend_delay(grace: timedelta, publishes: int) -> timedelta:
@@ -173,24 +188,35 @@ async def take_overdue(
     Waiting rows that fall due within `grace` are published with a countdown. Rows
     locked by a running transaction are skipped.
     """
+    c = DISPATCH.c
     statement = (
-        select(Dispatch)
-        .where(Dispatch.fire_at <= now + grace)
-        .order_by(Dispatch.fire_at)
+        select(DISPATCH)
+        .where(c.fire_at <= now + grace)
+        .order_by(c.fire_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     refs: list[TaskRef] = []
-    for row in (await session.scalars(statement)).all():
-        countdown = 0.0
+    changes: list[dict[str, Any]] = []
+    for row in (await session.execute(statement)).all():
+        countdown, state = 0.0, row.state
         if row.state == DispatchState.WAITING:
             countdown = max((row.fire_at - now).total_seconds(), 0.0)
-            row.state = DispatchState.DUE
+            state = DispatchState.DUE
         elif row.fire_at > now:
             continue
-        row.publishes += 1
-        row.published_at = now
-        row.fire_at = now + timedelta(seconds=countdown) + resend_delay(grace, row.publishes)
+        publishes = row.publishes + 1
+        changes.append(
+            {
+                "key_execution": row.execution_id,
+                "key_step": row.step_id,
+                "key_attempt": row.attempt,
+                "state": state,
+                "publishes": publishes,
+                "published_at": now,
+                "fire_at": now + timedelta(seconds=countdown) + resend_delay(grace, publishes),
+            }
+        )
         refs.append(
             TaskRef(
                 decode_tenant(row.tenant_id),
@@ -202,4 +228,22 @@ async def take_overdue(
                 row.awaits_io,
             )
         )
+    if changes:
+        await session.execute(_RESENT, changes)
     return refs
+
+
+_RESENT: Final = (
+    update(DISPATCH)
+    .where(
+        DISPATCH.c.execution_id == bindparam("key_execution"),
+        DISPATCH.c.step_id == bindparam("key_step"),
+        DISPATCH.c.attempt == bindparam("key_attempt"),
+    )
+    .values(
+        state=bindparam("state"),
+        publishes=bindparam("publishes"),
+        published_at=bindparam("published_at"),
+        fire_at=bindparam("fire_at"),
+    )
+)

@@ -35,12 +35,17 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import announcements, dispatch, retention, transitions
-from engine.dispatch import TaskRef
+from engine import attempts as attempt_rows
+from engine import executions as execution_rows
+from engine.attempts import ATTEMPTS
+from engine.dispatch import DISPATCH, TaskRef
 from engine.durations import seconds
+from engine.events import EVENTS
+from engine.executions import EXECUTIONS
 from engine.graph import Graph, context_of
+from engine.rows import AttemptRow, ExecutionRow
 from engine.runner import Outcome, awaits_io, first_dispatched, run_step, runs_inline
 from engine.shared_reads import SharedReads
 from engine.sizes import encoded_size
@@ -49,15 +54,7 @@ from engine.topics import NOTIFICATION
 from engine.transitions import TERMINAL
 from engine.units import Chain, Unit, open_unit, timing_of, utcnow
 from foundation.settings import Settings
-from persistence.models import (
-    AttemptStatus,
-    Dispatch,
-    DispatchState,
-    Event,
-    Execution,
-    Notification,
-    StepAttempt,
-)
+from persistence.models import AttemptStatus, DispatchState, Notification
 from tenancy import TenantId
 from tenancy.database import TenantDatabase
 from tiers import PLANS, planned_transaction
@@ -169,8 +166,7 @@ class Engine:
         if deferred is not None:
             return deferred
         async with open_unit(self.database, key.tenant_id, self.timing) as unit:
-            session = unit.session
-            execution, attempt = await _locked(session, key)
+            execution, attempt = await _locked(unit, key)
             if execution is None or attempt is None:
                 return None
             if not await self._may_claim(unit, execution, attempt):
@@ -180,13 +176,11 @@ class Engine:
             context = context_of(execution.input, execution.outputs)
             timeout, bounded = self._timeout_for(step, execution.deadline_at, unit.now)
             inline = runs_inline(step, self.tools)
-            # One flush at commit writes the whole transition: each row once.
-            with session.no_autoflush:
-                await transitions.claim(unit, execution, attempt, task_id, lease=not inline)
-                if inline:
-                    unit.chain = self._chain(execution)
-                    await self._run_inline(unit, key, execution, attempt, step, context, timeout)
-                    await self._run_chain(unit, execution, task_id)
+            await transitions.claim(unit, execution, attempt, task_id, lease=not inline)
+            if inline:
+                unit.chain = self._chain(execution)
+                await self._run_inline(unit, key, execution, attempt, step, context, timeout)
+                await self._run_chain(unit, execution, task_id)
             publish += unit.publish
             if inline:
                 return None
@@ -213,32 +207,32 @@ class Engine:
         tenant = key.tenant_id
         statement = (
             select(
-                Dispatch.fire_at,
-                Execution.status,
-                Execution.deadline_at,
-                Execution.definition,
-                Execution.input,
-                Execution.outputs,
+                DISPATCH.c.fire_at,
+                EXECUTIONS.c.status,
+                EXECUTIONS.c.deadline_at,
+                EXECUTIONS.c.definition,
+                EXECUTIONS.c.input,
+                EXECUTIONS.c.outputs,
             )
             .join(
-                StepAttempt,
-                (StepAttempt.execution_id == Dispatch.execution_id)
-                & (StepAttempt.step_id == Dispatch.step_id)
-                & (StepAttempt.attempt == Dispatch.attempt),
+                ATTEMPTS,
+                (ATTEMPTS.c.execution_id == DISPATCH.c.execution_id)
+                & (ATTEMPTS.c.step_id == DISPATCH.c.step_id)
+                & (ATTEMPTS.c.attempt == DISPATCH.c.attempt),
             )
-            .join(Execution, Execution.id == Dispatch.execution_id)
+            .join(EXECUTIONS, EXECUTIONS.c.id == DISPATCH.c.execution_id)
             .where(
-                Dispatch.tenant_id == tenant,
-                StepAttempt.tenant_id == tenant,
-                Execution.tenant_id == tenant,
-                Dispatch.execution_id == key.execution_id,
-                Dispatch.step_id == key.step_id,
-                Dispatch.attempt == key.attempt,
+                DISPATCH.c.tenant_id == tenant,
+                ATTEMPTS.c.tenant_id == tenant,
+                EXECUTIONS.c.tenant_id == tenant,
+                DISPATCH.c.execution_id == key.execution_id,
+                DISPATCH.c.step_id == key.step_id,
+                DISPATCH.c.attempt == key.attempt,
                 # Published once: this delivery is the only one.
-                Dispatch.state == DispatchState.DUE,
-                Dispatch.publishes == 1,
-                StepAttempt.status == AttemptStatus.SCHEDULED,
-                StepAttempt.due_at <= now + timedelta(seconds=1),
+                DISPATCH.c.state == DispatchState.DUE,
+                DISPATCH.c.publishes == 1,
+                ATTEMPTS.c.status == AttemptStatus.SCHEDULED,
+                ATTEMPTS.c.due_at <= now + timedelta(seconds=1),
             )
         )
         try:
@@ -310,8 +304,8 @@ class Engine:
         self,
         unit: Unit,
         key: AttemptKey,
-        execution: Execution,
-        attempt: StepAttempt,
+        execution: ExecutionRow,
+        attempt: AttemptRow,
         step: dict[str, Any],
         context: dict[str, Any],
         limit_seconds: float,
@@ -323,15 +317,15 @@ class Engine:
         except StepFailure as failure:
             await transitions.fail_attempt(unit, execution, attempt, failure)
             return
-        await announcements.log_lines(unit.session, execution, unit.now, attempt.step_id, call.log)
+        announcements.log_lines(unit, execution, unit.now, attempt.step_id, call.log)
         await transitions.succeed(unit, execution, attempt, outcome)
 
-    def _chain(self, execution: Execution) -> Chain:
+    def _chain(self, execution: ExecutionRow) -> Chain:
         return Chain.budget(
             execution.id, lambda step: runs_inline(step, self.tools), CHAIN_STEPS, CHAIN_SECONDS
         )
 
-    async def _run_chain(self, unit: Unit, execution: Execution, task_id: str | None) -> None:
+    async def _run_chain(self, unit: Unit, execution: ExecutionRow, task_id: str | None) -> None:
         """Run the inline attempts this transaction made due (`unit.chain`), in order."""
         due = unit.chain.due if unit.chain is not None else []
         while due and execution.status not in TERMINAL:
@@ -347,7 +341,7 @@ class Engine:
             left.status, left.finished_at = AttemptStatus.CANCELLED, unit.now
         due.clear()
 
-    async def _may_claim(self, unit: Unit, execution: Execution, attempt: StepAttempt) -> bool:
+    async def _may_claim(self, unit: Unit, execution: ExecutionRow, attempt: AttemptRow) -> bool:
         """Whether this delivery should run the attempt; settles the ones it should not."""
         if execution.status in TERMINAL:
             return False
@@ -356,11 +350,11 @@ class Engine:
                 return False  # early duplicate: the due delivery or the sweeper will come
         elif attempt.status == AttemptStatus.RUNNING:
             lease = await unit.session.scalar(
-                select(Dispatch.lease_until).where(
-                    Dispatch.execution_id == attempt.execution_id,
-                    Dispatch.step_id == attempt.step_id,
-                    Dispatch.attempt == attempt.attempt,
-                    Dispatch.state == DispatchState.RUNNING,
+                select(DISPATCH.c.lease_until).where(
+                    DISPATCH.c.execution_id == attempt.execution_id,
+                    DISPATCH.c.step_id == attempt.step_id,
+                    DISPATCH.c.attempt == attempt.attempt,
+                    DISPATCH.c.state == DispatchState.RUNNING,
                 )
             )
             if lease is None or lease > unit.now:
@@ -452,12 +446,11 @@ class Engine:
         no longer due (the execution ended, or the attempt was settled meanwhile)."""
         async with open_unit(self.database, claimed.key.tenant_id, self.timing) as unit:
             if claimed.ahead:
-                with unit.session.no_autoflush:
-                    recorded = await self._record_ahead(unit, claimed, lease=True)
+                recorded = await self._record_ahead(unit, claimed, lease=True)
                 if recorded is None:
                     return None
                 return replace(claimed, claims=recorded[1].claims, ahead=())
-            execution, attempt = await _locked(unit.session, claimed.key)
+            execution, attempt = await _locked(unit, claimed.key)
             if (
                 execution is None
                 or attempt is None
@@ -465,19 +458,18 @@ class Engine:
                 or attempt.status != AttemptStatus.SCHEDULED
             ):
                 return None
-            with unit.session.no_autoflush:
-                await self._claim_at_start(unit, claimed, execution, attempt, lease=True)
+            await self._claim_at_start(unit, claimed, execution, attempt, lease=True)
             return replace(claimed, claims=attempt.claims)
 
     async def _record_ahead(
         self, unit: Unit, claimed: Claimed, *, lease: bool
-    ) -> tuple[Execution, StepAttempt] | None:
+    ) -> tuple[ExecutionRow, AttemptRow] | None:
         """Record the steps run ahead of `claimed` (`_run_ahead`) and claim it, as of when
         each ran; its execution and attempt, or None when the entry is no longer due (the
         execution ended or was cancelled, or another delivery took the entry)."""
         key = claimed.key
         entry = replace(key, step_id=claimed.ahead[0].step_id, attempt=1)
-        execution, attempt = await _locked(unit.session, entry)
+        execution, attempt = await _locked(unit, entry)
         if (
             execution is None
             or attempt is None
@@ -497,7 +489,7 @@ class Engine:
             unit.now = ran.started
             await transitions.claim(unit, execution, attempt, claimed.task_id, lease=False)
             unit.now = ran.finished
-            await announcements.log_lines(unit.session, execution, unit.now, ran.step_id, ran.log)
+            announcements.log_lines(unit, execution, unit.now, ran.step_id, ran.log)
             await transitions.succeed(unit, execution, attempt, ran.outcome)
             attempt = unit.chain.due.pop(0) if unit.chain.due else None
         unit.now, unit.chain = now, None
@@ -507,7 +499,7 @@ class Engine:
         if lease:
             # Taken here, not published: its lease needs a dispatch row of its own.
             dispatch.running(
-                unit.session,
+                unit.dispatch_rows,
                 tenant_id=key.tenant_id,
                 execution_id=key.execution_id,
                 step_id=key.step_id,
@@ -523,8 +515,8 @@ class Engine:
         self,
         unit: Unit,
         claimed: Claimed,
-        execution: Execution,
-        attempt: StepAttempt,
+        execution: ExecutionRow,
+        attempt: AttemptRow,
         *,
         lease: bool,
     ) -> None:
@@ -541,12 +533,12 @@ class Engine:
         async with self.database.transaction(key.tenant_id) as session:
             row = (
                 await session.execute(
-                    select(Execution.status, StepAttempt.status, StepAttempt.claims)
-                    .join(StepAttempt, StepAttempt.execution_id == Execution.id)
+                    select(EXECUTIONS.c.status, ATTEMPTS.c.status, ATTEMPTS.c.claims)
+                    .join(ATTEMPTS, ATTEMPTS.c.execution_id == EXECUTIONS.c.id)
                     .where(
-                        Execution.id == key.execution_id,
-                        StepAttempt.step_id == key.step_id,
-                        StepAttempt.attempt == key.attempt,
+                        EXECUTIONS.c.id == key.execution_id,
+                        ATTEMPTS.c.step_id == key.step_id,
+                        ATTEMPTS.c.attempt == key.attempt,
                     )
                 )
             ).one_or_none()
@@ -567,16 +559,14 @@ class Engine:
     ) -> list[TaskRef]:
         key = claimed.key
         async with open_unit(self.database, key.tenant_id, self.timing) as unit:
-            session = unit.session
             if claimed.ahead:
-                with session.no_autoflush:
-                    recorded = await self._record_ahead(unit, claimed, lease=False)
+                recorded = await self._record_ahead(unit, claimed, lease=False)
                 if recorded is None:
                     logger.info("dropping the result of %s: its entry is no longer due", key)
                     return unit.publish
                 execution, attempt = recorded
             else:
-                found, attempt_found = await _locked(session, key)
+                found, attempt_found = await _locked(unit, key)
                 if (
                     found is None
                     or attempt_found is None
@@ -586,16 +576,15 @@ class Engine:
                     logger.info("dropping the result of %s: the attempt is no longer ours", key)
                     return []
                 execution, attempt = found, attempt_found
-            with session.no_autoflush:
-                if claimed.claims is None and not claimed.ahead:
-                    await self._claim_at_start(unit, claimed, execution, attempt, lease=False)
-                await announcements.log_lines(session, execution, unit.now, key.step_id, log)
-                unit.chain = self._chain(execution)
-                if isinstance(result, StepFailure):
-                    await transitions.fail_attempt(unit, execution, attempt, result)
-                else:
-                    await transitions.succeed(unit, execution, attempt, result)
-                await self._run_chain(unit, execution, attempt.task_id)
+            if claimed.claims is None and not claimed.ahead:
+                await self._claim_at_start(unit, claimed, execution, attempt, lease=False)
+            announcements.log_lines(unit, execution, unit.now, key.step_id, log)
+            unit.chain = self._chain(execution)
+            if isinstance(result, StepFailure):
+                await transitions.fail_attempt(unit, execution, attempt, result)
+            else:
+                await transitions.succeed(unit, execution, attempt, result)
+            await self._run_chain(unit, execution, attempt.task_id)
             return unit.publish
 
     async def sweep(self, limit: int = 500) -> list[TaskRef]:
@@ -631,19 +620,23 @@ class Engine:
                 cutoff = utcnow() - timedelta(days=plan.limits.history_retention_days)
                 ids = (
                     await session.scalars(
-                        select(Execution.id)
-                        .where(Execution.status.in_(TERMINAL), Execution.completed_at < cutoff)
+                        select(EXECUTIONS.c.id)
+                        .where(
+                            EXECUTIONS.c.status.in_(TERMINAL), EXECUTIONS.c.completed_at < cutoff
+                        )
                         .limit(batch)
                     )
                 ).all()
                 if ids:
-                    await session.execute(delete(Event).where(Event.execution_id.in_(ids)))
-                    await session.execute(delete(Execution).where(Execution.id.in_(ids)))
+                    await session.execute(delete(EVENTS).where(EVENTS.c.execution_id.in_(ids)))
+                    await session.execute(delete(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids)))
                     purged += len(ids)
                 # Notifications (and their events, which name no execution) age the same way.
                 await session.execute(delete(Notification).where(Notification.created_at < cutoff))
                 await session.execute(
-                    delete(Event).where(Event.type == NOTIFICATION, Event.created_at < cutoff)
+                    delete(EVENTS).where(
+                        EVENTS.c.type == NOTIFICATION, EVENTS.c.created_at < cutoff
+                    )
                 )
         return purged
 
@@ -652,32 +645,23 @@ def _call(key: AttemptKey, timeout: float) -> ToolCall:
     return ToolCall(key.tenant_id, key.execution_id, key.step_id, key.attempt, {}, timeout)
 
 
-def _still_ours(attempt: StepAttempt, claimed: Claimed) -> bool:
+def _still_ours(attempt: AttemptRow, claimed: Claimed) -> bool:
     """Whether `claimed` may record the attempt: unclaimed and still due, or claimed by it."""
     if claimed.claims is None:
         return attempt.status == AttemptStatus.SCHEDULED
     return attempt.status == AttemptStatus.RUNNING and attempt.claims == claimed.claims
 
 
-async def _locked(
-    session: AsyncSession, key: AttemptKey
-) -> tuple[Execution | None, StepAttempt | None]:
-    """The execution, locked for this transaction, and the attempt.
+async def _locked(unit: Unit, key: AttemptKey) -> tuple[ExecutionRow | None, AttemptRow | None]:
+    """The execution, locked for this transaction, and the attempt, both written with the
+    unit when they change.
 
     Two statements, in this order: on PostgreSQL a statement that waited for the lock
     sees the locked row as it is now, but the other rows it joins as they were when it
     began; the attempt is read by a statement that starts once the lock is held.
     """
-    execution = await session.scalar(
-        select(Execution).where(Execution.id == key.execution_id).with_for_update()
-    )
+    execution = await execution_rows.get(unit.session, key.execution_id, for_update=True)
     if execution is None:
         return None, None
-    attempt = await session.scalar(
-        select(StepAttempt).where(
-            StepAttempt.execution_id == key.execution_id,
-            StepAttempt.step_id == key.step_id,
-            StepAttempt.attempt == key.attempt,
-        )
-    )
-    return execution, attempt
+    attempt = await attempt_rows.get(unit.session, key.execution_id, key.step_id, key.attempt)
+    return unit.track(execution), None if attempt is None else unit.track_attempt(attempt)

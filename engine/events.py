@@ -12,14 +12,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import ColumnElement, Engine, event, false, or_, select
+from sqlalchemy import ColumnElement, Engine, Row, Table, event, false, or_, select
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from engine.topics import NOTIFICATION, Topics
 from foundation.database import Database
 from persistence.models import Event
-from tenancy.scoping import TenantScopedSession
+from tenancy.scoping import TenantScopedSession, session_tenant
 
 WRITTEN: Final = "wfe.events_written"
 """`Session.info` key: the transaction appended events."""
@@ -36,6 +37,37 @@ _preparers: WeakKeyDictionary[Engine, tuple[Preparer, ...]] = WeakKeyDictionary(
 _lock = threading.Lock()
 
 
+EVENTS: Final[Table] = Event.__table__  # type: ignore[assignment]
+
+NewEvent = dict[str, Any]
+"""An `events` row's values, to insert with the transaction's other writes (`insert`)."""
+
+
+def row(
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    workflow_id: str | None = None,
+    execution_id: str | None = None,
+) -> NewEvent:
+    return {
+        "type": event_type,
+        "payload": payload,
+        "workflow_id": workflow_id,
+        "execution_id": execution_id,
+    }
+
+
+async def insert(session: AsyncSession, rows: Sequence[NewEvent]) -> None:
+    """Add events in the caller's transaction (one statement), so they commit with the
+    state change they tell of."""
+    if not rows:
+        return
+    tenant = session_tenant(session.sync_session)
+    await session.execute(sa_insert(EVENTS), [{**values, "tenant_id": tenant} for values in rows])
+    session.info[WRITTEN] = True
+
+
 async def append(
     session: AsyncSession,
     event_type: str,
@@ -44,10 +76,16 @@ async def append(
     workflow_id: str | None = None,
     execution_id: str | None = None,
 ) -> Event:
-    """Add an event in the caller's transaction, so it commits with the state change."""
-    event = record(session, event_type, payload, workflow_id=workflow_id, execution_id=execution_id)
-    await session.flush()
-    return event
+    """Add one event in the caller's transaction; it comes back with its id."""
+    values = row(event_type, payload, workflow_id=workflow_id, execution_id=execution_id)
+    values["tenant_id"] = session_tenant(session.sync_session)
+    stored = (
+        await session.execute(
+            sa_insert(EVENTS).values(values).returning(EVENTS.c.id, EVENTS.c.created_at)
+        )
+    ).one()
+    session.info[WRITTEN] = True
+    return Event(**values, id=stored.id, created_at=stored.created_at)
 
 
 def record(
@@ -58,7 +96,7 @@ def record(
     workflow_id: str | None = None,
     execution_id: str | None = None,
 ) -> Event:
-    """As `append`, but written with the transaction's next flush (its id comes then)."""
+    """As `append`, but written with the session's next flush (its id comes then)."""
     event = Event(
         type=event_type, payload=payload, workflow_id=workflow_id, execution_id=execution_id
     )
@@ -74,50 +112,49 @@ async def read_after(
     workflow_ids: Sequence[str] = (),
     execution_ids: Sequence[str] = (),
     limit: int = 500,
-) -> Sequence[Event]:
+) -> Sequence[Row[Any]]:
     """Events with id > `after_id`, oldest first, optionally only for the given topics."""
-    statement = select(Event).where(Event.id > after_id).order_by(Event.id).limit(limit)
+    c = EVENTS.c
+    statement = select(EVENTS).where(c.id > after_id).order_by(c.id).limit(limit)
     topics = []
     if workflow_ids:
-        topics.append(Event.workflow_id.in_(workflow_ids))
+        topics.append(c.workflow_id.in_(workflow_ids))
     if execution_ids:
-        topics.append(Event.execution_id.in_(execution_ids))
+        topics.append(c.execution_id.in_(execution_ids))
     if topics:
         statement = statement.where(or_(*topics))
-    return (await session.scalars(statement)).all()
+    return (await session.execute(statement)).all()
 
 
 async def read_topics(
     session: AsyncSession, topics: Topics, after_id: int, upto_id: int, limit: int
-) -> Sequence[Event]:
+) -> Sequence[Row[Any]]:
     """The tenant's events of `topics` with `after_id` < id <= `upto_id`, oldest first."""
     statement = (
-        select(Event)
-        .where(Event.id > after_id, Event.id <= upto_id, _covered_by(topics))
-        .order_by(Event.id)
+        select(EVENTS)
+        .where(EVENTS.c.id > after_id, EVENTS.c.id <= upto_id, _covered_by(topics))
+        .order_by(EVENTS.c.id)
         .limit(limit)
     )
-    return (await session.scalars(statement)).all()
+    return (await session.execute(statement)).all()
 
 
 def _covered_by(topics: Topics) -> ColumnElement[bool]:
     """`Topics.matches` as SQL (each branch served by an index on tenant, key and id)."""
+    c = EVENTS.c
     branches: list[ColumnElement[bool]] = []
     if topics.all_executions:
-        branches.append(Event.execution_id.is_not(None))
+        branches.append(c.execution_id.is_not(None))
     elif topics.executions:
-        branches.append(Event.execution_id.in_(sorted(topics.executions)))
+        branches.append(c.execution_id.in_(sorted(topics.executions)))
     if topics.all_workflows:
-        branches.append(Event.execution_id.is_(None) & (Event.type != NOTIFICATION))
+        branches.append(c.execution_id.is_(None) & (c.type != NOTIFICATION))
     elif topics.workflows:
-        branches.append(
-            Event.execution_id.is_(None) & Event.workflow_id.in_(sorted(topics.workflows))
-        )
+        branches.append(c.execution_id.is_(None) & c.workflow_id.in_(sorted(topics.workflows)))
     if topics.recipient is not None:
         # Notifications carry no workflow or execution key: no other branch takes them.
         branches.append(
-            (Event.type == NOTIFICATION)
-            & (Event.payload["user_id"].as_string() == topics.recipient)
+            (c.type == NOTIFICATION) & (c.payload["user_id"].as_string() == topics.recipient)
         )
     return or_(*branches) if branches else false()
 

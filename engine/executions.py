@@ -1,29 +1,45 @@
-"""SQL for finding and listing executions; every statement is confined to the session's tenant."""
+"""The `executions` table's statements, in SQLAlchemy Core: reading, locking, inserting and
+updating rows as `ExecutionRow`s. Every statement is confined to the session's tenant."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Final
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, Table, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine import patches
+from engine.rows import ExecutionRow
 from persistence.models import Event, Execution, ExecutionStatus
+
+EXECUTIONS: Final[Table] = Execution.__table__  # type: ignore[assignment]
+_ALL: Final = select(EXECUTIONS)
+
+
+def _rows(found: Sequence[Any]) -> list[ExecutionRow]:
+    return [ExecutionRow(row._mapping, stored=True) for row in found]
+
+
+async def _one(session: AsyncSession, statement: Select[Any]) -> ExecutionRow | None:
+    found = (await session.execute(statement)).first()
+    return None if found is None else ExecutionRow(found._mapping, stored=True)
 
 
 async def get(
     session: AsyncSession, execution_id: str, *, for_update: bool = False
-) -> Execution | None:
-    statement = select(Execution).where(Execution.id == execution_id)
+) -> ExecutionRow | None:
+    statement = _ALL.where(EXECUTIONS.c.id == execution_id)
     if for_update:
         statement = statement.with_for_update()
-    return (await session.scalars(statement)).one_or_none()
+    return await _one(session, statement)
 
 
 async def get_with_last_event(
     session: AsyncSession, execution_id: str
-) -> tuple[Execution, int] | None:
+) -> tuple[ExecutionRow, int] | None:
     """The execution and the id of its last event (0: none), read in one statement.
 
     One statement sees one snapshot, and an execution's events are appended in the
@@ -32,19 +48,21 @@ async def get_with_last_event(
     """
     last = (
         select(func.coalesce(func.max(Event.id), 0))
-        .where(Event.execution_id == Execution.id)
-        .correlate(Execution)
+        .where(Event.execution_id == EXECUTIONS.c.id)
+        .correlate(EXECUTIONS)
         .scalar_subquery()
+        .label("last_event_id")
     )
     found = (
-        await session.execute(select(Execution, last).where(Execution.id == execution_id))
-    ).one_or_none()
-    return None if found is None else (found[0], int(found[1]))
+        await session.execute(select(EXECUTIONS, last).where(EXECUTIONS.c.id == execution_id))
+    ).first()
+    if found is None:
+        return None
+    return ExecutionRow(found._mapping, stored=True), int(found.last_event_id)
 
 
-async def get_by_request(session: AsyncSession, request_id: str) -> Execution | None:
-    statement = select(Execution).where(Execution.request_id == request_id)
-    return (await session.scalars(statement)).one_or_none()
+async def get_by_request(session: AsyncSession, request_id: str) -> ExecutionRow | None:
+    return await _one(session, _ALL.where(EXECUTIONS.c.request_id == request_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,25 +90,89 @@ class Filter:
 
 async def list_page(
     session: AsyncSession, where: Filter, *, after: tuple[datetime, str] | None, limit: int
-) -> Sequence[Execution]:
+) -> list[ExecutionRow]:
     """Newest first; `after` is the (created_at, id) of the previous page's last row."""
-    statement = select(Execution).order_by(Execution.created_at.desc(), Execution.id.desc())
+    c = EXECUTIONS.c
+    statement = _ALL.order_by(c.created_at.desc(), c.id.desc())
     if where.workflow_id:
-        statement = statement.where(Execution.workflow_id == where.workflow_id)
+        statement = statement.where(c.workflow_id == where.workflow_id)
     if where.statuses:
-        statement = statement.where(Execution.status.in_(where.statuses))
+        statement = statement.where(c.status.in_(where.statuses))
     if where.created_after is not None:
-        statement = statement.where(Execution.created_at >= where.created_after)
+        statement = statement.where(c.created_at >= where.created_after)
     if where.created_before is not None:
-        statement = statement.where(Execution.created_at < where.created_before)
+        statement = statement.where(c.created_at < where.created_before)
     if where.created_by:
-        statement = statement.where(Execution.created_by == where.created_by)
+        statement = statement.where(c.created_by == where.created_by)
     if after is not None:
         created_at, execution_id = after
         statement = statement.where(
             or_(
-                Execution.created_at < created_at,
-                and_(Execution.created_at == created_at, Execution.id < execution_id),
+                c.created_at < created_at,
+                and_(c.created_at == created_at, c.id < execution_id),
             )
         )
-    return (await session.scalars(statement.limit(limit))).all()
+    return _rows((await session.execute(statement.limit(limit))).all())
+
+
+async def oldest_queued(session: AsyncSession, limit: int) -> list[ExecutionRow]:
+    """The tenant's longest-waiting queued executions, skipping any another transaction holds."""
+    statement = (
+        _ALL.where(EXECUTIONS.c.status == ExecutionStatus.QUEUED)
+        .order_by(EXECUTIONS.c.created_at, EXECUTIONS.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return _rows((await session.execute(statement)).all())
+
+
+async def queued_before(session: AsyncSession, created_at: datetime) -> int:
+    """How many of the tenant's queued executions were created before `created_at`."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(EXECUTIONS)
+        .where(
+            EXECUTIONS.c.status == ExecutionStatus.QUEUED,
+            EXECUTIONS.c.created_at < created_at,
+        )
+    )
+    return int(count or 0)
+
+
+async def write(session: AsyncSession, rows: Sequence[ExecutionRow]) -> None:
+    """Insert the new rows and update the changed ones: each in one statement.
+
+    A changed `steps` record or `outputs` document that was only patched is set path by
+    path (`engine.patches`) in the same UPDATE.
+    """
+    new = [row for row in rows if not row.stored]
+    if new:
+        await session.execute(insert(EXECUTIONS), [row.values() for row in new])
+        for row in new:
+            row.written()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for row in rows:
+        if not row.changed and not row.has_patches():
+            continue
+        values: dict[str, Any] = row.values(row.changed)
+        values.pop("id", None)
+        if row.entry_patches or row.current_patch is not None:
+            if "steps" not in values:
+                values["steps"] = _steps_patch(row, postgres)
+        if row.output_patches and "outputs" not in values:
+            values["outputs"] = patches.set_paths(
+                EXECUTIONS.c.outputs,
+                [((step_id,), value) for step_id, value in row.output_patches.items()],
+                postgres,
+            )
+        await session.execute(update(EXECUTIONS).where(EXECUTIONS.c.id == row.id).values(values))
+        row.written()
+
+
+def _steps_patch(row: ExecutionRow, postgres: bool) -> ColumnElement[Any]:
+    paths: list[tuple[patches.Path, Any]] = [
+        (("step_list", index), entry) for index, entry in sorted(row.entry_patches.items())
+    ]
+    if row.current_patch is not None:
+        paths.append((("current_step_number",), row.current_patch))
+    return patches.set_paths(EXECUTIONS.c.steps, paths, postgres)

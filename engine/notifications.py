@@ -191,6 +191,7 @@ async def record(session: AsyncSession, tenant: TenantId, found: Sequence[Addres
     newly made."""
     insert = upsert_insert(session.get_bind().dialect.name)
     made = 0
+    announced: list[events.NewEvent] = []
     for one in found:
         candidate, user, details = one.candidate, one.user, one.details
         event = candidate.source
@@ -214,21 +215,23 @@ async def record(session: AsyncSession, tenant: TenantId, found: Sequence[Addres
         if inserted is None:
             continue
         made += 1
-        events.record(
-            session,
-            NOTIFICATION,
-            {
-                "notification_id": inserted,
-                "user_id": user,
-                "kind": candidate.kind,
-                "message": candidate.message,
-                "details": {
-                    **details,
-                    "workflow_id": event.workflow_id,
-                    "execution_id": event.execution_id,
-                    "source_event_id": event.id,
+        announced.append(
+            events.row(
+                NOTIFICATION,
+                {
+                    "notification_id": inserted,
+                    "user_id": user,
+                    "kind": candidate.kind,
+                    "message": candidate.message,
+                    "details": {
+                        **details,
+                        "workflow_id": event.workflow_id,
+                        "execution_id": event.execution_id,
+                        "source_event_id": event.id,
+                    },
+                    "timestamp": now.isoformat().replace("+00:00", "Z"),
                 },
-                "timestamp": now.isoformat().replace("+00:00", "Z"),
-            },
+            )
         )
+    await events.insert(session, announced)
     return made

@@ -11,22 +11,21 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-
-from engine import admission, announcements, dispatch, patches, progress
+from engine import admission, announcements, dispatch, progress
+from engine import attempts as attempt_rows
 from engine.graph import Graph
 from engine.progress import StepStatus
 from engine.retry import policy_of
+from engine.rows import AttemptRow, ExecutionRow
 from engine.runner import Outcome, awaits_io, first_dispatched
 from engine.sizes import encoded_size
 from engine.tools import StepFailure
-from engine.units import Unit
-from persistence.models import AttemptStatus, Execution, ExecutionStatus, StepAttempt
+from engine.units import Unit, flush
+from persistence.models import AttemptStatus, ExecutionStatus
 
 TERMINAL = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
 
-# An attempt in one of these still has a worker to come or a worker on it.
-UNFINISHED_ATTEMPTS = frozenset({AttemptStatus.SCHEDULED, AttemptStatus.RUNNING})
+UNFINISHED_ATTEMPTS = attempt_rows.UNFINISHED
 
 
 def duration_ms(start: datetime | None, end: datetime) -> int:
@@ -41,17 +40,13 @@ async def attempt_numbers(unit: Unit, execution_id: str) -> dict[str, int]:
     """
     known = unit.numbered.get(execution_id)
     if known is None:
-        rows = await unit.session.execute(
-            select(StepAttempt.step_id, func.max(StepAttempt.attempt))
-            .where(StepAttempt.execution_id == execution_id)
-            .group_by(StepAttempt.step_id)
-        )
-        known = unit.numbered[execution_id] = {str(step): int(top) for step, top in rows.all()}
+        known = await attempt_rows.highest_numbers(unit.session, execution_id)
+        unit.numbered[execution_id] = known
     return known
 
 
 def set_step(
-    unit: Unit, execution: Execution, step_id: str, *, current: bool = False, **changes: Any
+    unit: Unit, execution: ExecutionRow, step_id: str, *, current: bool = False, **changes: Any
 ) -> None:
     """Change one entry of the execution's `steps` record, and its progress fraction.
 
@@ -68,13 +63,13 @@ def set_step(
     was_done = steps["step_list"][number - 1]["status"] in progress.DONE
     done += int(updated["step_list"][number - 1]["status"] in progress.DONE) - int(was_done)
     unit.done[execution.id] = (updated, done)
-    patches.set_entry(unit.session.sync_session, execution, updated, number, current)
+    execution.patch_entry(updated, number, current)
     execution.progress = progress.fraction(done, updated)
 
 
 async def schedule_step(
     unit: Unit,
-    execution: Execution,
+    execution: ExecutionRow,
     step_id: str,
     *,
     attempt: int | None = None,
@@ -91,15 +86,20 @@ async def schedule_step(
     due = due_at or unit.now
     if execution.deadline_at is not None and due > execution.deadline_at:
         due = execution.deadline_at
-    row = StepAttempt(
-        execution_id=execution.id,
-        step_id=step_id,
-        attempt=number,
-        status=AttemptStatus.SCHEDULED,
-        due_at=due,
-        claims=0,
+    row = unit.track_attempt(
+        AttemptRow(
+            {
+                "tenant_id": unit.plan.tenant_id,
+                "execution_id": execution.id,
+                "step_id": step_id,
+                "attempt": number,
+                "status": AttemptStatus.SCHEDULED,
+                "due_at": due,
+                "claims": 0,
+            },
+            stored=False,
+        )
     )
-    unit.session.add(row)
     graph = Graph.of(execution.definition)
     step = graph.step(step_id)
     if (
@@ -113,8 +113,8 @@ async def schedule_step(
         return
     if slots is None:
         slots = await admission.slots_in_use(unit.session, unit.plan.tenant_id)
-    ref = await dispatch.schedule(
-        unit.session,
+    ref = dispatch.schedule(
+        unit.dispatch_rows,
         tenant_id=unit.plan.tenant_id,
         execution_id=execution.id,
         step_id=step_id,
@@ -142,14 +142,14 @@ def _on_io_lane(graph: Graph, step_id: str, step: Mapping[str, Any]) -> bool:
     return ahead is not None and awaits_io(ahead)
 
 
-async def _settled(unit: Unit, execution: Execution, attempt: StepAttempt) -> None:
+async def _settled(unit: Unit, execution: ExecutionRow, attempt: AttemptRow) -> None:
     """The attempt finished: its dispatch row goes (an attempt run in a chain has none)."""
     key = (execution.id, attempt.step_id, attempt.attempt)
     if key not in unit.undispatched:
         await dispatch.done(unit.session, *key)
 
 
-async def admit(unit: Unit, execution: Execution, slots: int, *, fresh: bool = False) -> None:
+async def admit(unit: Unit, execution: ExecutionRow, slots: int, *, fresh: bool = False) -> None:
     """A slot is held for it (`slots` now in use): the clock starts, its first step is due.
 
     A `fresh` execution has never run a step, so its first attempt is number 1.
@@ -160,8 +160,8 @@ async def admit(unit: Unit, execution: Execution, slots: int, *, fresh: bool = F
     limit = unit.plan.limits.max_execution_seconds
     execution.deadline_at = None if limit is None else unit.now + timedelta(seconds=limit)
     execution.updated_at = unit.now
-    await announcements.execution_update(
-        unit.session, execution, unit.now, message="admitted; waiting for a worker"
+    announcements.execution_update(
+        unit, execution, unit.now, message="admitted; waiting for a worker"
     )
     graph = Graph.of(execution.definition)
     if fresh:
@@ -176,7 +176,7 @@ async def admit(unit: Unit, execution: Execution, slots: int, *, fresh: bool = F
 
 
 async def claim(
-    unit: Unit, execution: Execution, attempt: StepAttempt, task_id: str | None, *, lease: bool
+    unit: Unit, execution: ExecutionRow, attempt: AttemptRow, task_id: str | None, *, lease: bool
 ) -> None:
     """The attempt starts: step and execution in progress, and (if `lease`) its lease taken.
 
@@ -203,8 +203,8 @@ async def claim(
     execution.updated_at = unit.now
     name = graph.name(attempt.step_id)
     note = f"{name} started" + (f" (attempt {attempt.attempt})" if attempt.attempt > 1 else "")
-    await announcements.execution_update(
-        unit.session, execution, unit.now, step_name=name, started_at=unit.now, message=note
+    announcements.execution_update(
+        unit, execution, unit.now, step_name=name, started_at=unit.now, message=note
     )
     if lease:
         await dispatch.hold(
@@ -216,7 +216,9 @@ async def claim(
         )
 
 
-async def succeed(unit: Unit, execution: Execution, attempt: StepAttempt, outcome: Outcome) -> None:
+async def succeed(
+    unit: Unit, execution: ExecutionRow, attempt: AttemptRow, outcome: Outcome
+) -> None:
     """The attempt completed: record its output, then go on or end the execution.
 
     An output over the plan's `max_output_bytes` is never stored: the attempt fails instead
@@ -235,7 +237,7 @@ async def succeed(unit: Unit, execution: Execution, attempt: StepAttempt, outcom
     attempt.finished_at = unit.now
     attempt.output = outcome.output
     await _settled(unit, execution, attempt)
-    patches.set_output(unit.session.sync_session, execution, attempt.step_id, outcome.output)
+    execution.patch_output(attempt.step_id, outcome.output)
     set_step(
         unit,
         execution,
@@ -246,8 +248,8 @@ async def succeed(unit: Unit, execution: Execution, attempt: StepAttempt, outcom
         error=None,
     )
     execution.updated_at = unit.now
-    await announcements.step_completed(
-        unit.session,
+    announcements.step_completed(
+        unit,
         execution,
         unit.now,
         step_id=attempt.step_id,
@@ -265,7 +267,7 @@ async def succeed(unit: Unit, execution: Execution, attempt: StepAttempt, outcom
 
 
 async def fail_attempt(
-    unit: Unit, execution: Execution, attempt: StepAttempt, failure: StepFailure
+    unit: Unit, execution: ExecutionRow, attempt: AttemptRow, failure: StepFailure
 ) -> None:
     """The attempt failed: retry with backoff, or apply the step's error policy."""
     graph = Graph.of(execution.definition)
@@ -284,8 +286,8 @@ async def fail_attempt(
     if policy.allows_retry(attempt.attempt, failure.code, failure.retryable):
         wait = policy.delay(attempt.attempt)
         set_step(unit, execution, attempt.step_id, error=error)
-        await announcements.execution_update(
-            unit.session,
+        announcements.execution_update(
+            unit,
             execution,
             unit.now,
             step_name=name,
@@ -310,8 +312,8 @@ async def fail_attempt(
         duration_ms=duration_ms(attempt.started_at, unit.now),
         error=error,
     )
-    await announcements.step_failed(
-        unit.session,
+    announcements.step_failed(
+        unit,
         execution,
         unit.now,
         step_id=attempt.step_id,
@@ -336,23 +338,23 @@ def _readable(error: dict[str, Any]) -> str:
     return f"{where}{error.get('message', '')}{details}"
 
 
-async def complete(unit: Unit, execution: Execution) -> None:
+async def complete(unit: Unit, execution: ExecutionRow) -> None:
     execution.status = ExecutionStatus.COMPLETED
     execution.steps = progress.finish(execution.steps, StepStatus.SKIPPED)
     execution.progress = 1.0
     await _end(unit, execution)
 
 
-async def fail(unit: Unit, execution: Execution, error: dict[str, Any]) -> None:
+async def fail(unit: Unit, execution: ExecutionRow, error: dict[str, Any]) -> None:
     execution.status = ExecutionStatus.FAILED
     execution.error = error
     execution.error_detail = _readable(error)
     execution.steps = progress.finish(execution.steps, StepStatus.SKIPPED)
-    await announcements.execution_error(unit.session, execution, unit.now, error=error)
+    announcements.execution_error(unit, execution, unit.now, error=error)
     await _end(unit, execution)
 
 
-async def time_out(unit: Unit, execution: Execution, step_id: str | None) -> None:
+async def time_out(unit: Unit, execution: ExecutionRow, step_id: str | None) -> None:
     """The plan's maximum execution time passed: fail with code `timeout`."""
     limit = unit.plan.limits.max_execution_seconds
     graph = Graph.of(execution.definition)
@@ -377,29 +379,24 @@ async def time_out(unit: Unit, execution: Execution, step_id: str | None) -> Non
     )
 
 
-async def cancel(unit: Unit, execution: Execution, actor: str) -> None:
+async def cancel(unit: Unit, execution: ExecutionRow, actor: str) -> None:
     execution.status = ExecutionStatus.CANCELLED
     execution.cancelled_by = actor
     execution.steps = progress.finish(execution.steps, StepStatus.CANCELLED)
     await _end(unit, execution)
 
 
-async def _end(unit: Unit, execution: Execution) -> None:
+async def _end(unit: Unit, execution: ExecutionRow) -> None:
     """Terminal: stop its attempts, announce, free its slot and admit whoever waits."""
     execution.completed_at = unit.now
     execution.updated_at = unit.now
-    await unit.session.execute(
-        update(StepAttempt)
-        .where(
-            StepAttempt.execution_id == execution.id,
-            StepAttempt.status.in_(UNFINISHED_ATTEMPTS),
-        )
-        .values(status=AttemptStatus.CANCELLED, finished_at=unit.now)
-    )
+    held, execution.holds_slot = execution.holds_slot, False
+    # What this transaction changed is written first: the statements below act on it.
+    await flush(unit)
+    await attempt_rows.cancel_unfinished(unit.session, execution.id, unit.now)
     await dispatch.drop_execution(unit.session, execution.id)
-    await announcements.execution_completed(unit.session, execution, unit.now)
-    if execution.holds_slot:
-        execution.holds_slot = False
+    announcements.execution_completed(unit, execution, unit.now)
+    if held:
         await admission.lock_tenant(unit.session, unit.plan.tenant_id)
         await admission.give_back_slot(unit.session, unit.plan)
         await admit_waiting(unit)
@@ -407,7 +404,8 @@ async def _end(unit: Unit, execution: Execution) -> None:
 
 async def admit_waiting(unit: Unit, limit: int = 10) -> None:
     """Admit the tenant's oldest queued executions while slots are free (lock held)."""
-    for waiting in await admission.oldest_queued(unit.session, limit):
+    for queued in await admission.oldest_queued(unit.session, limit):
+        waiting = unit.track(queued)
         slots = await admission.try_take_slot(unit.session, unit.plan)
         if slots is None:
             return

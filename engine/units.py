@@ -1,5 +1,6 @@
-"""The engine's unit of work: one tenant's transaction, its plan, the clock, and the tasks
-to publish once the transaction commits."""
+"""The engine's unit of work: one tenant's transaction, its plan, the clock, the rows it
+changes (written once each, in Core statements, by `flush` before it commits), and the
+tasks to publish once it has committed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine import attempts as attempt_rows
+from engine import dispatch, events
+from engine import executions as execution_rows
 from engine.dispatch import TaskRef
+from engine.rows import AttemptRow, ExecutionRow
 from foundation.settings import Settings
 from tenancy import TenantId
 from tenancy.database import TenantDatabase
@@ -47,7 +52,7 @@ class Chain:
     steps_left: int
     ends_at: float
     due: list[Any] = field(default_factory=list)
-    """The attempts (`StepAttempt`) taken on and not run yet, oldest first."""
+    """The attempts (`AttemptRow`) taken on and not run yet, oldest first."""
 
     @classmethod
     def budget(
@@ -98,6 +103,31 @@ class Unit:
     done: dict[str, tuple[Any, int]] = field(default_factory=dict)
     """Per execution: the `steps` record this transaction last wrote, and its done count."""
     undispatched: set[tuple[str, str, int]] = field(default_factory=set)
+    executions: dict[str, ExecutionRow] = field(default_factory=dict)
+    """The executions this transaction read or made, by id: written by `flush`."""
+    attempts: list[AttemptRow] = field(default_factory=list)
+    dispatch_rows: list[dispatch.NewDispatch] = field(default_factory=list)
+    event_rows: list[events.NewEvent] = field(default_factory=list)
+
+    def track(self, execution: ExecutionRow) -> ExecutionRow:
+        """`execution` is written at the next `flush` with whatever changed on it."""
+        return self.executions.setdefault(execution.id, execution)
+
+    def track_attempt(self, attempt: AttemptRow) -> AttemptRow:
+        self.attempts.append(attempt)
+        return attempt
+
+
+async def flush(unit: Unit) -> None:
+    """Write what the unit changed: each row once, new executions and attempts before the
+    rows that refer to them, then its dispatch rows and events."""
+    session = unit.session
+    await execution_rows.write(session, list(unit.executions.values()))
+    await attempt_rows.write(session, unit.attempts)
+    rows, unit.dispatch_rows = unit.dispatch_rows, []
+    await dispatch.insert(session, rows)
+    written, unit.event_rows = unit.event_rows, []
+    await events.insert(session, written)
 
 
 def utcnow() -> datetime:
@@ -120,4 +150,6 @@ async def open_unit(
 ) -> AsyncIterator[Unit]:
     """The tenant's transaction with its plan; `unit.publish` is to be sent after it commits."""
     async with planned_transaction(database, tenant) as work:
-        yield Unit(work.session, work.plan, utcnow(), timing)
+        unit = Unit(work.session, work.plan, utcnow(), timing)
+        yield unit
+        await flush(unit)

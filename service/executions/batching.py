@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
 from engine.dispatch import Publisher, TaskRef
-from engine.units import Timing, Unit, open_unit, utcnow
+from engine.units import Timing, Unit, flush, open_unit, utcnow
 from tenancy import TenantId
 from tenancy.database import TenantDatabase
 from tiers.ledger import CounterLedger
@@ -111,6 +111,7 @@ class GroupCommit:
                     try:
                         async with session.begin_nested():
                             results.append(await call.work(unit))
+                            await flush(unit)  # in its savepoint: a refusal takes it back
                     except Exception as error:
                         results.append(error)
                         if ledger is not None:

@@ -25,11 +25,11 @@ from engine import control
 from engine import executions as repository
 from engine.dispatch import Publisher
 from engine.executions import Filter
+from engine.rows import ExecutionRow
 from engine.sizes import check_input_size
 from engine.units import Unit, open_unit, timing_of
 from foundation.errors import ExecutionStateConflict, InvalidInput
 from foundation.settings import Settings
-from persistence.models import Execution
 from service import offload
 from service.executions.batching import GroupCommit
 from service.idempotency import create_once
@@ -39,7 +39,7 @@ from tenancy.database import TenantDatabase
 
 __all__ = ["ExecutionService", "Filter"]
 
-Made = Callable[[Unit], Awaitable[Execution]]
+Made = Callable[[Unit], Awaitable[ExecutionRow]]
 
 
 class _CheckFirst(Exception):
@@ -123,7 +123,7 @@ class ExecutionService:
         execution_input: dict[str, Any],
         request_id: str = "",
         input_size: int | None = None,
-    ) -> Execution:
+    ) -> ExecutionRow:
         """Start an active workflow's current version; with a known `request_id`, that execution.
 
         `input_size`: the input's `encoded_size`, when measured off the loop already.
@@ -132,7 +132,7 @@ class ExecutionService:
         recent = (caller.tenant_id, workflow_id)
         await self._check_against_recent(recent, execution_input, checked)
 
-        async def work(unit: Unit) -> Execution:
+        async def work(unit: Unit) -> ExecutionRow:
             workflow = await workflows.get(unit.session, workflow_id)
             if workflow.status != workflows.Status.ACTIVE:
                 raise ExecutionStateConflict(
@@ -177,11 +177,11 @@ class ExecutionService:
             return
         checked.keys.add(version)
 
-    async def get(self, tenant: TenantId, execution_id: str) -> Execution:
+    async def get(self, tenant: TenantId, execution_id: str) -> ExecutionRow:
         async with open_unit(self._database, tenant, self._timing) as unit:
             return await control.get(unit, execution_id)
 
-    async def snapshot(self, tenant: TenantId, execution_id: str) -> tuple[Execution, int, bool]:
+    async def snapshot(self, tenant: TenantId, execution_id: str) -> tuple[ExecutionRow, int, bool]:
         """The execution, the id of its last event (later ones are changes it does not show)
         and whether it is finished."""
         async with open_unit(self._database, tenant, self._timing) as unit:
@@ -190,18 +190,18 @@ class ExecutionService:
 
     async def list_page(
         self, tenant: TenantId, where: Filter, *, after: tuple[datetime, str] | None, limit: int
-    ) -> Sequence[Execution]:
+    ) -> Sequence[ExecutionRow]:
         """Newest first; `after` is the (created_at, id) of the previous page's last row."""
         async with open_unit(self._database, tenant, self._timing) as unit:
             return await repository.list_page(unit.session, where, after=after, limit=limit)
 
-    async def cancel(self, caller: CallIdentity, execution_id: str, reason: str) -> Execution:
+    async def cancel(self, caller: CallIdentity, execution_id: str, reason: str) -> ExecutionRow:
         return await self._change(
             caller.tenant_id,
             lambda unit: control.cancel(unit, caller.subject, execution_id, reason),
         )
 
-    async def retry(self, caller: CallIdentity, execution_id: str) -> Execution:
+    async def retry(self, caller: CallIdentity, execution_id: str) -> ExecutionRow:
         return await self._change(
             caller.tenant_id, lambda unit: control.retry(unit, caller.subject, execution_id)
         )
@@ -213,11 +213,11 @@ class ExecutionService:
         from_step: str,
         input_patch: dict[str, Any],
         request_id: str = "",
-    ) -> Execution:
+    ) -> ExecutionRow:
         """A new execution from `from_step` of a finished one; with a known `request_id`, that."""
         checked = _Checked()  # a finished execution's definition and input never change: key 0
 
-        async def work(unit: Unit) -> Execution:
+        async def work(unit: Unit) -> ExecutionRow:
             if not checked.keys:
                 planned = await control.plan_rerun(unit, execution_id, from_step, input_patch)
                 if control.has_input_schema(planned.original.definition):
@@ -238,7 +238,7 @@ class ExecutionService:
 
     async def _create_checked(
         self, tenant: TenantId, request_id: str, work: Made, checked: _Checked, field: str
-    ) -> Execution:
+    ) -> ExecutionRow:
         """`_create`; when `work` asks for its input to be checked first, that, then again
         (`work` asks at most MAX_CHECKS times)."""
         while True:
@@ -250,8 +250,8 @@ class ExecutionService:
                 checked.rounds += 1
 
     async def _change(
-        self, tenant: TenantId, work: Callable[[Unit], Awaitable[Execution]]
-    ) -> Execution:
+        self, tenant: TenantId, work: Callable[[Unit], Awaitable[ExecutionRow]]
+    ) -> ExecutionRow:
         """Run `work` in one transaction; publish what it made due once it has committed."""
         async with open_unit(self._database, tenant, self._timing) as unit:
             execution = await work(unit)
@@ -259,21 +259,21 @@ class ExecutionService:
         return execution
 
     async def _create(
-        self, tenant: TenantId, request_id: str, work: Callable[[Unit], Awaitable[Execution]]
-    ) -> Execution:
+        self, tenant: TenantId, request_id: str, work: Callable[[Unit], Awaitable[ExecutionRow]]
+    ) -> ExecutionRow:
         """`work`, once per request id: a repeated id answers with what the first call made.
 
         Concurrent creates of the tenant share a transaction (`batching`).
         """
 
-        async def started(unit: Unit) -> Execution:
+        async def started(unit: Unit) -> ExecutionRow:
             if request_id:
                 found = await repository.get_by_request(unit.session, request_id)
                 if found is not None:
                     return found
             return await work(unit)
 
-        async def find() -> Execution | None:
+        async def find() -> ExecutionRow | None:
             async with self._database.transaction(tenant) as session:
                 return await repository.get_by_request(session, request_id)
 

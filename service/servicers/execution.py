@@ -17,9 +17,10 @@ from grpc import aio
 
 from engine.feed import FeedEvent
 from engine.progress import StepStatus
+from engine.rows import ExecutionRow
 from engine.topics import ENDS_EXECUTION, Topics
 from foundation.errors import FieldViolation, InvalidInput
-from persistence.models import Execution, ExecutionStatus
+from persistence.models import ExecutionStatus
 from service import pagination
 from service.executions.service import ExecutionService, Filter
 from service.servicers import values
@@ -75,7 +76,7 @@ def _value(item: Any) -> struct_pb2.Value:
 
 
 def execution_message(
-    row: Execution, *, full: bool = True, budget: int | None = None
+    row: ExecutionRow, *, full: bool = True, budget: int | None = None
 ) -> execution_pb2.Execution:
     """The record as the API shows it: the seed's structure plus typed fields.
 
@@ -165,7 +166,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         self._budget = limit - pagination.ANSWER_HEADROOM
         self._hub = hub
 
-    def _full(self, row: Execution) -> execution_pb2.Execution:
+    def _full(self, row: ExecutionRow) -> execution_pb2.Execution:
         return execution_message(row, budget=self._budget)
 
     async def StartExecution(

@@ -14,9 +14,9 @@ from sqlalchemy import event
 
 from engine import control
 from engine.dispatch import Publisher
+from engine.rows import ExecutionRow
 from engine.units import Unit, timing_of
 from foundation.errors import QuotaExhausted
-from persistence.models import Execution
 from service.executions.batching import GroupCommit
 from service.workflows import service as workflows
 from tenancy import TenantId
@@ -118,7 +118,7 @@ async def test_a_batch_of_starts_takes_its_quota_counters_once(
     workflow_id = await active_workflow(channel, tenant, three_steps())
     batches = GroupCommit(database, timing_of(server_settings()), engine, control.batch_ledger)
 
-    async def work(unit: Unit) -> Execution:
+    async def work(unit: Unit) -> ExecutionRow:
         workflow = await workflows.get(unit.session, workflow_id)
         return await control.start(
             unit, "tester", workflow.id, workflow.version, workflow.definition, {"name": "x"}
@@ -140,7 +140,7 @@ async def test_a_batch_of_starts_takes_its_quota_counters_once(
     finally:
         event.remove(sync_engine, "before_cursor_execute", seen)
 
-    started = [a for a in answers if isinstance(a, Execution)]
+    started = [a for a in answers if isinstance(a, ExecutionRow)]
     refused = [a for a in answers if isinstance(a, QuotaExhausted)]
     assert (len(started), len(refused)) == (5, 3)
     assert refused[0].metadata["quota"] == "max_executions_per_day"

@@ -1,0 +1,84 @@
+"""The `step_attempts` table's statements, in SQLAlchemy Core: every attempt the engine
+reads, adds or changes, as `AttemptRow`s. Every statement is confined to the session's
+tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.rows import AttemptRow
+from persistence.models import AttemptStatus, StepAttempt
+
+ATTEMPTS: Final[Table] = StepAttempt.__table__  # type: ignore[assignment]
+
+UNFINISHED: Final = frozenset({AttemptStatus.SCHEDULED, AttemptStatus.RUNNING})
+"""An attempt in one of these still has a worker to come or a worker on it."""
+
+
+async def get(
+    session: AsyncSession, execution_id: str, step_id: str, attempt: int
+) -> AttemptRow | None:
+    found = (
+        await session.execute(
+            select(ATTEMPTS).where(
+                ATTEMPTS.c.execution_id == execution_id,
+                ATTEMPTS.c.step_id == step_id,
+                ATTEMPTS.c.attempt == attempt,
+            )
+        )
+    ).first()
+    return None if found is None else AttemptRow(found._mapping, stored=True)
+
+
+async def highest_numbers(session: AsyncSession, execution_id: str) -> dict[str, int]:
+    """Each step's highest attempt number in the execution."""
+    rows = await session.execute(
+        select(ATTEMPTS.c.step_id, func.max(ATTEMPTS.c.attempt))
+        .where(ATTEMPTS.c.execution_id == execution_id)
+        .group_by(ATTEMPTS.c.step_id)
+    )
+    return {str(step): int(top) for step, top in rows.all()}
+
+
+async def cancel_unfinished(session: AsyncSession, execution_id: str, now: datetime) -> None:
+    """The execution ended: its attempts still due or running never will be."""
+    await session.execute(
+        update(ATTEMPTS)
+        .where(ATTEMPTS.c.execution_id == execution_id, ATTEMPTS.c.status.in_(UNFINISHED))
+        .values(status=AttemptStatus.CANCELLED, finished_at=now)
+    )
+
+
+_BY_KEY: Final = update(ATTEMPTS).where(
+    ATTEMPTS.c.execution_id == bindparam("key_execution"),
+    ATTEMPTS.c.step_id == bindparam("key_step"),
+    ATTEMPTS.c.attempt == bindparam("key_attempt"),
+)
+
+
+async def write(session: AsyncSession, rows: Sequence[AttemptRow]) -> None:
+    """Insert the new attempts (one statement) and update the changed ones (one each)."""
+    new = [row.values() for row in rows if not row.stored]
+    if new:
+        await session.execute(insert(ATTEMPTS), new)
+    for row in rows:
+        if not row.stored:
+            row.written()
+            continue
+        if not row.changed:
+            continue
+        values = row.values(row.changed)
+        await session.execute(
+            _BY_KEY.values(values),
+            {
+                "key_execution": row.execution_id,
+                "key_step": row.step_id,
+                "key_attempt": row.attempt,
+            },
+        )
+        row.written()

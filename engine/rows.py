@@ -1,0 +1,185 @@
+"""Rows the engine reads and changes in a transaction, as plain objects that remember what
+changed, so that the transaction writes each row once, in one Core statement
+(`engine.units.flush`), and never through the ORM's unit of work.
+
+An execution's `steps` record and its `outputs` are the two documents that grow with the
+execution. A step changes one entry of the record and adds one output, so those are kept
+as patches (`patch_entry`, `patch_output`) and written path by path (`engine.patches`),
+not whole; a document assigned whole (a retry's reset, a terminal state's skipped steps)
+is written whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from persistence.models import AttemptStatus, ExecutionStatus
+
+
+class Tracked:
+    """Attribute assignments after loading are remembered in `changed` until written."""
+
+    __slots__ = ("changed", "stored")
+    COLUMNS: ClassVar[tuple[str, ...]] = ()
+    COMPARED: ClassVar[frozenset[str]] = frozenset()
+    """Columns assigned an equal value stay unchanged (documents copied and changed)."""
+
+    changed: set[str]
+    stored: bool
+    """Whether the row exists in the database (else its first write inserts it)."""
+
+    def __init__(self, values: Mapping[Any, Any], *, stored: bool) -> None:
+        for name in self.COLUMNS:
+            object.__setattr__(self, name, values.get(name))
+        object.__setattr__(self, "changed", set())
+        object.__setattr__(self, "stored", stored)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.COMPARED and getattr(self, name) == value:
+            object.__setattr__(self, name, value)  # equal: nothing to write
+            return
+        object.__setattr__(self, name, value)
+        self.changed.add(name)
+
+    def values(self, names: tuple[str, ...] | set[str] | None = None) -> dict[str, Any]:
+        """The named columns (all by default) as a statement's parameters."""
+        return {name: getattr(self, name) for name in names or self.COLUMNS}
+
+    def written(self) -> None:
+        """The row was just written as it stands."""
+        object.__setattr__(self, "stored", True)
+        self.changed.clear()
+
+
+class ExecutionRow(Tracked):
+    """One `executions` row (see `persistence.models.Execution` for the columns' meaning)."""
+
+    COLUMNS = (
+        "id",
+        "tenant_id",
+        "workflow_id",
+        "workflow_version",
+        "definition",
+        "input",
+        "status",
+        "steps",
+        "outputs",
+        "current_step",
+        "resume_from",
+        "progress",
+        "error",
+        "error_detail",
+        "result",
+        "holds_slot",
+        "created_at",
+        "created_by",
+        "started_at",
+        "completed_at",
+        "deadline_at",
+        "updated_at",
+        "request_id",
+        "rerun_of",
+        "rerun_from_step",
+        "cancelled_by",
+    )
+    __slots__ = (*COLUMNS, "entry_patches", "current_patch", "output_patches")
+    COMPARED = frozenset({"steps", "outputs"})
+
+    id: str
+    tenant_id: str
+    workflow_id: str
+    workflow_version: int
+    definition: dict[str, Any]
+    input: dict[str, Any]
+    status: ExecutionStatus
+    steps: dict[str, Any]
+    outputs: dict[str, Any]
+    current_step: str | None
+    resume_from: str | None
+    progress: float
+    error: dict[str, Any] | None
+    error_detail: str | None
+    result: dict[str, Any] | None
+    holds_slot: bool
+    created_at: datetime
+    created_by: str
+    started_at: datetime | None
+    completed_at: datetime | None
+    deadline_at: datetime | None
+    updated_at: datetime
+    request_id: str | None
+    rerun_of: str | None
+    rerun_from_step: str | None
+    cancelled_by: str | None
+
+    entry_patches: dict[int, dict[str, Any]]
+    """0-based position in `step_list` -> the entry as it is now, not written yet."""
+    current_patch: int | None
+    output_patches: dict[str, Any]
+
+    def __init__(self, values: Mapping[Any, Any], *, stored: bool) -> None:
+        super().__init__(values, stored=stored)
+        self._forget_patches()
+
+    def patch_entry(self, steps: dict[str, Any], number: int, current: bool) -> None:
+        """`steps`, the record with its entry `number` (1-based) changed, becomes the row's."""
+        object.__setattr__(self, "steps", steps)
+        if "steps" in self.changed or not self.stored:
+            return  # written whole anyway
+        self.entry_patches[number - 1] = steps["step_list"][number - 1]
+        if current:
+            object.__setattr__(self, "current_patch", number)
+
+    def patch_output(self, step_id: str, output: Any) -> None:
+        """The step's output is added to (or replaces its own in) the row's outputs."""
+        object.__setattr__(self, "outputs", {**self.outputs, step_id: output})
+        if "outputs" in self.changed or not self.stored:
+            return
+        self.output_patches[step_id] = output
+
+    def has_patches(self) -> bool:
+        return bool(self.entry_patches or self.current_patch is not None or self.output_patches)
+
+    def written(self) -> None:
+        super().written()
+        self._forget_patches()
+
+    def _forget_patches(self) -> None:
+        object.__setattr__(self, "entry_patches", {})
+        object.__setattr__(self, "current_patch", None)
+        object.__setattr__(self, "output_patches", {})
+
+
+class AttemptRow(Tracked):
+    """One `step_attempts` row (see `persistence.models.StepAttempt`)."""
+
+    COLUMNS = (
+        "tenant_id",
+        "execution_id",
+        "step_id",
+        "attempt",
+        "status",
+        "due_at",
+        "claims",
+        "started_at",
+        "finished_at",
+        "output",
+        "error",
+        "task_id",
+    )
+    __slots__ = COLUMNS
+
+    tenant_id: str
+    execution_id: str
+    step_id: str
+    attempt: int
+    status: AttemptStatus
+    due_at: datetime
+    claims: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    output: Any
+    error: dict[str, Any] | None
+    task_id: str | None
