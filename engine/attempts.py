@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.rows import AttemptRow
 from persistence.models import AttemptStatus, StepAttempt
+from tenancy.scoping import prebuilt
 
 ATTEMPTS: Final[Table] = StepAttempt.__table__  # type: ignore[assignment]
 
@@ -20,38 +21,48 @@ UNFINISHED: Final = frozenset({AttemptStatus.SCHEDULED, AttemptStatus.RUNNING})
 """An attempt in one of these still has a worker to come or a worker on it."""
 
 
+_KEYED: Final = (
+    ATTEMPTS.c.execution_id == bindparam("key_execution"),
+    ATTEMPTS.c.step_id == bindparam("key_step"),
+    ATTEMPTS.c.attempt == bindparam("key_attempt"),
+)
+_ONE: Final = prebuilt(select(ATTEMPTS).where(*_KEYED))
+_NUMBERS: Final = prebuilt(
+    select(ATTEMPTS.c.step_id, func.max(ATTEMPTS.c.attempt))
+    .where(ATTEMPTS.c.execution_id == bindparam("execution_id"))
+    .group_by(ATTEMPTS.c.step_id)
+)
+_CANCEL: Final = prebuilt(
+    update(ATTEMPTS)
+    .where(
+        ATTEMPTS.c.execution_id == bindparam("key_execution"),
+        ATTEMPTS.c.status.in_(UNFINISHED),
+    )
+    .values(status=AttemptStatus.CANCELLED, finished_at=bindparam("finished_now"))
+)
+_INSERT: Final = prebuilt(insert(ATTEMPTS))
+
+
+def _key(execution_id: str, step_id: str, attempt: int) -> dict[str, Any]:
+    return {"key_execution": execution_id, "key_step": step_id, "key_attempt": attempt}
+
+
 async def get(
     session: AsyncSession, execution_id: str, step_id: str, attempt: int
 ) -> AttemptRow | None:
-    found = (
-        await session.execute(
-            select(ATTEMPTS).where(
-                ATTEMPTS.c.execution_id == execution_id,
-                ATTEMPTS.c.step_id == step_id,
-                ATTEMPTS.c.attempt == attempt,
-            )
-        )
-    ).first()
+    found = (await session.execute(_ONE, _key(execution_id, step_id, attempt))).first()
     return None if found is None else AttemptRow(found._mapping, stored=True)
 
 
 async def highest_numbers(session: AsyncSession, execution_id: str) -> dict[str, int]:
     """Each step's highest attempt number in the execution."""
-    rows = await session.execute(
-        select(ATTEMPTS.c.step_id, func.max(ATTEMPTS.c.attempt))
-        .where(ATTEMPTS.c.execution_id == execution_id)
-        .group_by(ATTEMPTS.c.step_id)
-    )
+    rows = await session.execute(_NUMBERS, {"execution_id": execution_id})
     return {str(step): int(top) for step, top in rows.all()}
 
 
 async def cancel_unfinished(session: AsyncSession, execution_id: str, now: datetime) -> None:
     """The execution ended: its attempts still due or running never will be."""
-    await session.execute(
-        update(ATTEMPTS)
-        .where(ATTEMPTS.c.execution_id == execution_id, ATTEMPTS.c.status.in_(UNFINISHED))
-        .values(status=AttemptStatus.CANCELLED, finished_at=now)
-    )
+    await session.execute(_CANCEL, {"key_execution": execution_id, "finished_now": now})
 
 
 _BY_KEY: Final = update(ATTEMPTS).where(
@@ -65,7 +76,7 @@ async def write(session: AsyncSession, rows: Sequence[AttemptRow]) -> None:
     """Insert the new attempts (one statement) and update the changed ones (one each)."""
     new = [row.values() for row in rows if not row.stored]
     if new:
-        await session.execute(insert(ATTEMPTS), new)
+        await session.execute(_INSERT, new)
     for row in rows:
         if not row.stored:
             row.written()
@@ -74,11 +85,6 @@ async def write(session: AsyncSession, rows: Sequence[AttemptRow]) -> None:
             continue
         values = row.values(row.changed)
         await session.execute(
-            _BY_KEY.values(values),
-            {
-                "key_execution": row.execution_id,
-                "key_step": row.step_id,
-                "key_attempt": row.attempt,
-            },
+            _BY_KEY.values(values), _key(row.execution_id, row.step_id, row.attempt)
         )
         row.written()

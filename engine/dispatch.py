@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence.models import Dispatch, DispatchState
 from tenancy import TenantId, decode_tenant
+from tenancy.scoping import prebuilt
 
 DISPATCH: Final[Table] = Dispatch.__table__  # type: ignore[assignment]
 
@@ -132,18 +133,36 @@ def running(
     )
 
 
+_KEYED: Final = (
+    DISPATCH.c.execution_id == bindparam("key_execution"),
+    DISPATCH.c.step_id == bindparam("key_step"),
+    DISPATCH.c.attempt == bindparam("key_attempt"),
+)
+_INSERT: Final = prebuilt(sa_insert(DISPATCH))
+_HOLD: Final = prebuilt(
+    update(DISPATCH)
+    .where(*_KEYED)
+    .values(
+        state=DispatchState.RUNNING,
+        lease_until=bindparam("held_until"),
+        fire_at=bindparam("held_until"),
+        publishes=0,
+    )
+)
+_DONE: Final = prebuilt(delete(DISPATCH).where(*_KEYED))
+_DROP: Final = prebuilt(
+    delete(DISPATCH).where(DISPATCH.c.execution_id == bindparam("key_execution"))
+)
+
+
+def _key(execution_id: str, step_id: str, attempt: int) -> dict[str, Any]:
+    return {"key_execution": execution_id, "key_step": step_id, "key_attempt": attempt}
+
+
 async def insert(session: AsyncSession, rows: Sequence[NewDispatch]) -> None:
     """Add the rows `schedule` and `running` made, in one statement."""
     if rows:
-        await session.execute(sa_insert(DISPATCH), list(rows))
-
-
-def _key(execution_id: str, step_id: str, attempt: int) -> tuple[ColumnElement[bool], ...]:
-    return (
-        DISPATCH.c.execution_id == execution_id,
-        DISPATCH.c.step_id == step_id,
-        DISPATCH.c.attempt == attempt,
-    )
+        await session.execute(_INSERT, list(rows))
 
 
 async def hold(
@@ -151,22 +170,18 @@ async def hold(
 ) -> None:
     """Mark an attempt running until `lease_until` (claim and heartbeat)."""
     await session.execute(
-        update(DISPATCH)
-        .where(*_key(execution_id, step_id, attempt))
-        .values(
-            state=DispatchState.RUNNING, lease_until=lease_until, fire_at=lease_until, publishes=0
-        )
+        _HOLD, {**_key(execution_id, step_id, attempt), "held_until": lease_until}
     )
 
 
 async def done(session: AsyncSession, execution_id: str, step_id: str, attempt: int) -> None:
     """The attempt finished: nothing more to publish for it."""
-    await session.execute(delete(DISPATCH).where(*_key(execution_id, step_id, attempt)))
+    await session.execute(_DONE, _key(execution_id, step_id, attempt))
 
 
 async def drop_execution(session: AsyncSession, execution_id: str) -> None:
     """The execution ended: none of its attempts is due any more."""
-    await session.execute(delete(DISPATCH).where(DISPATCH.c.execution_id == execution_id))
+    await session.execute(_DROP, {"key_execution": execution_id})
 
 
 def resend_delay(grace: timedelta, publishes: int) -> timedelta:
@@ -233,13 +248,9 @@ async def take_overdue(
     return refs
 
 
-_RESENT: Final = (
+_RESENT: Final = prebuilt(
     update(DISPATCH)
-    .where(
-        DISPATCH.c.execution_id == bindparam("key_execution"),
-        DISPATCH.c.step_id == bindparam("key_step"),
-        DISPATCH.c.attempt == bindparam("key_attempt"),
-    )
+    .where(*_KEYED)
     .values(
         state=bindparam("state"),
         publishes=bindparam("publishes"),

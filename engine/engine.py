@@ -31,9 +31,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from math import inf
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine import announcements, dispatch, retention, transitions
@@ -57,6 +57,7 @@ from foundation.settings import Settings
 from persistence.models import AttemptStatus, DispatchState, Notification
 from tenancy import TenantId
 from tenancy.database import TenantDatabase
+from tenancy.scoping import prebuilt
 from tiers import PLANS, planned_transaction
 from tiers import tenants as tenant_rows
 
@@ -205,38 +206,18 @@ class Engine:
         """
         now = utcnow()
         tenant = key.tenant_id
-        statement = (
-            select(
-                DISPATCH.c.fire_at,
-                EXECUTIONS.c.status,
-                EXECUTIONS.c.deadline_at,
-                EXECUTIONS.c.definition,
-                EXECUTIONS.c.input,
-                EXECUTIONS.c.outputs,
-            )
-            .join(
-                ATTEMPTS,
-                (ATTEMPTS.c.execution_id == DISPATCH.c.execution_id)
-                & (ATTEMPTS.c.step_id == DISPATCH.c.step_id)
-                & (ATTEMPTS.c.attempt == DISPATCH.c.attempt),
-            )
-            .join(EXECUTIONS, EXECUTIONS.c.id == DISPATCH.c.execution_id)
-            .where(
-                DISPATCH.c.tenant_id == tenant,
-                ATTEMPTS.c.tenant_id == tenant,
-                EXECUTIONS.c.tenant_id == tenant,
-                DISPATCH.c.execution_id == key.execution_id,
-                DISPATCH.c.step_id == key.step_id,
-                DISPATCH.c.attempt == key.attempt,
-                # Published once: this delivery is the only one.
-                DISPATCH.c.state == DispatchState.DUE,
-                DISPATCH.c.publishes == 1,
-                ATTEMPTS.c.status == AttemptStatus.SCHEDULED,
-                ATTEMPTS.c.due_at <= now + timedelta(seconds=1),
-            )
-        )
         try:
-            rows = await self._reads.read(tenant, statement)
+            rows = await self._reads.read(
+                tenant,
+                _DEFERRED_READ,
+                {
+                    "tenant": tenant,
+                    "execution_id": key.execution_id,
+                    "step_id": key.step_id,
+                    "attempt": key.attempt,
+                    "due_by": now + timedelta(seconds=1),
+                },
+            )
         except SQLAlchemyError:
             logger.warning("could not read %s ahead; claiming it first", key, exc_info=True)
             return None
@@ -639,6 +620,39 @@ class Engine:
                     )
                 )
         return purged
+
+
+_DEFERRED_READ: Final = prebuilt(
+    select(
+        DISPATCH.c.fire_at,
+        EXECUTIONS.c.status,
+        EXECUTIONS.c.deadline_at,
+        EXECUTIONS.c.definition,
+        EXECUTIONS.c.input,
+        EXECUTIONS.c.outputs,
+    )
+    .join(
+        ATTEMPTS,
+        (ATTEMPTS.c.execution_id == DISPATCH.c.execution_id)
+        & (ATTEMPTS.c.step_id == DISPATCH.c.step_id)
+        & (ATTEMPTS.c.attempt == DISPATCH.c.attempt),
+    )
+    .join(EXECUTIONS, EXECUTIONS.c.id == DISPATCH.c.execution_id)
+    .where(
+        DISPATCH.c.tenant_id == bindparam("tenant"),
+        ATTEMPTS.c.tenant_id == bindparam("tenant"),
+        EXECUTIONS.c.tenant_id == bindparam("tenant"),
+        DISPATCH.c.execution_id == bindparam("execution_id"),
+        DISPATCH.c.step_id == bindparam("step_id"),
+        DISPATCH.c.attempt == bindparam("attempt"),
+        # Published once: this delivery is the only one.
+        DISPATCH.c.state == DispatchState.DUE,
+        DISPATCH.c.publishes == 1,
+        ATTEMPTS.c.status == AttemptStatus.SCHEDULED,
+        ATTEMPTS.c.due_at <= bindparam("due_by"),
+    )
+)
+"""`Engine._deferred`'s one read: the attempt, its dispatch row and what running it needs."""
 
 
 def _call(key: AttemptKey, timeout: float) -> ToolCall:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from engine.topics import NOTIFICATION, Topics
 from foundation.database import Database
 from persistence.models import Event
-from tenancy.scoping import TenantScopedSession, session_tenant
+from tenancy.scoping import TenantScopedSession, prebuilt, session_tenant
 
 WRITTEN: Final = "wfe.events_written"
 """`Session.info` key: the transaction appended events."""
@@ -38,6 +38,8 @@ _lock = threading.Lock()
 
 
 EVENTS: Final[Table] = Event.__table__  # type: ignore[assignment]
+
+_INSERT: Final = prebuilt(sa_insert(EVENTS))
 
 NewEvent = dict[str, Any]
 """An `events` row's values, to insert with the transaction's other writes (`insert`)."""
@@ -64,7 +66,7 @@ async def insert(session: AsyncSession, rows: Sequence[NewEvent]) -> None:
     if not rows:
         return
     tenant = session_tenant(session.sync_session)
-    await session.execute(sa_insert(EVENTS), [{**values, "tenant_id": tenant} for values in rows])
+    await session.execute(_INSERT, [{**values, "tenant_id": tenant} for values in rows])
     session.info[WRITTEN] = True
 
 

@@ -8,33 +8,47 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, Table, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import patches
 from engine.rows import ExecutionRow
 from persistence.models import Event, Execution, ExecutionStatus
+from tenancy.scoping import prebuilt
 
 EXECUTIONS: Final[Table] = Execution.__table__  # type: ignore[assignment]
 _ALL: Final = select(EXECUTIONS)
+_BY_ID: Final = prebuilt(_ALL.where(EXECUTIONS.c.id == bindparam("execution_id")))
+_LOCKED: Final = prebuilt(_BY_ID.with_for_update())
+_INSERT: Final = prebuilt(insert(EXECUTIONS))
 
 
 def _rows(found: Sequence[Any]) -> list[ExecutionRow]:
     return [ExecutionRow(row._mapping, stored=True) for row in found]
 
 
-async def _one(session: AsyncSession, statement: Select[Any]) -> ExecutionRow | None:
-    found = (await session.execute(statement)).first()
+async def _one(
+    session: AsyncSession, statement: Select[Any], parameters: dict[str, Any] | None = None
+) -> ExecutionRow | None:
+    found = (await session.execute(statement, parameters)).first()
     return None if found is None else ExecutionRow(found._mapping, stored=True)
 
 
 async def get(
     session: AsyncSession, execution_id: str, *, for_update: bool = False
 ) -> ExecutionRow | None:
-    statement = _ALL.where(EXECUTIONS.c.id == execution_id)
-    if for_update:
-        statement = statement.with_for_update()
-    return await _one(session, statement)
+    return await _one(session, _LOCKED if for_update else _BY_ID, {"execution_id": execution_id})
 
 
 async def get_with_last_event(
@@ -147,7 +161,7 @@ async def write(session: AsyncSession, rows: Sequence[ExecutionRow]) -> None:
     """
     new = [row for row in rows if not row.stored]
     if new:
-        await session.execute(insert(EXECUTIONS), [row.values() for row in new])
+        await session.execute(_INSERT, [row.values() for row in new])
         for row in new:
             row.written()
     postgres = session.get_bind().dialect.name == "postgresql"

@@ -34,11 +34,13 @@ run on `session.connection()`, which bypasses the session's events.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
 
 from foundation.database import SCOPE_KEY as TENANT_KEY
@@ -47,6 +49,7 @@ from tenancy.confinement import CoreConfinement
 from tenancy.context import TenantId
 from tenancy.statements import (
     MissingTenantScope,
+    Survey,
     owned_name,
     parameter_rows,
     refuse_foreign_writes,
@@ -101,15 +104,57 @@ def _confine_reads(statement: Any, tenant: TenantId) -> Any:
     )
 
 
+@dataclass(slots=True)
+class _Confined:
+    """A statement's survey, and the statement confined to each tenant it ran for."""
+
+    statement: object
+    found: Survey
+    owned: frozenset[str]
+    by_tenant: dict[TenantId, Executable] = field(default_factory=dict)
+
+
+_prebuilt: dict[int, _Confined] = {}
+"""Statements built once and run many times, by id (each is kept alive here, so its id
+is never reused): surveyed once and confined once per tenant, so that running one finds
+its compiled form in the cache with no walk and no rewrite."""
+
+CONFINED_TENANTS_KEPT: Final = 256
+"""Confined copies kept per prebuilt statement; past that they are made again."""
+
+
+S = TypeVar("S", bound=Executable)
+
+
+def prebuilt(statement: S) -> S:
+    """Declare `statement` (a module constant, with bound parameters for what varies) to
+    be run many times: its confinement is worked out once per tenant, not at every run."""
+    _prebuilt.setdefault(id(statement), _Confined(statement, Survey(), frozenset()))
+    return statement
+
+
+def _survey(statement: ClauseElement, state: ORMExecuteState) -> _Confined:
+    owned = tenant_owned_names()
+    known = _prebuilt.get(id(statement))
+    if known is not None and known.statement is statement and known.owned is owned:
+        return known
+    found = survey(statement, owned)
+    mapped = [owned_name(mapper.local_table, owned) for mapper in state.all_mappers]
+    found.owned.update(name for name in mapped if name is not None)
+    found.orm_covered |= any(name is not None for name in mapped)
+    surveyed = _Confined(statement, found, owned)
+    if known is not None and known.statement is statement:
+        _prebuilt[id(statement)] = surveyed
+    return surveyed
+
+
 @event.listens_for(TenantScopedSession, "do_orm_execute")
 def _confine_statement(state: ORMExecuteState) -> None:
     if state.is_column_load or state.is_relationship_load:
         return  # their parent statement was already confined
-    owned = tenant_owned_names()
     statement = cast(ClauseElement, state.statement)
-    found = survey(statement, owned)
-    mapped = (owned_name(mapper.local_table, owned) for mapper in state.all_mappers)
-    found.owned.update(name for name in mapped if name is not None)
+    confined = _survey(statement, state)
+    found = confined.found
     if not found.owned:
         return
     tenant = session_tenant(state.session)
@@ -120,9 +165,19 @@ def _confine_statement(state: ORMExecuteState) -> None:
     if found.full_join:
         raise MissingTenantScope("a FULL OUTER JOIN on tenant-owned tables cannot be confined")
     refuse_foreign_writes(found.writes, tenant, parameter_rows(state))
-    if found.needs_rewrite or _is_update_by_primary_key(state):
-        statement = CoreConfinement(tenant, owned).confine(statement)
-    state.statement = _confine_reads(statement, tenant)
+    by_primary_key = _is_update_by_primary_key(state)
+    ready = None if by_primary_key else confined.by_tenant.get(tenant)
+    if ready is None:
+        ready = state.statement
+        if found.needs_rewrite or by_primary_key:
+            ready = cast(Executable, CoreConfinement(tenant, confined.owned).confine(statement))
+        if found.orm_covered:  # the ORM's entities: its loader criteria
+            ready = _confine_reads(ready, tenant)
+        if id(statement) in _prebuilt and not by_primary_key:
+            if len(confined.by_tenant) >= CONFINED_TENANTS_KEPT:
+                confined.by_tenant.clear()
+            confined.by_tenant[tenant] = ready
+    state.statement = ready
 
 
 @event.listens_for(TenantScopedSession, "before_flush")

@@ -103,6 +103,8 @@ class Survey:
     writes: list[ValuesBase] = field(default_factory=list)
     needs_rewrite: bool = False
     full_join: bool = False
+    orm_covered: bool = False
+    """Some tenant-owned table is named through the ORM: its loader criteria confine it."""
 
 
 def _children(element: ClauseElement) -> Iterable[ClauseElement]:
@@ -164,6 +166,7 @@ def survey(statement: ClauseElement, owned: AbstractSet[str]) -> Survey:
             found.owned.add(name)
             column_of_covered = table is not element and from_key(table) in covered
             found.needs_rewrite |= not (in_orm or column_of_covered)
+            found.orm_covered |= in_orm or column_of_covered
         if isinstance(element, (Insert, Update)) and is_owned(element.table, owned):
             found.writes.append(element)
         found.needs_rewrite |= isinstance(element, Upsert)

@@ -11,7 +11,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, exists, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import aliased
 
@@ -19,7 +29,7 @@ from engine import events
 from persistence.models import Event, Tenant, UsageCounter
 from tenancy.context import TenantId
 from tenancy.database import TenantDatabase
-from tenancy.scoping import MissingTenantScope
+from tenancy.scoping import MissingTenantScope, prebuilt
 from tests.conftest import NewTenant
 from tiers import repository as counters
 
@@ -416,3 +426,58 @@ async def test_insert_from_select_copies_only_the_sessions_rows(
         await session.execute(insert(target).from_select(names, copy))
     assert len(await event_ids(database, tenant_a)) == 2 * len(own)
     assert await event_ids(database, tenant_b) == foreign
+
+
+PREBUILT_READ = prebuilt(
+    select(EVENTS.c.id, EVENTS.c.tenant_id)
+    .where(EVENTS.c.type == bindparam("kind"))
+    .order_by(EVENTS.c.id)
+)
+PREBUILT_UPDATE = prebuilt(
+    update(COUNTERS).where(COUNTERS.c.metric == bindparam("name")).values(used=bindparam("to"))
+)
+PREBUILT_INSERT = prebuilt(insert(EVENTS))
+
+
+async def test_a_prebuilt_statement_is_confined_to_each_tenant_that_runs_it(
+    database: TenantDatabase, new_tenant: NewTenant
+) -> None:
+    """Confined once per tenant and kept: the copy kept for one tenant never serves another."""
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    own: dict[TenantId, list[int]] = {}
+    for tenant in (tenant_a, tenant_b, tenant_a, tenant_b):
+        own.setdefault(tenant, []).extend(await append_events(database, tenant, 2))
+    for _ in range(2):
+        for tenant in (tenant_a, tenant_b):
+            async with database.transaction(tenant) as session:
+                rows = (await session.execute(PREBUILT_READ, {"kind": "e"})).all()
+            assert [row.id for row in rows] == own[tenant]
+            assert {row.tenant_id for row in rows} == {tenant}
+    for tenant, used in ((tenant_a, 3), (tenant_b, 7)):
+        async with database.transaction(tenant) as session:
+            await counters.increment(session, tenant, "workflows", "", used, None)
+    for tenant in (tenant_a, tenant_b):
+        async with database.transaction(tenant) as session:
+            updated = await session.execute(PREBUILT_UPDATE, {"name": "workflows", "to": 0})
+        assert rowcount(updated) == 1, "its own counter only"
+    async with database.transaction(tenant_a) as session:
+        assert await counters.read(session, tenant_a, "workflows", "") == 0
+        await session.execute(PREBUILT_UPDATE, {"name": "workflows", "to": 5})
+    async with database.transaction(tenant_b) as session:
+        assert await counters.read(session, tenant_b, "workflows", "") == 0
+
+
+async def test_a_prebuilt_insert_refuses_another_tenants_id_after_it_has_run(
+    database: TenantDatabase, new_tenant: NewTenant
+) -> None:
+    """The parameters are checked at every run, not once with the statement."""
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    async with database.transaction(tenant_a) as session:
+        await session.execute(PREBUILT_INSERT, [smuggled(tenant_a)])
+    with pytest.raises(MissingTenantScope):
+        async with database.transaction(tenant_a) as session:
+            await session.execute(PREBUILT_INSERT, [smuggled(tenant_a), smuggled(tenant_b)])
+    with pytest.raises(MissingTenantScope):
+        async with database.transaction(None) as session:
+            await session.execute(PREBUILT_READ, {"kind": "e"})
+    assert len(await event_ids(database, tenant_b)) == 0
