@@ -65,13 +65,6 @@ async def cancel_unfinished(session: AsyncSession, execution_id: str, now: datet
     await session.execute(_CANCEL, {"key_execution": execution_id, "finished_now": now})
 
 
-_BY_KEY: Final = update(ATTEMPTS).where(
-    ATTEMPTS.c.execution_id == bindparam("key_execution"),
-    ATTEMPTS.c.step_id == bindparam("key_step"),
-    ATTEMPTS.c.attempt == bindparam("key_attempt"),
-)
-
-
 async def write(session: AsyncSession, rows: Sequence[AttemptRow]) -> None:
     """Insert the new attempts (one statement) and update the changed ones (one each)."""
     new = [row.values() for row in rows if not row.stored]
@@ -83,8 +76,22 @@ async def write(session: AsyncSession, rows: Sequence[AttemptRow]) -> None:
             continue
         if not row.changed:
             continue
-        values = row.values(row.changed)
+        names = tuple(sorted(row.changed))
+        bound = {f"new_{name}": getattr(row, name) for name in names}
         await session.execute(
-            _BY_KEY.values(values), _key(row.execution_id, row.step_id, row.attempt)
+            _update(names), bound | _key(row.execution_id, row.step_id, row.attempt)
         )
         row.written()
+
+
+_updates: dict[tuple[str, ...], Any] = {}
+
+
+def _update(names: tuple[str, ...]) -> Any:
+    """The UPDATE that sets `names` (parameters `new_<name>`) of one attempt, built once per
+    set of names (there are few), so it is confined and compiled once."""
+    statement = _updates.get(names)
+    if statement is None:
+        values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in names}
+        statement = _updates[names] = prebuilt(update(ATTEMPTS).where(*_KEYED).values(values))
+    return statement

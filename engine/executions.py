@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
-    ColumnElement,
     Select,
     Table,
     and_,
@@ -168,25 +167,44 @@ async def write(session: AsyncSession, rows: Sequence[ExecutionRow]) -> None:
     for row in rows:
         if not row.changed and not row.has_patches():
             continue
-        values: dict[str, Any] = row.values(row.changed)
-        values.pop("id", None)
-        if row.entry_patches or row.current_patch is not None:
-            if "steps" not in values:
-                values["steps"] = _steps_patch(row, postgres)
-        if row.output_patches and "outputs" not in values:
-            values["outputs"] = patches.set_paths(
-                EXECUTIONS.c.outputs,
-                [((step_id,), value) for step_id, value in row.output_patches.items()],
-                postgres,
-            )
-        await session.execute(update(EXECUTIONS).where(EXECUTIONS.c.id == row.id).values(values))
+        names = tuple(sorted(row.changed - {"id"}))
+        bound: dict[str, Any] = {f"new_{name}": getattr(row, name) for name in names}
+        bound["key_id"] = row.id
+        steps: list[tuple[patches.Path, Any]] = []
+        if "steps" not in row.changed:
+            steps = [(("step_list", at), entry) for at, entry in sorted(row.entry_patches.items())]
+            if row.current_patch is not None:
+                steps.append((("current_step_number",), row.current_patch))
+        outputs: list[tuple[patches.Path, Any]] = []
+        if "outputs" not in row.changed:
+            outputs = [((step_id,), value) for step_id, value in row.output_patches.items()]
+        bound |= patches.parameters(steps, "steps", postgres)
+        bound |= patches.parameters(outputs, "outputs", postgres)
+        statement = _update(names, len(steps), len(outputs), postgres)
+        await session.execute(statement, bound)
         row.written()
 
 
-def _steps_patch(row: ExecutionRow, postgres: bool) -> ColumnElement[Any]:
-    paths: list[tuple[patches.Path, Any]] = [
-        (("step_list", index), entry) for index, entry in sorted(row.entry_patches.items())
-    ]
-    if row.current_patch is not None:
-        paths.append((("current_step_number",), row.current_patch))
-    return patches.set_paths(EXECUTIONS.c.steps, paths, postgres)
+_updates: dict[tuple[tuple[str, ...], int, int, bool], Any] = {}
+UPDATE_SHAPES_KEPT: Final = 512
+"""Built UPDATEs kept, one per shape of change (columns set, paths patched)."""
+
+
+def _update(names: tuple[str, ...], steps: int, outputs: int, postgres: bool) -> Any:
+    """The UPDATE that sets `names` (parameters `new_<name>`) and patches `steps` paths of
+    the steps record and `outputs` paths of the outputs, of the row `key_id`: built once
+    per shape, so it is confined and compiled once (`tenancy.scoping.prebuilt`)."""
+    shape = (names, steps, outputs, postgres)
+    statement = _updates.get(shape)
+    if statement is not None:
+        return statement
+    c = EXECUTIONS.c
+    values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in names}
+    if steps:
+        values["steps"] = patches.set_paths(c.steps, steps, "steps", postgres)
+    if outputs:
+        values["outputs"] = patches.set_paths(c.outputs, outputs, "outputs", postgres)
+    statement = update(EXECUTIONS).where(c.id == bindparam("key_id")).values(values)
+    if len(_updates) < UPDATE_SHAPES_KEPT:
+        _updates[shape] = prebuilt(statement)
+    return statement

@@ -1,12 +1,17 @@
 """SQL that sets paths of a stored JSON document in place (`jsonb_set` on PostgreSQL,
 `json_set` on SQLite), so a step's entry of a long execution's `steps` record and its
-output are written without writing either document back whole (`engine.rows`)."""
+output are written without writing either document back whole (`engine.rows`).
+
+The SQL depends only on how many paths are set, not on which or to what: paths and
+values are bound parameters named after `prefix`, so one UPDATE built for a shape of
+change serves every row changed that way (`engine.executions`).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from sqlalchemy import JSON, ColumnElement, Text, func, literal
+from sqlalchemy import JSON, ColumnElement, Text, bindparam, func
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 Path = tuple[str | int, ...]
@@ -16,23 +21,39 @@ SQLITE_PATHS_PER_CALL: Final = 50
 """SQLite takes at most 127 arguments per function call: longer patches nest calls."""
 
 
-def set_paths(column: Any, paths: list[tuple[Path, Any]], postgres: bool) -> ColumnElement[Any]:
-    """`column` with each path set to its value."""
+def set_paths(column: Any, count: int, prefix: str, postgres: bool) -> ColumnElement[Any]:
+    """`column` with `count` paths set, each path and value a parameter (`parameters`)."""
     if postgres:
         value: ColumnElement[Any] = column
-        for path, new in paths:
-            keys = [str(key) for key in path]
+        for number in range(count):
             value = func.jsonb_set(
-                value, literal(keys, ARRAY(Text)), literal(new, JSONB), type_=JSONB
+                value,
+                bindparam(f"{prefix}_path_{number}", type_=ARRAY(Text)),
+                bindparam(f"{prefix}_value_{number}", type_=JSONB),
+                type_=JSONB,
             )
         return value
     value = column
-    for start in range(0, len(paths), SQLITE_PATHS_PER_CALL):
+    for start in range(0, count, SQLITE_PATHS_PER_CALL):
         arguments: list[Any] = []
-        for path, new in paths[start : start + SQLITE_PATHS_PER_CALL]:
-            arguments += [_sqlite_path(path), func.json(literal(new, JSON))]
+        for number in range(start, min(start + SQLITE_PATHS_PER_CALL, count)):
+            arguments += [
+                bindparam(f"{prefix}_path_{number}", type_=Text),
+                func.json(bindparam(f"{prefix}_value_{number}", type_=JSON)),
+            ]
         value = func.json_set(value, *arguments, type_=JSON)
     return value
+
+
+def parameters(paths: list[tuple[Path, Any]], prefix: str, postgres: bool) -> dict[str, Any]:
+    """The parameters of `set_paths(column, len(paths), prefix, postgres)` for `paths`."""
+    bound: dict[str, Any] = {}
+    for number, (path, value) in enumerate(paths):
+        bound[f"{prefix}_path_{number}"] = (
+            [str(key) for key in path] if postgres else _sqlite_path(path)
+        )
+        bound[f"{prefix}_value_{number}"] = value
+    return bound
 
 
 def _sqlite_path(path: Path) -> str:

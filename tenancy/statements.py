@@ -14,10 +14,10 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import and_
+from sqlalchemy import and_, event
 from sqlalchemy.dialects.postgresql.dml import OnConflictDoUpdate as PostgresUpsert
 from sqlalchemy.dialects.sqlite.dml import OnConflictDoUpdate as SqliteUpsert
-from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.orm import Mapper, ORMExecuteState
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import Delete, Insert, Update, ValuesBase
 from sqlalchemy.sql.elements import (
@@ -51,24 +51,28 @@ class MissingTenantScope(RuntimeError):
     """A tenant-owned statement had no tenant, or could leave it: a programming error."""
 
 
-_owned_names: tuple[int, frozenset[str]] = (-1, frozenset())
+_owned_names: frozenset[str] | None = None
+
+
+@event.listens_for(Mapper, "after_mapper_constructed")
+def _forget_owned_names(_mapper: Mapper[Any], _class: type) -> None:
+    global _owned_names
+    _owned_names = None
 
 
 def tenant_owned_names() -> frozenset[str]:
     """Names of the tables of the models that declare themselves `TenantOwned`.
 
-    Read at every statement, so kept until the registry gains a mapper.
+    Read at every statement, so kept until another mapper is constructed.
     """
     global _owned_names
-    mappers = Base.registry.mappers
-    if _owned_names[0] != len(mappers):
-        names = frozenset(
+    if _owned_names is None:
+        _owned_names = frozenset(
             cast(TableClause, mapper.local_table).name
-            for mapper in mappers
+            for mapper in Base.registry.mappers
             if issubclass(mapper.class_, TenantOwned)
         )
-        _owned_names = (len(mappers), names)
-    return _owned_names[1]
+    return _owned_names
 
 
 def owned_name(element: object, owned: AbstractSet[str]) -> str | None:
