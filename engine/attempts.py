@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.rows import AttemptRow
+from engine.rows import AttemptRow, insert_all
 from persistence.models import AttemptStatus, StepAttempt
 from tenancy.scoping import prebuilt
 
@@ -40,7 +40,6 @@ _CANCEL: Final = prebuilt(
     )
     .values(status=AttemptStatus.CANCELLED, finished_at=bindparam("finished_now"))
 )
-_INSERT: Final = prebuilt(insert(ATTEMPTS))
 
 
 def _key(execution_id: str, step_id: str, attempt: int) -> dict[str, Any]:
@@ -69,7 +68,7 @@ async def write(session: AsyncSession, rows: Sequence[AttemptRow]) -> None:
     """Insert the new attempts (one statement) and update the changed ones (one each)."""
     new = [row.values() for row in rows if not row.stored]
     if new:
-        await session.execute(_INSERT, new)
+        await insert_all(session, ATTEMPTS, new)
     for row in rows:
         if not row.stored:
             row.written()

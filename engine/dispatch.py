@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from sqlalchemy import Table, bindparam, delete, select, update
-from sqlalchemy import insert as sa_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.rows import insert_all
 from persistence.models import Dispatch, DispatchState
 from tenancy import TenantId, decode_tenant
 from tenancy.scoping import prebuilt
@@ -138,7 +138,6 @@ _KEYED: Final = (
     DISPATCH.c.step_id == bindparam("key_step"),
     DISPATCH.c.attempt == bindparam("key_attempt"),
 )
-_INSERT: Final = prebuilt(sa_insert(DISPATCH))
 _HOLD: Final = prebuilt(
     update(DISPATCH)
     .where(*_KEYED)
@@ -162,7 +161,7 @@ def _key(execution_id: str, step_id: str, attempt: int) -> dict[str, Any]:
 async def insert(session: AsyncSession, rows: Sequence[NewDispatch]) -> None:
     """Add the rows `schedule` and `running` made, in one statement."""
     if rows:
-        await session.execute(_INSERT, list(rows))
+        await insert_all(session, DISPATCH, rows)
 
 
 async def hold(

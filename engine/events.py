@@ -17,10 +17,11 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from engine.rows import insert_all
 from engine.topics import NOTIFICATION, Topics
 from foundation.database import Database
 from persistence.models import Event
-from tenancy.scoping import TenantScopedSession, prebuilt, session_tenant
+from tenancy.scoping import TenantScopedSession, session_tenant
 
 WRITTEN: Final = "wfe.events_written"
 """`Session.info` key: the transaction appended events."""
@@ -39,7 +40,6 @@ _lock = threading.Lock()
 
 EVENTS: Final[Table] = Event.__table__  # type: ignore[assignment]
 
-_INSERT: Final = prebuilt(sa_insert(EVENTS))
 
 NewEvent = dict[str, Any]
 """An `events` row's values, to insert with the transaction's other writes (`insert`)."""
@@ -66,7 +66,7 @@ async def insert(session: AsyncSession, rows: Sequence[NewEvent]) -> None:
     if not rows:
         return
     tenant = session_tenant(session.sync_session)
-    await session.execute(_INSERT, [{**values, "tenant_id": tenant} for values in rows])
+    await insert_all(session, EVENTS, [{**values, "tenant_id": tenant} for values in rows])
     session.info[WRITTEN] = True
 
 

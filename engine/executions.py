@@ -14,7 +14,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    insert,
     or_,
     select,
     update,
@@ -22,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import patches
-from engine.rows import ExecutionRow
+from engine.rows import ExecutionRow, insert_all
 from persistence.models import Event, Execution, ExecutionStatus
 from tenancy.scoping import prebuilt
 
@@ -30,7 +29,6 @@ EXECUTIONS: Final[Table] = Execution.__table__  # type: ignore[assignment]
 _ALL: Final = select(EXECUTIONS)
 _BY_ID: Final = prebuilt(_ALL.where(EXECUTIONS.c.id == bindparam("execution_id")))
 _LOCKED: Final = prebuilt(_BY_ID.with_for_update())
-_INSERT: Final = prebuilt(insert(EXECUTIONS))
 
 
 def _rows(found: Sequence[Any]) -> list[ExecutionRow]:
@@ -160,7 +158,7 @@ async def write(session: AsyncSession, rows: Sequence[ExecutionRow]) -> None:
     """
     new = [row for row in rows if not row.stored]
     if new:
-        await session.execute(_INSERT, [row.values() for row in new])
+        await insert_all(session, EXECUTIONS, [row.values() for row in new])
         for row in new:
             row.written()
     postgres = session.get_bind().dialect.name == "postgresql"

@@ -11,11 +11,50 @@ is written whole.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
+
+from sqlalchemy import Insert, Table, bindparam, insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence.models import AttemptStatus, ExecutionStatus
+from tenancy.scoping import prebuilt
+
+MANY_VALUES_ROWS: Final = 16
+"""Rows up to which an insert is one multi-row VALUES statement, built once per shape."""
+
+_many_values: dict[tuple[str, tuple[str, ...], int], Insert] = {}
+
+
+async def insert_all(
+    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert `rows` (each with the same columns) in one statement and one round trip.
+
+    Up to `MANY_VALUES_ROWS` rows go as one multi-row VALUES with bound parameters, built
+    once per table, columns and row count (so confined and compiled once): psycopg would
+    send a list of parameter sets through its pipeline, which costs more than the rows.
+    """
+    if not rows:
+        return
+    names = tuple(rows[0])
+    if len(rows) > MANY_VALUES_ROWS:
+        await session.execute(insert(table), [dict(row) for row in rows])
+        return
+    shape = (table.name, names, len(rows))
+    statement = _many_values.get(shape)
+    if statement is None:
+        statement = insert(table).values(
+            [
+                {name: bindparam(f"r{at}_{name}", type_=table.c[name].type) for name in names}
+                for at in range(len(rows))
+            ]
+        )
+        if len(_many_values) < 4096:
+            _many_values[shape] = prebuilt(statement)
+    bound = {f"r{at}_{name}": row[name] for at, row in enumerate(rows) for name in names}
+    await session.execute(statement, bound)
 
 
 class Tracked:

@@ -7,7 +7,8 @@ wall refuses the same statements there. It applies to every statement that touch
 or a lightweight `table()` of the same name:
 
 - Without a tenant in the session, it raises `MissingTenantScope`.
-- Reads see the session's tenant's rows only. ORM entities get `with_loader_criteria`;
+- Reads see the session's tenant's rows only. ORM entities get `with_loader_criteria`
+  (added only when the statement names a tenant-owned table through the ORM);
   the loader criteria miss Core tables, so every SELECT, UPDATE and DELETE naming one
   gets `tenant_id = :tenant` in its WHERE, or in the ON clause when the table is the
   nullable side of an outer join (a `Select.join` must then give ON explicitly). A FULL
@@ -26,6 +27,10 @@ or a lightweight `table()` of the same name:
   that SELECT is confined like any read.
 - Rows added to the session take its tenant at flush; a flushed row of another tenant
   raises.
+
+A statement declared `prebuilt` (built once, bound parameters for what varies) is surveyed
+once and confined once per tenant, its confined copy kept; what it writes to tenant_id is
+still checked at every run, from that run's parameters.
 
 A whole `text()` statement is opaque and passes unchecked: only migrations and explicit
 owner functions use raw SQL, and on PostgreSQL RLS still applies to it. So does anything

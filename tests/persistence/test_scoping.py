@@ -26,6 +26,7 @@ from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import aliased
 
 from engine import events
+from engine.rows import insert_all
 from persistence.models import Event, Tenant, UsageCounter
 from tenancy.context import TenantId
 from tenancy.database import TenantDatabase
@@ -481,3 +482,19 @@ async def test_a_prebuilt_insert_refuses_another_tenants_id_after_it_has_run(
         async with database.transaction(None) as session:
             await session.execute(PREBUILT_READ, {"kind": "e"})
     assert len(await event_ids(database, tenant_b)) == 0
+
+
+async def test_a_many_row_insert_of_the_engine_refuses_any_row_of_another_tenant(
+    database: TenantDatabase, new_tenant: NewTenant
+) -> None:
+    """Its statement is built once per shape, with every value a bound parameter: each
+    run's tenant_id values are checked, in every row."""
+    tenant_a, tenant_b = await two_tenants(new_tenant)
+    async with database.transaction(tenant_a) as session:
+        await insert_all(session, EVENTS, [smuggled(tenant_a), smuggled(tenant_a)])
+    for rows in ([smuggled(tenant_a), smuggled(tenant_b)], [smuggled(tenant_b)]):
+        with pytest.raises(MissingTenantScope):
+            async with database.transaction(tenant_a) as session:
+                await insert_all(session, EVENTS, rows)
+    assert len(await event_ids(database, tenant_a)) == 2
+    assert await event_ids(database, tenant_b) == []
