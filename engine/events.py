@@ -193,6 +193,8 @@ def _register(
 
 @event.listens_for(TenantScopedSession, "before_commit")
 def _committing(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint's release: the transaction goes on
     bind = session.bind
     if session.info.get(WRITTEN) and isinstance(bind, Engine):
         for preparer in _preparers.get(bind, ()):
@@ -201,6 +203,8 @@ def _committing(session: Session) -> None:
 
 @event.listens_for(TenantScopedSession, "after_commit")
 def _committed(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint's release: what it wrote commits with the transaction
     if session.info.pop(WRITTEN, False):
         bind = session.bind
         for listener in _listeners.get(bind, ()) if isinstance(bind, Engine) else ():
@@ -210,7 +214,11 @@ def _committed(session: Session) -> None:
 
 @event.listens_for(TenantScopedSession, "after_rollback")
 def _rolled_back(session: Session) -> None:
-    session.info.pop(WRITTEN, None)
+    """A savepoint rolled back keeps the mark of events written before it (a wake-up too
+    many costs a read; one too few leaves a stream waiting), and forgets what the hooks
+    left, since the locks it took are released with it."""
+    if not session.in_nested_transaction():
+        session.info.pop(WRITTEN, None)
     _forget_transaction(session)
 
 

@@ -203,6 +203,6 @@ def _stamp_rows(session: Session, flush_context: Any, instances: Any) -> None:
 def _bind_database_tenant(
     session: Session, transaction: SessionTransaction, connection: Connection
 ) -> None:
-    if connection.dialect.name != "postgresql":
-        return
+    if connection.dialect.name != "postgresql" or transaction.nested:
+        return  # a savepoint keeps its transaction's setting
     connection.execute(BIND_DATABASE_TENANT, {"tenant": session_tenant(session) or ""})

@@ -12,7 +12,7 @@ import grpc
 from grpc import aio
 from sqlalchemy import event
 
-from engine import control
+from engine import control, events
 from engine.dispatch import Publisher
 from engine.rows import ExecutionRow
 from engine.units import Unit, timing_of
@@ -150,3 +150,48 @@ async def test_a_batch_of_starts_takes_its_quota_counters_once(
     for execution in started:
         done = await wait_until(channel, tenant, execution.id, patience=60)
         assert done.status == COMPLETED
+
+
+async def test_a_batch_sets_the_tenant_takes_the_lock_and_wakes_readers_once_for_all_its_calls(
+    channel: aio.Channel, new_tenant: NewTenant, database: TenantDatabase, engine: Publisher
+) -> None:
+    """Each call's savepoint goes on in the batch's transaction: it does not set the tenant
+    or take the admission lock again, and its release is not a commit, so readers are woken
+    once, after the batch commits, even when a refused call rolled back in between."""
+    tenant = await new_tenant("enterprise", {"max_executions_per_day": 3})
+    workflow_id = await active_workflow(channel, tenant, three_steps())
+    batches = GroupCommit(database, timing_of(server_settings()), engine, control.batch_ledger)
+
+    async def work(unit: Unit) -> ExecutionRow:
+        workflow = await workflows.get(unit.session, workflow_id)
+        return await control.start(
+            unit, "tester", workflow.id, workflow.version, workflow.definition, {"name": "x"}
+        )
+
+    statements: list[str] = []
+    wakes: list[bool] = []
+
+    def seen(_c: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    sync_engine = database.engine.sync_engine
+    remove = events.on_commit(database, lambda _info: wakes.append(True))
+    event.listen(sync_engine, "before_cursor_execute", seen)
+    try:
+        answers = await asyncio.gather(
+            *(batches.run(TenantId(tenant), work) for _ in range(5)), return_exceptions=True
+        )
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", seen)
+        remove()
+
+    assert sum(isinstance(answer, ExecutionRow) for answer in answers) == 3
+    assert sum(isinstance(answer, QuotaExhausted) for answer in answers) == 2
+    assert len([s for s in statements if s.startswith("SAVEPOINT")]) == 5, "one batch"
+    assert wakes == [True], "one commit that wrote events"
+    if database.is_postgresql:
+        assert len([s for s in statements if "set_config('app.tenant_id'" in s]) == 1
+        # Taken once; and again only by the call after a refused one, whose savepoint's
+        # rollback forgot it (a lock taken inside a savepoint goes with its rollback).
+        locks = [s for s in statements if "pg_advisory_xact_lock" in s]
+        assert len(locks) == 2, "three starts, then two refused: the fifth takes it again"
