@@ -22,15 +22,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
 from engine import events
+from engine.executions import EXECUTIONS
 from engine.feed import FeedEvent
 from engine.topics import NOTIFICATION
 from foundation.database import upsert_insert
-from persistence.models import Execution, Notification, NotificationPreference
+from persistence.models import Notification, NotificationPreference
 from tenancy import TenantId
 
 EXECUTION_FAILED: Final = "execution_failed"
@@ -43,6 +44,9 @@ SAMPLES: Final = 100
 """Recent runs of a step kept for its p95."""
 STEPS_TRACKED: Final = 10_000
 """Steps (tenant, workflow, step) whose recent runs are kept; the least recent go first."""
+
+NOTIFICATIONS: Final[Table] = Notification.__table__  # type: ignore[assignment]
+PREFERENCES: Final[Table] = NotificationPreference.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +158,8 @@ async def address(read: Reader, tenant: TenantId, found: Sequence[Candidate]) ->
     if not execution_ids:
         return []
     rows = await read(
-        select(Execution.id, Execution.created_by, Execution.error).where(
-            Execution.tenant_id == tenant, Execution.id.in_(execution_ids)
+        select(EXECUTIONS.c.id, EXECUTIONS.c.created_by, EXECUTIONS.c.error).where(
+            EXECUTIONS.c.tenant_id == tenant, EXECUTIONS.c.id.in_(execution_ids)
         )
     )
     started_by = {row.id: row.created_by for row in rows}
@@ -165,10 +169,10 @@ async def address(read: Reader, tenant: TenantId, found: Sequence[Candidate]) ->
         opted_in = {
             row.user_id
             for row in await read(
-                select(NotificationPreference.user_id).where(
-                    NotificationPreference.tenant_id == tenant,
-                    NotificationPreference.user_id.in_(sorted(set(started_by.values()))),
-                    NotificationPreference.on_completed.is_(True),
+                select(PREFERENCES.c.user_id).where(
+                    PREFERENCES.c.tenant_id == tenant,
+                    PREFERENCES.c.user_id.in_(sorted(set(started_by.values()))),
+                    PREFERENCES.c.on_completed.is_(True),
                 )
             )
         }
@@ -197,7 +201,7 @@ async def record(session: AsyncSession, tenant: TenantId, found: Sequence[Addres
         event = candidate.source
         now = datetime.now(UTC)
         inserted = await session.scalar(
-            insert(Notification)
+            insert(NOTIFICATIONS)
             .values(
                 tenant_id=tenant,
                 user_id=user,
@@ -210,7 +214,7 @@ async def record(session: AsyncSession, tenant: TenantId, found: Sequence[Addres
                 created_at=now,
             )
             .on_conflict_do_nothing(index_elements=["tenant_id", "user_id", "kind", "event_id"])
-            .returning(Notification.id)
+            .returning(NOTIFICATIONS.c.id)
         )
         if inserted is None:
             continue
