@@ -25,8 +25,6 @@ from persistence.models import AttemptStatus, ExecutionStatus
 
 TERMINAL = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
 
-UNFINISHED_ATTEMPTS = attempt_rows.UNFINISHED
-
 
 def duration_ms(start: datetime | None, end: datetime) -> int:
     return 0 if start is None else max(int((end - start).total_seconds() * 1000), 0)
