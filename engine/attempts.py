@@ -11,7 +11,7 @@ from typing import Any, Final
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.rows import AttemptRow, insert_all
+from engine.rows import AttemptRow, attempt_key, insert_all, keyed_by_attempt
 from persistence.models import AttemptStatus, StepAttempt
 from tenancy.scoping import prebuilt
 
@@ -21,11 +21,7 @@ UNFINISHED: Final = frozenset({AttemptStatus.SCHEDULED, AttemptStatus.RUNNING})
 """An attempt in one of these still has a worker to come or a worker on it."""
 
 
-_KEYED: Final = (
-    ATTEMPTS.c.execution_id == bindparam("key_execution"),
-    ATTEMPTS.c.step_id == bindparam("key_step"),
-    ATTEMPTS.c.attempt == bindparam("key_attempt"),
-)
+_KEYED: Final = keyed_by_attempt(ATTEMPTS)
 _ONE: Final = prebuilt(select(ATTEMPTS).where(*_KEYED))
 _NUMBERS: Final = prebuilt(
     select(ATTEMPTS.c.step_id, func.max(ATTEMPTS.c.attempt))
@@ -42,14 +38,10 @@ _CANCEL: Final = prebuilt(
 )
 
 
-def _key(execution_id: str, step_id: str, attempt: int) -> dict[str, Any]:
-    return {"key_execution": execution_id, "key_step": step_id, "key_attempt": attempt}
-
-
 async def get(
     session: AsyncSession, execution_id: str, step_id: str, attempt: int
 ) -> AttemptRow | None:
-    found = (await session.execute(_ONE, _key(execution_id, step_id, attempt))).first()
+    found = (await session.execute(_ONE, attempt_key(execution_id, step_id, attempt))).first()
     return None if found is None else AttemptRow(found._mapping, stored=True)
 
 
@@ -78,7 +70,7 @@ async def write(session: AsyncSession, rows: Sequence[AttemptRow]) -> None:
         names = tuple(sorted(row.changed))
         bound = {f"new_{name}": getattr(row, name) for name in names}
         await session.execute(
-            _update(names), bound | _key(row.execution_id, row.step_id, row.attempt)
+            _update(names), bound | attempt_key(row.execution_id, row.step_id, row.attempt)
         )
         row.written()
 

@@ -19,7 +19,7 @@ from typing import Any, Final, Protocol
 from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.rows import insert_all
+from engine.rows import attempt_key, insert_all, keyed_by_attempt
 from persistence.models import Dispatch, DispatchState
 from tenancy import TenantId, decode_tenant
 from tenancy.scoping import prebuilt
@@ -133,11 +133,7 @@ def running(
     )
 
 
-_KEYED: Final = (
-    DISPATCH.c.execution_id == bindparam("key_execution"),
-    DISPATCH.c.step_id == bindparam("key_step"),
-    DISPATCH.c.attempt == bindparam("key_attempt"),
-)
+_KEYED: Final = keyed_by_attempt(DISPATCH)
 _HOLD: Final = prebuilt(
     update(DISPATCH)
     .where(*_KEYED)
@@ -154,10 +150,6 @@ _DROP: Final = prebuilt(
 )
 
 
-def _key(execution_id: str, step_id: str, attempt: int) -> dict[str, Any]:
-    return {"key_execution": execution_id, "key_step": step_id, "key_attempt": attempt}
-
-
 async def insert(session: AsyncSession, rows: Sequence[NewDispatch]) -> None:
     """Add the rows `schedule` and `running` made, in one statement."""
     if rows:
@@ -169,13 +161,13 @@ async def hold(
 ) -> None:
     """Mark an attempt running until `lease_until` (claim and heartbeat)."""
     await session.execute(
-        _HOLD, {**_key(execution_id, step_id, attempt), "held_until": lease_until}
+        _HOLD, {**attempt_key(execution_id, step_id, attempt), "held_until": lease_until}
     )
 
 
 async def done(session: AsyncSession, execution_id: str, step_id: str, attempt: int) -> None:
     """The attempt finished: nothing more to publish for it."""
-    await session.execute(_DONE, _key(execution_id, step_id, attempt))
+    await session.execute(_DONE, attempt_key(execution_id, step_id, attempt))
 
 
 async def drop_execution(session: AsyncSession, execution_id: str) -> None:
@@ -222,9 +214,7 @@ async def take_overdue(
         publishes = row.publishes + 1
         changes.append(
             {
-                "key_execution": row.execution_id,
-                "key_step": row.step_id,
-                "key_attempt": row.attempt,
+                **attempt_key(row.execution_id, row.step_id, row.attempt),
                 "state": state,
                 "publishes": publishes,
                 "published_at": now,

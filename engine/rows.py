@@ -15,11 +15,27 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import Insert, Table, bindparam, insert
+from sqlalchemy import ColumnElement, Insert, Table, bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence.models import AttemptStatus, ExecutionStatus
 from tenancy.scoping import prebuilt
+
+
+def keyed_by_attempt(table: Table) -> tuple[ColumnElement[bool], ...]:
+    """WHERE one attempt's row of `table` (step_attempts, dispatch_queue): its key bound as
+    `attempt_key` names it. Not the columns' own names, which an UPDATE reserves."""
+    return (
+        table.c.execution_id == bindparam("key_execution"),
+        table.c.step_id == bindparam("key_step"),
+        table.c.attempt == bindparam("key_attempt"),
+    )
+
+
+def attempt_key(execution_id: str, step_id: str, attempt: int) -> dict[str, Any]:
+    """The parameters of `keyed_by_attempt`."""
+    return {"key_execution": execution_id, "key_step": step_id, "key_attempt": attempt}
+
 
 MANY_VALUES_ROWS: Final = 16
 """Rows up to which an insert is one multi-row VALUES statement, built once per shape."""
