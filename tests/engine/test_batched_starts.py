@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -111,11 +112,10 @@ async def test_a_start_checks_its_input_against_the_workflows_version_of_now(
     assert answer == "INVALID_ARGUMENT/INVALID_INPUT"
 
 
-async def test_a_batch_of_starts_takes_its_quota_counters_once(
-    channel: aio.Channel, new_tenant: NewTenant, database: TenantDatabase, engine: Publisher
-) -> None:
-    tenant = await new_tenant("enterprise", {"max_executions_per_day": 5})
-    workflow_id = await active_workflow(channel, tenant, three_steps())
+def batched_starts(
+    database: TenantDatabase, engine: Publisher, workflow_id: str
+) -> tuple[GroupCommit, Callable[[Unit], Awaitable[ExecutionRow]]]:
+    """A group commit as the service makes it, and one start of the workflow to run in it."""
     batches = GroupCommit(database, timing_of(server_settings()), engine, control.batch_ledger)
 
     async def work(unit: Unit) -> ExecutionRow:
@@ -123,6 +123,16 @@ async def test_a_batch_of_starts_takes_its_quota_counters_once(
         return await control.start(
             unit, "tester", workflow.id, workflow.version, workflow.definition, {"name": "x"}
         )
+
+    return batches, work
+
+
+async def test_a_batch_of_starts_takes_its_quota_counters_once(
+    channel: aio.Channel, new_tenant: NewTenant, database: TenantDatabase, engine: Publisher
+) -> None:
+    tenant = await new_tenant("enterprise", {"max_executions_per_day": 5})
+    workflow_id = await active_workflow(channel, tenant, three_steps())
+    batches, work = batched_starts(database, engine, workflow_id)
 
     counter_statements: list[str] = []
 
@@ -160,13 +170,7 @@ async def test_a_batch_sets_the_tenant_takes_the_lock_and_wakes_readers_once_for
     once, after the batch commits, even when a refused call rolled back in between."""
     tenant = await new_tenant("enterprise", {"max_executions_per_day": 3})
     workflow_id = await active_workflow(channel, tenant, three_steps())
-    batches = GroupCommit(database, timing_of(server_settings()), engine, control.batch_ledger)
-
-    async def work(unit: Unit) -> ExecutionRow:
-        workflow = await workflows.get(unit.session, workflow_id)
-        return await control.start(
-            unit, "tester", workflow.id, workflow.version, workflow.definition, {"name": "x"}
-        )
+    batches, work = batched_starts(database, engine, workflow_id)
 
     statements: list[str] = []
     wakes: list[bool] = []

@@ -59,6 +59,13 @@ def smuggled(tenant: TenantId) -> dict[str, Any]:
     return {"tenant_id": tenant, "type": "smuggled", "payload": {}, "created_at": datetime.now(UTC)}
 
 
+async def count_workflows(database: TenantDatabase, used: dict[TenantId, int]) -> None:
+    """Each tenant's workflows counter set to its number."""
+    for tenant, count in used.items():
+        async with database.transaction(tenant) as session:
+            await counters.increment(session, tenant, "workflows", "", count, None)
+
+
 def rowcount(result: Result[Any]) -> int:
     assert isinstance(result, CursorResult)
     return result.rowcount
@@ -142,9 +149,7 @@ async def test_orm_update_cannot_touch_another_tenants_counters(
     database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_a, tenant_b = await two_tenants(new_tenant)
-    for tenant, used in ((tenant_a, 2), (tenant_b, 7)):
-        async with database.transaction(tenant) as session:
-            await counters.increment(session, tenant, "workflows", "", used, None)
+    await count_workflows(database, {tenant_a: 2, tenant_b: 7})
     async with database.transaction(tenant_a) as session:
         result = await session.execute(update(UsageCounter).values(used=0))
         named = await session.execute(
@@ -358,9 +363,7 @@ async def test_core_update_and_delete_touch_only_the_sessions_rows(
     database: TenantDatabase, new_tenant: NewTenant
 ) -> None:
     tenant_a, tenant_b = await two_tenants(new_tenant)
-    for tenant, used in ((tenant_a, 2), (tenant_b, 7)):
-        async with database.transaction(tenant) as session:
-            await counters.increment(session, tenant, "workflows", "", used, None)
+    await count_workflows(database, {tenant_a: 2, tenant_b: 7})
     await append_events(database, tenant_a, 1)
     foreign = await append_events(database, tenant_b, 2)
     async with database.transaction(tenant_a) as session:
@@ -454,9 +457,7 @@ async def test_a_prebuilt_statement_is_confined_to_each_tenant_that_runs_it(
                 rows = (await session.execute(PREBUILT_READ, {"kind": "e"})).all()
             assert [row.id for row in rows] == own[tenant]
             assert {row.tenant_id for row in rows} == {tenant}
-    for tenant, used in ((tenant_a, 3), (tenant_b, 7)):
-        async with database.transaction(tenant) as session:
-            await counters.increment(session, tenant, "workflows", "", used, None)
+    await count_workflows(database, {tenant_a: 3, tenant_b: 7})
     for tenant in (tenant_a, tenant_b):
         async with database.transaction(tenant) as session:
             updated = await session.execute(PREBUILT_UPDATE, {"name": "workflows", "to": 0})
