@@ -11,7 +11,7 @@ from typing import Any, Final
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.rows import AttemptRow, attempt_key, insert_all, keyed_by_attempt
+from engine.rows import AttemptRow, attempt_key, insert_all, instances_named, keyed_by_attempt
 from persistence.models import AttemptStatus, StepAttempt
 from tenancy.scoping import prebuilt
 
@@ -25,8 +25,17 @@ _KEYED: Final = keyed_by_attempt(ATTEMPTS)
 _ONE: Final = prebuilt(select(ATTEMPTS).where(*_KEYED))
 _NUMBERS: Final = prebuilt(
     select(ATTEMPTS.c.step_id, func.max(ATTEMPTS.c.attempt))
-    .where(ATTEMPTS.c.execution_id == bindparam("execution_id"))
+    .where(
+        ATTEMPTS.c.execution_id == bindparam("execution_id"),
+        ATTEMPTS.c.step_id.not_like("%@%"),  # instances in loops are read one by one
+    )
     .group_by(ATTEMPTS.c.step_id)
+)
+_HIGHEST: Final = prebuilt(
+    select(func.max(ATTEMPTS.c.attempt)).where(
+        ATTEMPTS.c.execution_id == bindparam("execution_id"),
+        ATTEMPTS.c.step_id == bindparam("step_id"),
+    )
 )
 _CANCEL: Final = prebuilt(
     update(ATTEMPTS)
@@ -49,6 +58,28 @@ async def highest_numbers(session: AsyncSession, execution_id: str) -> dict[str,
     """Each step's highest attempt number in the execution."""
     rows = await session.execute(_NUMBERS, {"execution_id": execution_id})
     return {str(step): int(top) for step, top in rows.all()}
+
+
+async def highest_for(session: AsyncSession, execution_id: str, instance: str) -> int:
+    """One step instance's highest attempt number (0: none)."""
+    found = await session.scalar(_HIGHEST, {"execution_id": execution_id, "step_id": instance})
+    return int(found or 0)
+
+
+async def cancel_instances(
+    session: AsyncSession, execution_id: str, names: list[str], markers: list[str], now: datetime
+) -> None:
+    """Cancel the unfinished attempts of the instances `names`, and of every instance in
+    the iterations `markers` name (`engine.flow.iterations_marker`)."""
+    await session.execute(
+        update(ATTEMPTS)
+        .where(
+            ATTEMPTS.c.execution_id == execution_id,
+            ATTEMPTS.c.status.in_(UNFINISHED),
+            instances_named(ATTEMPTS, names, markers),
+        )
+        .values(status=AttemptStatus.CANCELLED, finished_at=now)
+    )
 
 
 async def cancel_unfinished(session: AsyncSession, execution_id: str, now: datetime) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Final, Protocol
 from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.rows import attempt_key, insert_all, keyed_by_attempt
+from engine.rows import attempt_key, insert_all, instances_named, keyed_by_attempt
 from persistence.models import Dispatch, DispatchState
 from tenancy import TenantId, decode_tenant
 from tenancy.scoping import prebuilt
@@ -173,6 +173,17 @@ async def done(session: AsyncSession, execution_id: str, step_id: str, attempt: 
 async def drop_execution(session: AsyncSession, execution_id: str) -> None:
     """The execution ended: none of its attempts is due any more."""
     await session.execute(_DROP, {"key_execution": execution_id})
+
+
+async def drop_instances(
+    session: AsyncSession, execution_id: str, names: list[str], markers: list[str]
+) -> None:
+    """The instances `names` (and those in the iterations `markers` name) will not run."""
+    await session.execute(
+        delete(DISPATCH).where(
+            DISPATCH.c.execution_id == execution_id, instances_named(DISPATCH, names, markers)
+        )
+    )
 
 
 def resend_delay(grace: timedelta, publishes: int) -> timedelta:

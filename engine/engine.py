@@ -36,7 +36,7 @@ from typing import Any, Final
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine import announcements, dispatch, retention, transitions
+from engine import announcements, dispatch, flow, retention, transitions
 from engine import attempts as attempt_rows
 from engine import executions as execution_rows
 from engine.attempts import ATTEMPTS
@@ -44,15 +44,23 @@ from engine.dispatch import DISPATCH, TaskRef
 from engine.durations import seconds
 from engine.events import EVENTS
 from engine.executions import EXECUTIONS
-from engine.graph import Graph, context_of
+from engine.graph import Graph
 from engine.rows import AttemptRow, ExecutionRow
-from engine.runner import Outcome, awaits_io, first_dispatched, run_step, runs_inline
+from engine.runner import (
+    Outcome,
+    awaits_io,
+    check_tier,
+    first_dispatched,
+    run_step,
+    runs_inline,
+)
 from engine.shared_reads import SharedReads
 from engine.sizes import encoded_size
 from engine.tools import StepFailure, ToolCall, ToolRegistry
 from engine.topics import NOTIFICATION
 from engine.transitions import TERMINAL
 from engine.units import Chain, Unit, open_unit, timing_of, utcnow
+from engine.webhooks import expired, timed_out, waiting_of
 from foundation.settings import Settings
 from persistence.models import AttemptStatus, DispatchState, Notification
 from tenancy import TenantId
@@ -173,8 +181,9 @@ class Engine:
             if not await self._may_claim(unit, execution, attempt):
                 publish += unit.publish
                 return None
-            step = dict(Graph.of(execution.definition).step(key.step_id))
-            context = context_of(execution.input, execution.outputs)
+            graph = Graph.of(execution.definition)
+            step = dict(graph.step(key.step_id))
+            context = graph.context(key.step_id, execution.input, execution.outputs)
             timeout, bounded = self._timeout_for(step, execution.deadline_at, unit.now)
             inline = runs_inline(step, self.tools)
             await transitions.claim(unit, execution, attempt, task_id, lease=not inline)
@@ -232,7 +241,7 @@ class Engine:
             return None
         graph = Graph.of(found.definition)
         step = dict(graph.step(key.step_id))
-        context = context_of(found.input, found.outputs)
+        context = graph.context(key.step_id, found.input, found.outputs)
         ahead: tuple[Ran, ...] = ()
         if runs_inline(step, self.tools):
             if not io_lane or key.attempt != 1 or key.step_id != graph.entry:
@@ -294,6 +303,12 @@ class Engine:
         """Run a step with no outside effect and record it, in the claiming transaction."""
         call = _call(key, limit_seconds)
         try:
+            check_tier(step, unit.plan)
+            if step.get("type") in flow.CONTROL_TYPES:
+                begun = await flow.begin(unit, execution, attempt, step, context)
+                if begun is not None:
+                    await transitions.succeed(unit, execution, attempt, begun)
+                return
             outcome = await run_step(step, context, call, self.tools)
         except StepFailure as failure:
             await transitions.fail_attempt(unit, execution, attempt, failure)
@@ -312,8 +327,9 @@ class Engine:
         while due and execution.status not in TERMINAL:
             attempt = due.pop(0)
             unit.now = utcnow()
-            step = dict(Graph.of(execution.definition).step(attempt.step_id))
-            context = context_of(execution.input, execution.outputs)
+            graph = Graph.of(execution.definition)
+            step = dict(graph.step(attempt.step_id))
+            context = graph.context(attempt.step_id, execution.input, execution.outputs)
             timeout, _ = self._timeout_for(step, execution.deadline_at, unit.now)
             key = AttemptKey(unit.plan.tenant_id, execution.id, attempt.step_id, attempt.attempt)
             await transitions.claim(unit, execution, attempt, task_id, lease=False)
@@ -329,6 +345,14 @@ class Engine:
         if attempt.status == AttemptStatus.SCHEDULED:
             if attempt.due_at > unit.now + timedelta(seconds=1):
                 return False  # early duplicate: the due delivery or the sweeper will come
+        elif attempt.status == AttemptStatus.RUNNING and waiting_of(attempt.output) is not None:
+            # A webhook step waits for its callback: its timer fired (or came early).
+            if execution.deadline_at is not None and unit.now >= execution.deadline_at:
+                await transitions.time_out(unit, execution, attempt.step_id)
+            elif expired(attempt.output, unit.now):
+                step = Graph.of(execution.definition).step(attempt.step_id)
+                await transitions.fail_attempt(unit, execution, attempt, timed_out(step))
+            return False
         elif attempt.status == AttemptStatus.RUNNING:
             lease = await unit.session.scalar(
                 select(DISPATCH.c.lease_until).where(

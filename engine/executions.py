@@ -175,7 +175,7 @@ async def write(session: AsyncSession, rows: Sequence[ExecutionRow]) -> None:
                 steps.append((("current_step_number",), row.current_patch))
         outputs: list[tuple[patches.Path, Any]] = []
         if "outputs" not in row.changed:
-            outputs = [((step_id,), value) for step_id, value in row.output_patches.items()]
+            outputs = list(row.output_patches.items())
         bound |= patches.parameters(steps, "steps", postgres)
         bound |= patches.parameters(outputs, "outputs", postgres)
         statement = _update(names, len(steps), len(outputs), postgres)

@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from engine import expressions
+from engine.instances import Scope, base, instance_of, scope_of
 from engine.tools import StepFailure
 
 _GRAPHS_KEPT = 16
+_MISSING = object()
 
 
 class Graph:
@@ -41,17 +43,99 @@ class Graph:
         """1-based position of each step: its entry's in the seed's `steps` list."""
         entries = [s["id"] for s in definition["steps"] if s.get("type") == "input"]
         self.entry = entries[0] if entries else self.order[0]
+        self.bodies: dict[str, frozenset[str]] = {
+            step_id: self._reach(str(config["body"]), stop=step_id)
+            for step_id, config in self._configs("loop")
+            if config.get("body") in self.steps
+        }
+        """Each loop's body: the steps its `body` leads to before it returns to the loop."""
+        self.branches: dict[str, frozenset[str]] = {}
+        """Each branch's steps, by the branch's first step."""
+        self.branch_of: dict[str, tuple[str, str]] = {}
+        """Each step on a parallel's branch: (the parallel, the branch's first step); the
+        innermost parallel when they nest."""
+        sized: list[tuple[int, str, str, frozenset[str]]] = []
+        for step_id, config in self._configs("parallel"):
+            for start in config.get("branches") or []:
+                if start in self.steps:
+                    reached = self._reach(str(start))
+                    self.branches[str(start)] = reached
+                    sized.append((len(reached), step_id, str(start), reached))
+        for _, parallel, start, reached in sorted(sized, reverse=True):
+            for member in reached:
+                self.branch_of[member] = (parallel, start)
+
+    def branch_members(self, start: str) -> frozenset[str]:
+        return self.branches.get(start, frozenset())
+
+    def resume_point(self, step_id: str) -> str:
+        """Where a retry of an execution that failed at `step_id` starts again: the step
+        itself, or the outermost loop or parallel around it (its children's state is theirs)."""
+        current = base(step_id)
+        while True:
+            around = [loop for loop, body in self.bodies.items() if current in body]
+            around += [self.branch_of[current][0]] if current in self.branch_of else []
+            if not around:
+                return current
+            current = max(around, key=lambda step: len(self._reach(step)))
+
+    def _configs(self, kind: str) -> list[tuple[str, Mapping[str, Any]]]:
+        return [
+            (step_id, step.get("config") or {})
+            for step_id, step in self.steps.items()
+            if step.get("type") == kind
+        ]
+
+    def _reach(self, start: str, stop: str | None = None) -> frozenset[str]:
+        """The steps reachable from `start` (included), not going through `stop`."""
+        reached: set[str] = set()
+        frontier = [start]
+        while frontier:
+            current = frontier.pop()
+            if current in reached or current == stop or current not in self.steps:
+                continue
+            reached.add(current)
+            frontier.extend(self.successors(current))
+        return frozenset(reached)
 
     def step(self, step_id: str) -> Mapping[str, Any]:
-        return self.steps[step_id]
+        """The step an id names, or an instance id runs (`engine.instances`)."""
+        found = self.steps.get(step_id)
+        return found if found is not None else self.steps[base(step_id)]
 
     def name(self, step_id: str) -> str:
-        return str(self.steps[step_id].get("name") or step_id)
+        return str(self.step(step_id).get("name") or base(step_id))
 
     def next_of(self, step_id: str) -> str | None:
         """The step after a non-branching one (None at the end of a path)."""
-        following = self.steps[step_id].get("next")
+        following = self.step(step_id).get("next")
         return str(following) if following else None
+
+    def ends_iteration(self, step_id: str, following: str | None) -> bool:
+        """Whether going from `step_id` to `following` returns to a loop from its body."""
+        return following is not None and step_id in self.bodies.get(following, ())
+
+    def context(
+        self, instance: str, execution_input: Mapping[str, Any], outputs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """What the paths of `instance` read (`context_of`), seen from its iterations:
+        `$.<loop>.item` and `$.<loop>.index` are its own, and `$.<step>` of a step of the
+        same iteration is that iteration's output."""
+        context = context_of(execution_input, outputs)
+        around: Scope = ()
+        for frame in scope_of(instance):
+            looped = outputs.get(instance_of(frame.loop_id, around))
+            state = dict(looped) if isinstance(looped, Mapping) else {}
+            items = state.pop("items", None)
+            within = isinstance(items, list) and frame.index < len(items)
+            item = items[frame.index] if within else None
+            context[frame.loop_id] = {**state, "item": item, "index": frame.index}
+            around = (*around, frame)
+            for member in self.bodies.get(frame.loop_id, ()):
+                output = outputs.get(instance_of(member, around), _MISSING)
+                if output is not _MISSING:
+                    context[member] = output
+        return context
 
     def before(self, step_id: str) -> set[str]:
         """Steps on a path from the entry to `step_id` (excluded): whose outputs it may read."""
@@ -72,6 +156,10 @@ class Graph:
         if step.get("type") == "condition":
             found += [branch["next"] for branch in config.get("conditions", [])]
             found += [config["default"]] if config.get("default") else []
+        elif step.get("type") == "loop" and config.get("body"):
+            found.append(config["body"])
+        elif step.get("type") == "parallel":
+            found += list(config.get("branches") or [])
         return [s for s in found if s in self.steps]
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import ColumnElement, Insert, Table, bindparam, insert
+from sqlalchemy import ColumnElement, Insert, Table, bindparam, insert, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence.models import AttemptStatus, ExecutionStatus
@@ -35,6 +35,16 @@ def keyed_by_attempt(table: Table) -> tuple[ColumnElement[bool], ...]:
 def attempt_key(execution_id: str, step_id: str, attempt: int) -> dict[str, Any]:
     """The parameters of `keyed_by_attempt`."""
     return {"key_execution": execution_id, "key_step": step_id, "key_attempt": attempt}
+
+
+def instances_named(table: Table, names: list[str], markers: list[str]) -> ColumnElement[bool]:
+    """The rows of `table` (keyed by attempt) of the instances `names`, or of any instance
+    whose scope starts with one of `markers` (what follows its `@`)."""
+    matches = [table.c.step_id.in_(names)]
+    for marker in markers:
+        escaped = marker.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matches.append(table.c.step_id.like(f"%@{escaped}%", escape="\\"))
+    return or_(*matches)
 
 
 MANY_VALUES_ROWS: Final = 16
@@ -172,7 +182,8 @@ class ExecutionRow(Tracked):
     entry_patches: dict[int, dict[str, Any]]
     """0-based position in `step_list` -> the entry as it is now, not written yet."""
     current_patch: int | None
-    output_patches: dict[str, Any]
+    output_patches: dict[tuple[str | int, ...], Any]
+    """Paths of the outputs set since the row was read, in the order to apply them."""
 
     def __init__(self, values: Mapping[Any, Any], *, stored: bool) -> None:
         super().__init__(values, stored=stored)
@@ -189,10 +200,22 @@ class ExecutionRow(Tracked):
 
     def patch_output(self, step_id: str, output: Any) -> None:
         """The step's output is added to (or replaces its own in) the row's outputs."""
-        object.__setattr__(self, "outputs", {**self.outputs, step_id: output})
+        self.patch_output_at((step_id,), output)
+
+    def patch_output_at(self, path: tuple[str | int, ...], value: Any) -> None:
+        """Set one path of the outputs (a step's whole output, or a place inside one that
+        exists already: a loop's result by its index)."""
+        object.__setattr__(self, "outputs", _set_in(self.outputs, path, value))
         if "outputs" in self.changed or not self.stored:
             return
-        self.output_patches[step_id] = output
+        for pending in list(self.output_patches):
+            if pending == path[: len(pending)] and pending != path:
+                # A patch of an enclosing place stands: it takes the new value within it.
+                self.output_patches[pending] = _get_in(self.outputs, pending)
+                return
+            if path == pending[: len(path)]:
+                del self.output_patches[pending]  # within the new value: superseded
+        self.output_patches[path] = value
 
     def has_patches(self) -> bool:
         return bool(self.entry_patches or self.current_patch is not None or self.output_patches)
@@ -238,3 +261,23 @@ class AttemptRow(Tracked):
     output: Any
     error: dict[str, Any] | None
     task_id: str | None
+
+
+def _set_in(document: Any, path: tuple[str | int, ...], value: Any) -> Any:
+    """A copy of `document` with `path` set: only the containers on the path are copied."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(document, list) and isinstance(head, int):
+        changed = list(document)
+        changed[head] = _set_in(changed[head], rest, value)
+        return changed
+    changed_map = dict(document)
+    changed_map[head] = _set_in(changed_map.get(head), rest, value)
+    return changed_map
+
+
+def _get_in(document: Any, path: tuple[str | int, ...]) -> Any:
+    for key in path:
+        document = document[key]
+    return document

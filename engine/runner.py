@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from engine import callbacks
+from engine.aggregation import aggregate
 from engine.graph import Graph, choose_branch, resolve_values
+from engine.progress import iso
+from engine.steptypes import MINIMUM_TIER, STEP_TYPES
 from engine.tools import (
     StepFailure,
     ToolCall,
@@ -16,18 +21,33 @@ from engine.tools import (
     ToolSpec,
     installed,
 )
+from tiers import TenantPlan
 
-INLINE_TYPES = frozenset({"input", "output", "condition"})
+INLINE_TYPES = frozenset({"input", "output", "condition", "aggregate", "wait", "loop", "parallel"})
 STATIC_INLINE_TYPES = frozenset({"input"})
 """Inline types whose next step is fixed by the definition (a condition's is not)."""
 
 
 @dataclass(frozen=True, slots=True)
+class Waiting:
+    """A webhook step waits for its callback (`engine.webhooks`) before it completes."""
+
+    token: str
+    digest: str
+    event: str
+    timeout_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    """A step's result: its output and the step that follows (None ends the path)."""
+    """A step's result: its output and the step that follows (None ends the path).
+
+    `waiting`: the step is not done yet, its callback completes it.
+    """
 
     output: Any
     next_step: str | None
+    waiting: Waiting | None = None
 
 
 def runs_inline(step: Mapping[str, Any], tools: ToolRegistry) -> bool:
@@ -39,6 +59,8 @@ def runs_inline(step: Mapping[str, Any], tools: ToolRegistry) -> bool:
     kind = step.get("type")
     if kind in INLINE_TYPES:
         return True
+    if kind == "webhook":
+        return not (step.get("config") or {}).get("request")
     if kind == "tool":
         name = (step.get("config") or {}).get("tool", "")
         return name in tools and tools.get(name).spec.mode is ToolMode.INLINE
@@ -55,8 +77,27 @@ def _declared(step: Mapping[str, Any], catalog: ToolCatalog | None) -> ToolSpec 
 def awaits_io(step: Mapping[str, Any], catalog: ToolCatalog | None = None) -> bool:
     """Whether the step is a dispatched tool's that waits rather than computes (not declared
     `cpu_bound`): its task goes to the workers' I/O lane, many in flight per process."""
+    if step.get("type") == "webhook":
+        return bool((step.get("config") or {}).get("request"))
     spec = _declared(step, catalog)
     return spec is not None and spec.mode is ToolMode.DISPATCHED and not spec.cpu_bound
+
+
+def check_tier(step: Mapping[str, Any], plan: TenantPlan) -> None:
+    """Refuse to run a step whose type the tenant's plan no longer has (it was downgraded
+    after the execution started): the step fails with `tier_restriction`."""
+    step_type = STEP_TYPES.get(str(step.get("type", "")))
+    if step_type is not None and step_type.name == "webhook" and not plan.limits.webhooks:
+        raise StepFailure(
+            "tier_restriction", f"webhooks are not in the {plan.tier} plan", retryable=False
+        )
+    if step_type is not None and step_type.access > plan.limits.step_types:
+        raise StepFailure(
+            "tier_restriction",
+            f"{step_type.name} steps need the {MINIMUM_TIER[step_type.access]} tier; "
+            f"the tenant is on {plan.tier}",
+            retryable=False,
+        )
 
 
 AHEAD_STEPS = 8
@@ -106,6 +147,13 @@ async def run_step(
                 "no_branch", "no condition holds and the step has no default", retryable=False
             )
         return Outcome({"branch": index if index >= 0 else "default", "next": chosen}, chosen)
+    if kind == "aggregate":
+        return Outcome(aggregate(config, context), following)
+    if kind == "wait":
+        waited = wait_target(step, context)
+        return Outcome({"resumed_at": iso(utcnow()), "until": iso(waited)}, following)
+    if kind == "webhook":
+        return await _webhook(step, context, call, tools)
     if kind == "tool":
         tool = tools.get(str(config.get("tool", "")))
         arguments = resolve_values(config.get("arguments") or {}, context)
@@ -124,3 +172,60 @@ async def run_step(
         f"steps of type {kind!r} cannot run yet in this engine",
         retryable=False,
     )
+
+
+WEBHOOK_TOOL = "http_request"
+DEFAULT_WEBHOOK_TIMEOUT = 24 * 60 * 60.0
+
+
+async def _webhook(
+    step: Mapping[str, Any], context: Mapping[str, Any], call: ToolCall, tools: ToolRegistry
+) -> Outcome:
+    """Issue the step's callback token, make its outbound call (which may carry the token as
+    `$.<step>.token`) and wait for the callback, unless `wait` is false."""
+    config = step.get("config") or {}
+    following = str(step["next"]) if step.get("next") else None
+    token = callbacks.issue(call.execution_id, call.step_id, call.attempt)
+    event = str(config.get("event", ""))
+    response = None
+    if config.get("request"):
+        seen = {**context, str(step["id"]): {"token": token.render(), "event": event}}
+        arguments = resolve_values(config["request"], seen)
+        response = await tools.get(WEBHOOK_TOOL).run(
+            ToolCall(
+                tenant_id=call.tenant_id,
+                execution_id=call.execution_id,
+                step_id=call.step_id,
+                attempt=call.attempt,
+                arguments=arguments,
+                timeout_seconds=call.timeout_seconds,
+                log=call.log,
+            )
+        )
+    if config.get("wait") is False:
+        return Outcome({"response": response}, following)
+    timeout = float(config.get("timeout_seconds") or DEFAULT_WEBHOOK_TIMEOUT)
+    waiting = Waiting(token.render(), token.digest, event, timeout)
+    return Outcome({"response": response}, following, waiting)
+
+
+def wait_target(step: Mapping[str, Any], context: Mapping[str, Any]) -> datetime | None:
+    """The moment a `wait` step's `until` path names (None: it waits a number of seconds)."""
+    config = step.get("config") or {}
+    if "until" not in config:
+        return None
+    path = str(config["until"])
+    value = resolve_values(path, context)
+    if not isinstance(value, str):
+        raise StepFailure("invalid_wait", f"{path} is not a timestamp", retryable=False)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise StepFailure(
+            "invalid_wait", f"{path} is {value[:60]!r}, not an ISO 8601 timestamp", retryable=False
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

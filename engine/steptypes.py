@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from engine.aggregation import STRATEGIES
 from engine.tools.registry import TOOL_NAME, closed_object
 from tiers import StepTypeAccess
 
@@ -95,30 +96,40 @@ STEP_TYPES: Final[dict[str, StepType]] = {
         StepType(
             "loop",
             StepTypeAccess.ADVANCED,
-            "Runs the chain starting at `body` once per item of `over`; the chain ends by "
-            "returning to the loop step.",
-            closed_object(
-                {
-                    "over": PATH,
-                    "body": STEP_REF,
-                    "max_iterations": {"type": "integer", "minimum": 1, "maximum": 10000},
-                },
-                required=("over", "body"),
-            ),
+            "Runs the chain starting at `body` once per item of `over` (or while `while` "
+            "holds); the chain ends by returning to the loop step. The body reads "
+            "$.<loop>.item and $.<loop>.index; after the loop, $.<loop>.results holds each "
+            "iteration's last output, in order. `concurrency` iterations run at once.",
+            {
+                **closed_object(
+                    {
+                        "over": PATH,
+                        "while": {"type": "string", "minLength": 1, "maxLength": 2000},
+                        "body": STEP_REF,
+                        "max_iterations": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        "concurrency": {"type": "integer", "minimum": 1, "maximum": 50},
+                    },
+                    required=("body",),
+                ),
+                "oneOf": [{"required": ["over"]}, {"required": ["while"]}],
+            },
         ),
         StepType(
             "parallel",
             StepTypeAccess.ADVANCED,
-            "Runs each branch's chain at once; `next` follows when they are done.",
+            "Runs each branch's chain at once; `next` follows when the join is met: `all` "
+            "branches, `any` one (the others are cancelled) or `n_of_m` (`n` of them).",
             closed_object(
                 {
                     "branches": {
                         "type": "array",
                         "minItems": 2,
+                        "maxItems": 50,
                         "uniqueItems": True,
                         "items": STEP_REF,
                     },
-                    "join": {"enum": ["all", "any"]},
+                    "join": {"enum": ["all", "any", "n_of_m"]},
+                    "n": {"type": "integer", "minimum": 1, "maximum": 50},
                 },
                 required=("branches",),
             ),
@@ -126,11 +137,13 @@ STEP_TYPES: Final[dict[str, StepType]] = {
         StepType(
             "aggregate",
             StepTypeAccess.ADVANCED,
-            "Combines earlier outputs (`sources`, paths) into one value.",
+            "Combines earlier outputs (`sources`, paths; a loop's results, a parallel's "
+            "branches) into one value; `path` reads one field of each item first.",
             closed_object(
                 {
-                    "sources": {"type": "array", "minItems": 1, "items": PATH},
-                    "strategy": {"enum": ["merge", "list", "concat", "sum", "count"]},
+                    "sources": {"type": "array", "minItems": 1, "maxItems": 50, "items": PATH},
+                    "strategy": {"enum": list(STRATEGIES)},
+                    "path": PATH,
                 },
                 required=("sources",),
             ),
@@ -153,7 +166,10 @@ STEP_TYPES: Final[dict[str, StepType]] = {
         StepType(
             "webhook",
             StepTypeAccess.ADVANCED,
-            "Waits for an external system to call back with `event`; its payload is the output.",
+            "Optionally calls out (`request`: http_request's arguments, which may carry the "
+            "callback token as $.<step>.token), then waits for CompleteWebhook with that "
+            "token; its payload is the output. Past `timeout_seconds` the step fails with "
+            "webhook_timeout.",
             closed_object(
                 {
                     "event": {"type": "string", "minLength": 1, "maxLength": 200},
@@ -162,6 +178,8 @@ STEP_TYPES: Final[dict[str, StepType]] = {
                         "exclusiveMinimum": 0,
                         "maximum": 2592000,
                     },
+                    "request": {"type": "object"},
+                    "wait": {"type": "boolean"},
                 },
                 required=("event",),
             ),

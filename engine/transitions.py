@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine import admission, announcements, dispatch, progress
+from engine import admission, announcements, dispatch, flow, progress
 from engine import attempts as attempt_rows
 from engine.graph import Graph
+from engine.instances import base
 from engine.progress import StepStatus
 from engine.retry import policy_of
 from engine.rows import AttemptRow, ExecutionRow
-from engine.runner import Outcome, awaits_io, first_dispatched
+from engine.runner import Outcome, Waiting, awaits_io, first_dispatched, wait_target
 from engine.sizes import encoded_size
 from engine.tools import StepFailure
 from engine.units import Unit, flush
@@ -30,17 +31,36 @@ def duration_ms(start: datetime | None, end: datetime) -> int:
     return 0 if start is None else max(int((end - start).total_seconds() * 1000), 0)
 
 
-async def attempt_numbers(unit: Unit, execution_id: str) -> dict[str, int]:
-    """Each step's highest attempt number in the execution: read once per transaction.
+async def highest_number(unit: Unit, execution: ExecutionRow, instance: str) -> int:
+    """The highest attempt number `instance` has in the execution (0: none yet).
 
-    Every attempt is added through `schedule_step`, which keeps the map current, and
-    the execution's row lock keeps other transactions from adding any meanwhile.
+    Steps outside loops are read together, once per transaction, then kept current by
+    `schedule_step` (the execution's row lock keeps other transactions from adding any
+    meanwhile). A step in a loop's body is a new instance at each iteration: until a retry
+    runs the execution again (`resume_from`), a new one has no attempt and nothing is read.
     """
-    known = unit.numbered.get(execution_id)
-    if known is None:
-        known = await attempt_rows.highest_numbers(unit.session, execution_id)
-        unit.numbered[execution_id] = known
-    return known
+    if "@" not in instance:
+        known = unit.numbered.get(execution.id)
+        if known is None:
+            known = await attempt_rows.highest_numbers(unit.session, execution.id)
+            unit.numbered[execution.id] = known
+        return known.get(instance, 0)
+    scoped = unit.scoped_numbers.setdefault(execution.id, {})
+    if instance not in scoped:
+        scoped[instance] = 0
+        if execution.resume_from is not None:
+            scoped[instance] = await attempt_rows.highest_for(unit.session, execution.id, instance)
+    return scoped[instance]
+
+
+def _record_number(unit: Unit, execution_id: str, instance: str, number: int) -> None:
+    table = (
+        unit.numbered.get(execution_id)
+        if "@" not in instance
+        else unit.scoped_numbers.setdefault(execution_id, {})
+    )
+    if table is not None:
+        table[instance] = max(table.get(instance, 0), number)
 
 
 def set_step(
@@ -52,6 +72,7 @@ def set_step(
     found by its position in the definition and the done count is carried from the
     record this transaction last wrote, so neither is recounted over the whole list.
     """
+    step_id = base(step_id)
     steps = execution.steps
     known = unit.done.get(execution.id)
     done = known[1] if known is not None and known[0] is steps else progress.done_count(steps)
@@ -78,10 +99,13 @@ async def schedule_step(
 
     `slots` is the tenant's slots in use, when the caller knows it already.
     """
-    numbers = await attempt_numbers(unit, execution.id)
-    number = attempt or numbers.get(step_id, 0) + 1  # numbers only grow: retries, resumes
-    numbers[step_id] = max(numbers.get(step_id, 0), number)
+    highest = await highest_number(unit, execution, step_id)
+    number = attempt or highest + 1  # numbers only grow: retries, resumes
+    _record_number(unit, execution.id, step_id, number)
+    graph = Graph.of(execution.definition)
     due = due_at or unit.now
+    if due_at is None and graph.step(step_id).get("type") == "wait":
+        due = _wait_until(unit, execution, step_id)
     if execution.deadline_at is not None and due > execution.deadline_at:
         due = execution.deadline_at
     row = unit.track_attempt(
@@ -98,7 +122,8 @@ async def schedule_step(
             stored=False,
         )
     )
-    graph = Graph.of(execution.definition)
+    if due > unit.now:
+        due_at = due  # a durable timer: the dispatch row fires it, not this transaction
     step = graph.step(step_id)
     if (
         due_at is None
@@ -134,13 +159,13 @@ def _on_io_lane(graph: Graph, step_id: str, step: Mapping[str, Any]) -> bool:
     takes it runs them ahead of that step: `engine.engine`)."""
     if awaits_io(step):
         return True
-    if step_id != graph.entry:
+    if base(step_id) != graph.entry:
         return False
     ahead = first_dispatched(graph, step_id)
     return ahead is not None and awaits_io(ahead)
 
 
-async def _settled(unit: Unit, execution: ExecutionRow, attempt: AttemptRow) -> None:
+async def settle(unit: Unit, execution: ExecutionRow, attempt: AttemptRow) -> None:
     """The attempt finished: its dispatch row goes (an attempt run in a chain has none)."""
     key = (execution.id, attempt.step_id, attempt.attempt)
     if key not in unit.undispatched:
@@ -187,7 +212,7 @@ async def claim(
     attempt.started_at = unit.now
     attempt.task_id = task_id
     execution.status = ExecutionStatus.IN_PROGRESS
-    execution.current_step = attempt.step_id
+    execution.current_step = base(attempt.step_id)
     set_step(
         unit,
         execution,
@@ -222,6 +247,9 @@ async def succeed(
     An output over the plan's `max_output_bytes` is never stored: the attempt fails instead
     (`output_too_large`, not retried, then the step's error policy).
     """
+    if outcome.waiting is not None:
+        await _await_callback(unit, execution, attempt, outcome.output, outcome.waiting)
+        return
     size, limit = encoded_size(outcome.output), unit.plan.limits.max_output_bytes
     if size > limit:
         message = f"the step's output is {size} bytes as compact JSON; the plan allows {limit}"
@@ -234,7 +262,7 @@ async def succeed(
     attempt.status = AttemptStatus.COMPLETED
     attempt.finished_at = unit.now
     attempt.output = outcome.output
-    await _settled(unit, execution, attempt)
+    await settle(unit, execution, attempt)
     execution.patch_output(attempt.step_id, outcome.output)
     set_step(
         unit,
@@ -250,18 +278,63 @@ async def succeed(
         unit,
         execution,
         unit.now,
-        step_id=attempt.step_id,
+        step_id=base(attempt.step_id),
         step_name=graph.name(attempt.step_id),
         output=outcome.output,
         duration_ms=elapsed,
         next_step=outcome.next_step,
     )
-    if step.get("type") == "output":
+    top_level = "@" not in attempt.step_id and attempt.step_id not in graph.branch_of
+    if step.get("type") == "output" and top_level:
         execution.result = outcome.output if isinstance(outcome.output, dict) else {}
-    if outcome.next_step:
-        await schedule_step(unit, execution, outcome.next_step)
-    else:
-        await complete(unit, execution)
+    await flow.go_on(unit, execution, attempt.step_id, outcome.next_step, outcome.output)
+
+
+async def _await_callback(
+    unit: Unit, execution: ExecutionRow, attempt: AttemptRow, output: Any, waiting: Waiting
+) -> None:
+    """A webhook step made its call: it stays running, holding no worker, until its callback
+    (`engine.webhooks.complete`) or its timeout, when its dispatch row fires again."""
+    expires = unit.now + timedelta(seconds=waiting.timeout_seconds)
+    callback = {"digest": waiting.digest, "event": waiting.event, "expires_at": expires.isoformat()}
+    attempt.output = {**output, "callback": callback}
+    await settle(unit, execution, attempt)
+    fire = expires if execution.deadline_at is None else min(expires, execution.deadline_at)
+    slots = await admission.slots_in_use(unit.session, unit.plan.tenant_id)
+    ref = dispatch.schedule(
+        unit.dispatch_rows,
+        tenant_id=unit.plan.tenant_id,
+        execution_id=execution.id,
+        step_id=attempt.step_id,
+        attempt=attempt.attempt,
+        due_at=fire,
+        now=unit.now,
+        grace=unit.timing.grace,
+        max_countdown=unit.timing.max_countdown,
+        rank=dispatch.rank_for(slots),
+    )
+    if ref is not None:
+        unit.publish.append(ref)
+    unit.undispatched.discard((execution.id, attempt.step_id, attempt.attempt))
+    set_step(
+        unit,
+        execution,
+        attempt.step_id,
+        callback={
+            "token": waiting.token,
+            "event": waiting.event,
+            "expires_at": progress.iso(expires),
+        },
+    )
+    name = Graph.of(execution.definition).name(attempt.step_id)
+    announcements.execution_update(
+        unit,
+        execution,
+        unit.now,
+        step_name=name,
+        started_at=attempt.started_at,
+        message=f"{name} waits for its callback ({waiting.event})",
+    )
 
 
 async def fail_attempt(
@@ -275,7 +348,9 @@ async def fail_attempt(
     attempt.status = AttemptStatus.FAILED
     attempt.finished_at = unit.now
     attempt.error = error
-    await _settled(unit, execution, attempt)
+    await settle(unit, execution, attempt)
+    if step.get("type") == "webhook":
+        set_step(unit, execution, attempt.step_id, callback=None)
     execution.updated_at = unit.now
     if execution.deadline_at is not None and unit.now >= execution.deadline_at:
         await time_out(unit, execution, attempt.step_id)
@@ -314,20 +389,18 @@ async def fail_attempt(
         unit,
         execution,
         unit.now,
-        step_id=attempt.step_id,
+        step_id=base(attempt.step_id),
         step_name=name,
         attempts=attempt.attempt,
         error=error,
         continues=continues,
     )
     if continues:
-        following = graph.next_of(attempt.step_id)
-        if following:
-            await schedule_step(unit, execution, following)
-        else:
-            await complete(unit, execution)
+        await flow.go_on(unit, execution, attempt.step_id, graph.next_of(attempt.step_id), None)
         return
-    await fail(unit, execution, {**error, "step_id": attempt.step_id, "step_name": name})
+    if await flow.failed(unit, execution, attempt.step_id, error):
+        return
+    await fail(unit, execution, {**error, "step_id": base(attempt.step_id), "step_name": name})
 
 
 def _readable(error: dict[str, Any]) -> str:
@@ -408,3 +481,19 @@ async def admit_waiting(unit: Unit, limit: int = 10) -> None:
         if slots is None:
             return
         await admit(unit, waiting, slots, fresh=waiting.started_at is None)
+
+
+def _wait_until(unit: Unit, execution: ExecutionRow, instance: str) -> datetime:
+    """When a `wait` step's attempt falls due: after its `seconds`, or at the time its
+    `until` path names (now, if that has passed or cannot be read: the step then fails
+    when it runs, saying why)."""
+    graph = Graph.of(execution.definition)
+    step = graph.step(instance)
+    config = step.get("config") or {}
+    if "seconds" in config:
+        return unit.now + timedelta(seconds=float(config["seconds"]))
+    try:
+        moment = wait_target(step, graph.context(instance, execution.input, execution.outputs))
+    except StepFailure:
+        return unit.now
+    return unit.now if moment is None else max(moment, unit.now)

@@ -98,6 +98,8 @@ class Unit:
     publish: list[TaskRef] = field(default_factory=list)
     chain: Chain | None = None
     numbered: dict[str, dict[str, int]] = field(default_factory=dict)
+    scoped_numbers: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per execution: the attempt numbers known of instances in loops (`transitions`)."""
     ledger: CounterLedger | None = None
     """The batch's quota counters, when this unit is one call of a group commit."""
     done: dict[str, tuple[Any, int]] = field(default_factory=dict)

@@ -40,6 +40,8 @@ class Effects:
     lock: threading.Lock = field(default_factory=threading.Lock)
     holding: Counter[str] = field(default_factory=Counter)
     gates: dict[str, threading.Event] = field(default_factory=dict)
+    bodies: dict[str, list[Any]] = field(default_factory=dict)
+    """The JSON bodies received, by idempotency key, in order."""
 
     def gate(self, name: str) -> threading.Event:
         with self.lock:
@@ -55,6 +57,16 @@ class Effects:
     def keys_of(self, execution_id: str) -> list[str]:
         with self.lock:
             return sorted(k for k in self.deliveries if k.startswith(execution_id + ":"))
+
+    def bodies_of(self, execution_id: str) -> list[Any]:
+        """The bodies an execution's steps sent, in key order."""
+        with self.lock:
+            return [
+                body
+                for key in sorted(self.bodies)
+                if key.startswith(execution_id + ":")
+                for body in self.bodies[key]
+            ]
 
     def applied_count(self, execution_id: str, step_id: str) -> int:
         """How many distinct attempts of a step applied their effect."""
@@ -90,6 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         effects = self.server.effects
         with effects.lock:
             effects.received[key] += 1
+            effects.bodies.setdefault(key, []).append(json.loads(body) if body else None)
         if "sleep" in query:
             time.sleep(float(query["sleep"]))
         if "hold" in query:

@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import descriptor_pool
 from grpc import aio
 
+from engine.callbacks import issue
 from service.server import SERVICE_NAMES
 from tests.conftest import NewTenant, auth, error_info, token
 from tests.execution_helpers import (
@@ -196,6 +197,23 @@ def execution_case(method: str, build: Callable[[str], object]) -> Case:
         assert again.execution == owned
 
     return case
+
+
+async def complete_webhook_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
+    """B holds a well-formed token naming A's execution: NOT_FOUND, as for a missing one."""
+    owned = await finished_execution(channel, tenant_a)
+    for execution_id in (owned.id, str(uuid.uuid4())):
+        token = issue(execution_id, "shape", 1).render()
+        with pytest.raises(grpc.RpcError) as caught:
+            await executions(channel).CompleteWebhook(
+                execution_pb2.CompleteWebhookRequest(token=token), metadata=auth(tenant_b)
+            )
+        code, reason, _ = error_info(caught.value)
+        assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "EXECUTION_NOT_FOUND")
+    again = await executions(channel).GetExecution(
+        execution_pb2.GetExecutionRequest(execution_id=owned.id), metadata=auth(tenant_a)
+    )
+    assert again.execution == owned
 
 
 async def start_execution_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
@@ -380,6 +398,7 @@ CASES: dict[str, Case] = {
     EXECUTION + "CancelExecution": execution_case(
         "CancelExecution", lambda i: execution_pb2.CancelExecutionRequest(execution_id=i)
     ),
+    EXECUTION + "CompleteWebhook": complete_webhook_case,
     EXECUTION + "RetryExecution": execution_case(
         "RetryExecution", lambda i: execution_pb2.RetryExecutionRequest(execution_id=i)
     ),

@@ -76,6 +76,8 @@ class PlanLimits:
     max_output_bytes: int
     max_subscriptions: int
     """Live streams (Subscribe, WatchExecution) the tenant may hold open on one server."""
+    max_loop_iterations: int
+    """Iterations one loop step may run (0: the plan has no loops)."""
 
     @property
     def steps_allowed(self) -> int:
@@ -113,11 +115,12 @@ OVERRIDABLE: Final = frozenset(
         "max_templates",
         "max_custom_templates",
         "max_subscriptions",
+        "max_loop_iterations",
     }
 )
 """Limits an Enterprise contract may set per tenant ("configurable" in the tier table)."""
 
-BOUNDED: Final = frozenset({"history_retention_days", "max_subscriptions"})
+BOUNDED: Final = frozenset({"history_retention_days", "max_subscriptions", "max_loop_iterations"})
 """Overridable limits that always keep a number: every stream holds server memory."""
 
 PLANS: Final[dict[Tier, PlanLimits]] = {
@@ -140,6 +143,7 @@ PLANS: Final[dict[Tier, PlanLimits]] = {
         max_input_bytes=64 * KIB,
         max_output_bytes=256 * KIB,
         max_subscriptions=3,
+        max_loop_iterations=0,
     ),
     Tier.PROFESSIONAL: PlanLimits(
         max_workflows=50,
@@ -160,6 +164,7 @@ PLANS: Final[dict[Tier, PlanLimits]] = {
         max_input_bytes=256 * KIB,
         max_output_bytes=1 * MIB,
         max_subscriptions=25,
+        max_loop_iterations=1000,
     ),
     # "Configurable" limits get these defaults until the contract overrides them.
     Tier.ENTERPRISE: PlanLimits(
@@ -183,5 +188,6 @@ PLANS: Final[dict[Tier, PlanLimits]] = {
         max_input_bytes=1 * MIB,
         max_output_bytes=2 * MIB,
         max_subscriptions=200,
+        max_loop_iterations=10_000,
     ),
 }

@@ -91,7 +91,7 @@ class StepAttempt(TenantOwned, Base):
     execution_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True
     )
-    step_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    step_id: Mapped[str] = mapped_column(String(400), primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[AttemptStatus] = mapped_column(stored_as_value(AttemptStatus, "status"))
     due_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -118,7 +118,7 @@ class Dispatch(Base):
     execution_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True
     )
-    step_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    step_id: Mapped[str] = mapped_column(String(400), primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(63))
     state: Mapped[DispatchState] = mapped_column(stored_as_value(DispatchState, "state"))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from engine import control
+from engine import control, webhooks
 from engine import executions as repository
 from engine.dispatch import Publisher
 from engine.executions import Filter
@@ -199,6 +199,14 @@ class ExecutionService:
         return await self._change(
             caller.tenant_id,
             lambda unit: control.cancel(unit, caller.subject, execution_id, reason),
+        )
+
+    async def complete_webhook(
+        self, caller: CallIdentity, token: str, payload: dict[str, Any]
+    ) -> ExecutionRow:
+        """Record a webhook step's callback: its payload is the step's output."""
+        return await self._change(
+            caller.tenant_id, lambda unit: webhooks.complete(unit, token, payload)
         )
 
     async def retry(self, caller: CallIdentity, execution_id: str) -> ExecutionRow:

@@ -223,6 +223,14 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         )
         return execution_pb2.CancelExecutionResponse(execution=self._full(row))
 
+    async def CompleteWebhook(
+        self, request: execution_pb2.CompleteWebhookRequest, context: Context
+    ) -> execution_pb2.CompleteWebhookResponse:
+        row = await self._executions.complete_webhook(
+            current_identity(), request.token, await values.finite_dict(request.payload, "payload")
+        )
+        return execution_pb2.CompleteWebhookResponse(execution=self._full(row))
+
     async def RetryExecution(
         self, request: execution_pb2.RetryExecutionRequest, context: Context
     ) -> execution_pb2.RetryExecutionResponse:

@@ -62,6 +62,7 @@ def limits_message(plan: TenantPlan) -> tenant_pb2.TierLimits:
         max_input_bytes=limits.max_input_bytes,
         max_output_bytes=limits.max_output_bytes,
         max_subscriptions=limits.max_subscriptions,
+        max_loop_iterations=limits.max_loop_iterations,
     )
 
 

@@ -29,6 +29,12 @@ ERROR_CODES: Final = frozenset(
         "missing_default",
         "no_reachable_output",
         "invalid_cycle",
+        "loop_body_not_closed",
+        "loop_body_escapes",
+        "loop_nesting_too_deep",
+        "branches_overlap",
+        "branch_escapes",
+        "graph_too_complex",
     }
 )
 WARNING_CODES: Final = frozenset(

@@ -177,14 +177,45 @@ def _collect_config(
                 field=f"{at}.default",
             )
     elif facts.type == "loop":
-        _path(config["over"], facts, f"{at}.over", report)
+        if "over" in config:
+            _path(config["over"], facts, f"{at}.over", report)
+        else:
+            _expression(config["while"], facts, f"{at}.while", report)
+            if int(config.get("concurrency", 1)) > 1:
+                report.error(
+                    "invalid_config",
+                    "a while loop runs one iteration at a time: its condition reads the last",
+                    step_id=facts.id,
+                    field=f"{at}.concurrency",
+                )
         facts.edges.append((config["body"], f"{at}.body"))
+        limit = plan.limits.max_loop_iterations if plan.limits is not None else None
+        if limit is not None and int(config.get("max_iterations", 0)) > limit:
+            report.error(
+                "tier_restriction",
+                f"max_iterations is {config['max_iterations']}; the plan runs at most "
+                f"{limit} iterations of a loop",
+                step_id=facts.id,
+                field=f"{at}.max_iterations",
+            )
     elif facts.type == "parallel":
         for index, branch in enumerate(config["branches"]):
             facts.edges.append((branch, f"{at}.branches[{index}]"))
+        join, count = config.get("join", "all"), config.get("n")
+        if (join == "n_of_m") != (count is not None) or (
+            count is not None and count > len(config["branches"])
+        ):
+            report.error(
+                "invalid_config",
+                "an n_of_m join needs `n`, from 1 to the number of branches; other joins take none",
+                step_id=facts.id,
+                field=f"{at}.n",
+            )
     elif facts.type == "aggregate":
         for index, source in enumerate(config["sources"]):
             _path(source, facts, f"{at}.sources[{index}]", report)
+    elif facts.type == "webhook" and isinstance(config.get("request"), Mapping):
+        _check_request(config["request"], facts, f"{at}.request", plan, report)
     elif facts.type == "wait" and "until" in config:
         _path(config["until"], facts, f"{at}.until", report)
     elif facts.type == "tool":
@@ -204,6 +235,25 @@ def _collect_config(
     for key in ("values", "arguments"):
         if facts.type != "tool" and isinstance(config.get(key), Mapping | list):
             _values(config[key], facts, f"{at}.{key}", report)
+
+
+def _check_request(
+    request: Mapping[str, Any], facts: StepFacts, at: str, plan: Plan, report: Report
+) -> None:
+    """A webhook's outbound call: `http_request`'s arguments, which may read the step's own
+    callback token (`$.<step>.token`)."""
+    tool = plan.tools.spec("http_request")
+    if tool is not None:
+        for error in _schema_errors(tool.arguments_schema, request):
+            report.error(
+                "invalid_config",
+                f"request: {error.message}",
+                step_id=facts.id,
+                field=_json_path(at, list(error.absolute_path)),
+            )
+    known = len(facts.references)
+    _values(request, facts, at, report)
+    facts.references[known:] = [r for r in facts.references[known:] if r.path.root != facts.id]
 
 
 def _check_tool(

@@ -14,6 +14,7 @@ from engine.sizes import encoded_size
 from engine.tools import ToolCatalog
 from service.workflows.issues import Report
 from service.workflows.outputs import missing_field
+from service.workflows.scopes import check_scopes
 from service.workflows.steps import INPUT_ROOT, Reference, StepFacts, check_step
 from tiers import PlanLimits
 from tiers.plans import MAX_STEPS_CEILING
@@ -181,6 +182,7 @@ def _check_graph(facts: dict[str, StepFacts], input_schema: object, report: Repo
             field="steps",
         )
     _check_cycles(facts, report)
+    check_scopes(facts, successors, report)
     if not entries:
         return
     reachable = _reachable(entries[:1], successors)

@@ -200,6 +200,20 @@ class ListExecutionsResponse(_message.Message):
     next_page_token: str
     def __init__(self, executions: _Optional[_Iterable[_Union[Execution, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class CompleteWebhookRequest(_message.Message):
+    __slots__ = ("token", "payload")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    payload: _struct_pb2.Struct
+    def __init__(self, token: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class CompleteWebhookResponse(_message.Message):
+    __slots__ = ("execution",)
+    EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    execution: Execution
+    def __init__(self, execution: _Optional[_Union[Execution, _Mapping]] = ...) -> None: ...
+
 class CancelExecutionRequest(_message.Message):
     __slots__ = ("execution_id", "reason")
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -77,6 +77,11 @@ class ExecutionServiceStub:
                 request_serializer=wfe_dot_v1_dot_execution__pb2.WatchExecutionRequest.SerializeToString,
                 response_deserializer=wfe_dot_v1_dot_execution__pb2.WatchExecutionResponse.FromString,
                 _registered_method=True)
+        self.CompleteWebhook = channel.unary_unary(
+                '/wfe.v1.ExecutionService/CompleteWebhook',
+                request_serializer=wfe_dot_v1_dot_execution__pb2.CompleteWebhookRequest.SerializeToString,
+                response_deserializer=wfe_dot_v1_dot_execution__pb2.CompleteWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -146,6 +151,17 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompleteWebhook(self, request, context):
+        """Completes a webhook step that waits for its callback: `payload` becomes the step's
+        output and the execution goes on. The token is the one the step issued (its outbound
+        request can carry it as `$.<step>.token`; the execution's `steps` record shows it while
+        the step waits) and works once: used again, or after the step's timeout, it is refused
+        with FAILED_PRECONDITION (WORKFLOW_EXECUTION_ERROR).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +199,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.WatchExecution,
                     request_deserializer=wfe_dot_v1_dot_execution__pb2.WatchExecutionRequest.FromString,
                     response_serializer=wfe_dot_v1_dot_execution__pb2.WatchExecutionResponse.SerializeToString,
+            ),
+            'CompleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteWebhook,
+                    request_deserializer=wfe_dot_v1_dot_execution__pb2.CompleteWebhookRequest.FromString,
+                    response_serializer=wfe_dot_v1_dot_execution__pb2.CompleteWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -382,6 +403,33 @@ class ExecutionService:
             '/wfe.v1.ExecutionService/WatchExecution',
             wfe_dot_v1_dot_execution__pb2.WatchExecutionRequest.SerializeToString,
             wfe_dot_v1_dot_execution__pb2.WatchExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wfe.v1.ExecutionService/CompleteWebhook',
+            wfe_dot_v1_dot_execution__pb2.CompleteWebhookRequest.SerializeToString,
+            wfe_dot_v1_dot_execution__pb2.CompleteWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13wfe/v1/tenant.proto\x12\x06wfe.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetTenantRequest\"3\n\x11GetTenantResponse\x12\x1e\n\x06tenant\x18\x01 \x01(\x0b\x32\x0e.wfe.v1.Tenant\"\xb7\x01\n\x06Tenant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1a\n\x04tier\x18\x03 \x01(\x0e\x32\x0c.wfe.v1.Tier\x12\"\n\x06limits\x18\x04 \x01(\x0b\x32\x12.wfe.v1.TierLimits\x12\"\n\x05usage\x18\x05 \x01(\x0b\x32\x13.wfe.v1.TenantUsage\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9e\x06\n\nTierLimits\x12\x1a\n\rmax_workflows\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12#\n\x16max_steps_per_workflow\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12&\n\x19max_concurrent_executions\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12#\n\x16max_executions_per_day\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x1e\n\x16history_retention_days\x18\x05 \x01(\x03\x12\"\n\x15max_execution_seconds\x18\x06 \x01(\x03H\x04\x88\x01\x01\x12\x1a\n\rmax_templates\x18\x07 \x01(\x03H\x05\x88\x01\x01\x12*\n\nstep_types\x18\x08 \x01(\x0e\x32\x16.wfe.v1.StepTypeAccess\x12+\n\nversioning\x18\t \x01(\x0e\x32\x17.wfe.v1.VersioningLevel\x12)\n\ttemplates\x18\n \x01(\x0e\x32\x16.wfe.v1.TemplateAccess\x12%\n\nlog_detail\x18\x0b \x01(\x0e\x32\x11.wfe.v1.LogDetail\x12+\n\nmonitoring\x18\x0c \x01(\x0e\x32\x17.wfe.v1.MonitoringLevel\x12\x10\n\x08webhooks\x18\r \x01(\x08\x12\x1c\n\x14max_definition_bytes\x18\x0e \x01(\x03\x12\x17\n\x0fmax_input_bytes\x18\x0f \x01(\x03\x12\x18\n\x10max_output_bytes\x18\x10 \x01(\x03\x12!\n\x14max_custom_templates\x18\x11 \x01(\x03H\x06\x88\x01\x01\x12\x19\n\x11max_subscriptions\x18\x12 \x01(\x03\x42\x10\n\x0e_max_workflowsB\x19\n\x17_max_steps_per_workflowB\x1c\n\x1a_max_concurrent_executionsB\x19\n\x17_max_executions_per_dayB\x18\n\x16_max_execution_secondsB\x10\n\x0e_max_templatesB\x17\n\x15_max_custom_templates\"\xae\x01\n\x0bTenantUsage\x12\x11\n\tworkflows\x18\x01 \x01(\x03\x12\x1d\n\x15\x63oncurrent_executions\x18\x02 \x01(\x03\x12\x18\n\x10\x65xecutions_today\x18\x03 \x01(\x03\x12\x39\n\x15\x65xecutions_reset_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63ustom_templates\x18\x05 \x01(\x03*W\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\r\n\tTIER_FREE\x10\x01\x12\x15\n\x11TIER_PROFESSIONAL\x10\x02\x12\x13\n\x0fTIER_ENTERPRISE\x10\x03*\x92\x01\n\x0eStepTypeAccess\x12 \n\x1cSTEP_TYPE_ACCESS_UNSPECIFIED\x10\x00\x12\x1a\n\x16STEP_TYPE_ACCESS_BASIC\x10\x01\x12\x1d\n\x19STEP_TYPE_ACCESS_ADVANCED\x10\x02\x12#\n\x1fSTEP_TYPE_ACCESS_ALL_AND_CUSTOM\x10\x03*\x85\x01\n\x0fVersioningLevel\x12 \n\x1cVERSIONING_LEVEL_UNSPECIFIED\x10\x00\x12\x19\n\x15VERSIONING_LEVEL_NONE\x10\x01\x12\x1a\n\x16VERSIONING_LEVEL_BASIC\x10\x02\x12\x19\n\x15VERSIONING_LEVEL_FULL\x10\x03*\x8e\x01\n\x0eTemplateAccess\x12\x1f\n\x1bTEMPLATE_ACCESS_UNSPECIFIED\x10\x00\x12\x19\n\x15TEMPLATE_ACCESS_BASIC\x10\x01\x12\x1c\n\x18TEMPLATE_ACCESS_STANDARD\x10\x02\x12\"\n\x1eTEMPLATE_ACCESS_ALL_AND_CUSTOM\x10\x03*n\n\tLogDetail\x12\x1a\n\x16LOG_DETAIL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_DETAIL_NONE\x10\x01\x12\x17\n\x13LOG_DETAIL_STANDARD\x10\x02\x12\x17\n\x13LOG_DETAIL_EXTENDED\x10\x03*\x8b\x01\n\x0fMonitoringLevel\x12 \n\x1cMONITORING_LEVEL_UNSPECIFIED\x10\x00\x12\x1c\n\x18MONITORING_LEVEL_LIMITED\x10\x01\x12\x19\n\x15MONITORING_LEVEL_FULL\x10\x02\x12\x1d\n\x19MONITORING_LEVEL_ADVANCED\x10\x03\x32n\n\rTenantService\x12]\n\tGetTenant\x12\x18.wfe.v1.GetTenantRequest\x1a\x19.wfe.v1.GetTenantResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x0b/api/tenantb\x06tenantb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13wfe/v1/tenant.proto\x12\x06wfe.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetTenantRequest\"3\n\x11GetTenantResponse\x12\x1e\n\x06tenant\x18\x01 \x01(\x0b\x32\x0e.wfe.v1.Tenant\"\xb7\x01\n\x06Tenant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1a\n\x04tier\x18\x03 \x01(\x0e\x32\x0c.wfe.v1.Tier\x12\"\n\x06limits\x18\x04 \x01(\x0b\x32\x12.wfe.v1.TierLimits\x12\"\n\x05usage\x18\x05 \x01(\x0b\x32\x13.wfe.v1.TenantUsage\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbb\x06\n\nTierLimits\x12\x1a\n\rmax_workflows\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12#\n\x16max_steps_per_workflow\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12&\n\x19max_concurrent_executions\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12#\n\x16max_executions_per_day\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x1e\n\x16history_retention_days\x18\x05 \x01(\x03\x12\"\n\x15max_execution_seconds\x18\x06 \x01(\x03H\x04\x88\x01\x01\x12\x1a\n\rmax_templates\x18\x07 \x01(\x03H\x05\x88\x01\x01\x12*\n\nstep_types\x18\x08 \x01(\x0e\x32\x16.wfe.v1.StepTypeAccess\x12+\n\nversioning\x18\t \x01(\x0e\x32\x17.wfe.v1.VersioningLevel\x12)\n\ttemplates\x18\n \x01(\x0e\x32\x16.wfe.v1.TemplateAccess\x12%\n\nlog_detail\x18\x0b \x01(\x0e\x32\x11.wfe.v1.LogDetail\x12+\n\nmonitoring\x18\x0c \x01(\x0e\x32\x17.wfe.v1.MonitoringLevel\x12\x10\n\x08webhooks\x18\r \x01(\x08\x12\x1c\n\x14max_definition_bytes\x18\x0e \x01(\x03\x12\x17\n\x0fmax_input_bytes\x18\x0f \x01(\x03\x12\x18\n\x10max_output_bytes\x18\x10 \x01(\x03\x12!\n\x14max_custom_templates\x18\x11 \x01(\x03H\x06\x88\x01\x01\x12\x19\n\x11max_subscriptions\x18\x12 \x01(\x03\x12\x1b\n\x13max_loop_iterations\x18\x13 \x01(\x03\x42\x10\n\x0e_max_workflowsB\x19\n\x17_max_steps_per_workflowB\x1c\n\x1a_max_concurrent_executionsB\x19\n\x17_max_executions_per_dayB\x18\n\x16_max_execution_secondsB\x10\n\x0e_max_templatesB\x17\n\x15_max_custom_templates\"\xae\x01\n\x0bTenantUsage\x12\x11\n\tworkflows\x18\x01 \x01(\x03\x12\x1d\n\x15\x63oncurrent_executions\x18\x02 \x01(\x03\x12\x18\n\x10\x65xecutions_today\x18\x03 \x01(\x03\x12\x39\n\x15\x65xecutions_reset_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63ustom_templates\x18\x05 \x01(\x03*W\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\r\n\tTIER_FREE\x10\x01\x12\x15\n\x11TIER_PROFESSIONAL\x10\x02\x12\x13\n\x0fTIER_ENTERPRISE\x10\x03*\x92\x01\n\x0eStepTypeAccess\x12 \n\x1cSTEP_TYPE_ACCESS_UNSPECIFIED\x10\x00\x12\x1a\n\x16STEP_TYPE_ACCESS_BASIC\x10\x01\x12\x1d\n\x19STEP_TYPE_ACCESS_ADVANCED\x10\x02\x12#\n\x1fSTEP_TYPE_ACCESS_ALL_AND_CUSTOM\x10\x03*\x85\x01\n\x0fVersioningLevel\x12 \n\x1cVERSIONING_LEVEL_UNSPECIFIED\x10\x00\x12\x19\n\x15VERSIONING_LEVEL_NONE\x10\x01\x12\x1a\n\x16VERSIONING_LEVEL_BASIC\x10\x02\x12\x19\n\x15VERSIONING_LEVEL_FULL\x10\x03*\x8e\x01\n\x0eTemplateAccess\x12\x1f\n\x1bTEMPLATE_ACCESS_UNSPECIFIED\x10\x00\x12\x19\n\x15TEMPLATE_ACCESS_BASIC\x10\x01\x12\x1c\n\x18TEMPLATE_ACCESS_STANDARD\x10\x02\x12\"\n\x1eTEMPLATE_ACCESS_ALL_AND_CUSTOM\x10\x03*n\n\tLogDetail\x12\x1a\n\x16LOG_DETAIL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_DETAIL_NONE\x10\x01\x12\x17\n\x13LOG_DETAIL_STANDARD\x10\x02\x12\x17\n\x13LOG_DETAIL_EXTENDED\x10\x03*\x8b\x01\n\x0fMonitoringLevel\x12 \n\x1cMONITORING_LEVEL_UNSPECIFIED\x10\x00\x12\x1c\n\x18MONITORING_LEVEL_LIMITED\x10\x01\x12\x19\n\x15MONITORING_LEVEL_FULL\x10\x02\x12\x1d\n\x19MONITORING_LEVEL_ADVANCED\x10\x03\x32n\n\rTenantService\x12]\n\tGetTenant\x12\x18.wfe.v1.GetTenantRequest\x1a\x19.wfe.v1.GetTenantResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x0b/api/tenantb\x06tenantb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,18 +35,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TENANTSERVICE'].methods_by_name['GetTenant']._loaded_options = None
   _globals['_TENANTSERVICE'].methods_by_name['GetTenant']._serialized_options = b'\202\323\344\223\002\025\022\013/api/tenantb\006tenant'
-  _globals['_TIER']._serialized_start=1331
-  _globals['_TIER']._serialized_end=1418
-  _globals['_STEPTYPEACCESS']._serialized_start=1421
-  _globals['_STEPTYPEACCESS']._serialized_end=1567
-  _globals['_VERSIONINGLEVEL']._serialized_start=1570
-  _globals['_VERSIONINGLEVEL']._serialized_end=1703
-  _globals['_TEMPLATEACCESS']._serialized_start=1706
-  _globals['_TEMPLATEACCESS']._serialized_end=1848
-  _globals['_LOGDETAIL']._serialized_start=1850
-  _globals['_LOGDETAIL']._serialized_end=1960
-  _globals['_MONITORINGLEVEL']._serialized_start=1963
-  _globals['_MONITORINGLEVEL']._serialized_end=2102
+  _globals['_TIER']._serialized_start=1360
+  _globals['_TIER']._serialized_end=1447
+  _globals['_STEPTYPEACCESS']._serialized_start=1450
+  _globals['_STEPTYPEACCESS']._serialized_end=1596
+  _globals['_VERSIONINGLEVEL']._serialized_start=1599
+  _globals['_VERSIONINGLEVEL']._serialized_end=1732
+  _globals['_TEMPLATEACCESS']._serialized_start=1735
+  _globals['_TEMPLATEACCESS']._serialized_end=1877
+  _globals['_LOGDETAIL']._serialized_start=1879
+  _globals['_LOGDETAIL']._serialized_end=1989
+  _globals['_MONITORINGLEVEL']._serialized_start=1992
+  _globals['_MONITORINGLEVEL']._serialized_end=2131
   _globals['_GETTENANTREQUEST']._serialized_start=94
   _globals['_GETTENANTREQUEST']._serialized_end=112
   _globals['_GETTENANTRESPONSE']._serialized_start=114
@@ -54,9 +54,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TENANT']._serialized_start=168
   _globals['_TENANT']._serialized_end=351
   _globals['_TIERLIMITS']._serialized_start=354
-  _globals['_TIERLIMITS']._serialized_end=1152
-  _globals['_TENANTUSAGE']._serialized_start=1155
-  _globals['_TENANTUSAGE']._serialized_end=1329
-  _globals['_TENANTSERVICE']._serialized_start=2104
-  _globals['_TENANTSERVICE']._serialized_end=2214
+  _globals['_TIERLIMITS']._serialized_end=1181
+  _globals['_TENANTUSAGE']._serialized_start=1184
+  _globals['_TENANTUSAGE']._serialized_end=1358
+  _globals['_TENANTSERVICE']._serialized_start=2133
+  _globals['_TENANTSERVICE']._serialized_end=2243
 # @@protoc_insertion_point(module_scope)

@@ -103,7 +103,7 @@ class Tenant(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., limits: _Optional[_Union[TierLimits, _Mapping]] = ..., usage: _Optional[_Union[TenantUsage, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TierLimits(_message.Message):
-    __slots__ = ("max_workflows", "max_steps_per_workflow", "max_concurrent_executions", "max_executions_per_day", "history_retention_days", "max_execution_seconds", "max_templates", "step_types", "versioning", "templates", "log_detail", "monitoring", "webhooks", "max_definition_bytes", "max_input_bytes", "max_output_bytes", "max_custom_templates", "max_subscriptions")
+    __slots__ = ("max_workflows", "max_steps_per_workflow", "max_concurrent_executions", "max_executions_per_day", "history_retention_days", "max_execution_seconds", "max_templates", "step_types", "versioning", "templates", "log_detail", "monitoring", "webhooks", "max_definition_bytes", "max_input_bytes", "max_output_bytes", "max_custom_templates", "max_subscriptions", "max_loop_iterations")
     MAX_WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_PER_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +122,7 @@ class TierLimits(_message.Message):
     MAX_OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_CUSTOM_TEMPLATES_FIELD_NUMBER: _ClassVar[int]
     MAX_SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_LOOP_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     max_workflows: int
     max_steps_per_workflow: int
     max_concurrent_executions: int
@@ -140,7 +141,8 @@ class TierLimits(_message.Message):
     max_output_bytes: int
     max_custom_templates: int
     max_subscriptions: int
-    def __init__(self, max_workflows: _Optional[int] = ..., max_steps_per_workflow: _Optional[int] = ..., max_concurrent_executions: _Optional[int] = ..., max_executions_per_day: _Optional[int] = ..., history_retention_days: _Optional[int] = ..., max_execution_seconds: _Optional[int] = ..., max_templates: _Optional[int] = ..., step_types: _Optional[_Union[StepTypeAccess, str]] = ..., versioning: _Optional[_Union[VersioningLevel, str]] = ..., templates: _Optional[_Union[TemplateAccess, str]] = ..., log_detail: _Optional[_Union[LogDetail, str]] = ..., monitoring: _Optional[_Union[MonitoringLevel, str]] = ..., webhooks: _Optional[bool] = ..., max_definition_bytes: _Optional[int] = ..., max_input_bytes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., max_custom_templates: _Optional[int] = ..., max_subscriptions: _Optional[int] = ...) -> None: ...
+    max_loop_iterations: int
+    def __init__(self, max_workflows: _Optional[int] = ..., max_steps_per_workflow: _Optional[int] = ..., max_concurrent_executions: _Optional[int] = ..., max_executions_per_day: _Optional[int] = ..., history_retention_days: _Optional[int] = ..., max_execution_seconds: _Optional[int] = ..., max_templates: _Optional[int] = ..., step_types: _Optional[_Union[StepTypeAccess, str]] = ..., versioning: _Optional[_Union[VersioningLevel, str]] = ..., templates: _Optional[_Union[TemplateAccess, str]] = ..., log_detail: _Optional[_Union[LogDetail, str]] = ..., monitoring: _Optional[_Union[MonitoringLevel, str]] = ..., webhooks: _Optional[bool] = ..., max_definition_bytes: _Optional[int] = ..., max_input_bytes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., max_custom_templates: _Optional[int] = ..., max_subscriptions: _Optional[int] = ..., max_loop_iterations: _Optional[int] = ...) -> None: ...
 
 class TenantUsage(_message.Message):
     __slots__ = ("workflows", "concurrent_executions", "executions_today", "executions_reset_time", "custom_templates")
