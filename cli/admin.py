@@ -10,6 +10,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli import config
+from engine.tools import installed
 from foundation.errors import WfeError
 from foundation.settings import Settings
 from service.tenants import service as tenants
@@ -56,6 +57,10 @@ def set_tier(tenant_id: str, tier: str, limits: list[str]) -> None:
     asyncio.run(run(config.load(), lambda s: tenants.set_tier(s, tenant_id, tier, parsed)))
 
 
+def set_adapters(tenant_id: str, names: list[str]) -> None:
+    asyncio.run(run(config.load(), lambda s: tenants.set_adapters(s, tenant_id, names)))
+
+
 def rows() -> list[dict[str, Any]]:
     """Every tenant as a JSON-ready row."""
 
@@ -66,6 +71,7 @@ def rows() -> list[dict[str, Any]]:
                 "name": t.name,
                 "tier": t.tier,
                 "overrides": t.limit_overrides,
+                "adapters": t.adapters,
                 "created_at": t.created_at.isoformat(),
             }
             for t in await tenants.list_all(session)
@@ -79,4 +85,8 @@ async def ensure(session: AsyncSession, wanted: tuple[tuple[str, str, str], ...]
     existing = {t.id for t in await tenants.list_all(session)}
     for tenant_id, name, tier in wanted:
         if tenant_id not in existing:
-            await tenants.create(session, tenant_id, name, tier)
+            # An Enterprise demo tenant may call every installed adapter.
+            adapters = [s.name for s in installed().specs() if s.adapter]
+            await tenants.create(
+                session, tenant_id, name, tier, adapters=adapters if tier == "enterprise" else ()
+            )

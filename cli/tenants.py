@@ -58,6 +58,20 @@ def set_tier(tenant_id: str, tier: str, override: Overrides = None) -> None:
     typer.echo(f"tenant {tenant_id} is now {tier}")
 
 
+@tenant_app.command("set-adapters")
+def set_adapters(
+    tenant_id: str,
+    adapters: Annotated[
+        list[str] | None, typer.Argument(metavar="ADAPTER...", help="installed adapters")
+    ] = None,
+) -> None:
+    """Enable exactly these custom adapters for an Enterprise tenant (none: disable all)."""
+    from cli import admin
+
+    admin.set_adapters(tenant_id, adapters or [])
+    typer.echo(f"tenant {tenant_id} adapters: {', '.join(adapters or []) or 'none'}")
+
+
 def _limit(value: int | None) -> str:
     return "unlimited" if value is None else str(value)
 

@@ -186,6 +186,13 @@ class Engine:
             context = graph.context(key.step_id, execution.input, execution.outputs)
             timeout, bounded = self._timeout_for(step, execution.deadline_at, unit.now)
             inline = runs_inline(step, self.tools)
+            if not inline:
+                try:
+                    check_tier(step, unit.plan)
+                except StepFailure as refused:
+                    await transitions.fail_attempt(unit, execution, attempt, refused)
+                    publish += unit.publish
+                    return None
             await transitions.claim(unit, execution, attempt, task_id, lease=not inline)
             if inline:
                 unit.chain = self._chain(execution)
@@ -241,6 +248,8 @@ class Engine:
             return None
         graph = Graph.of(found.definition)
         step = dict(graph.step(key.step_id))
+        if step.get("type") not in ("tool", "input", "output", "condition"):
+            return None  # its plan is checked before it runs: the claim reads it
         context = graph.context(key.step_id, found.input, found.outputs)
         ahead: tuple[Ran, ...] = ()
         if runs_inline(step, self.tools):

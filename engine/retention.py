@@ -60,7 +60,7 @@ async def longest_retention(database: TenantDatabase, tenants: Iterable[TenantId
                 select(Tenant.tier, Tenant.limit_overrides).where(Tenant.id == tenant),
             )
             for row in rows:
-                plan = plan_for(tenant, row.tier, row.limit_overrides)
+                plan = plan_for(tenant, row.tier, row.limit_overrides)  # adapters: no bearing
                 longest = max(longest, plan.limits.history_retention_days)
     finally:
         await reads.close()

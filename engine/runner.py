@@ -61,17 +61,23 @@ def runs_inline(step: Mapping[str, Any], tools: ToolRegistry) -> bool:
         return True
     if kind == "webhook":
         return not (step.get("config") or {}).get("request")
-    if kind == "tool":
-        name = (step.get("config") or {}).get("tool", "")
+    if kind in ("tool", "custom"):
+        name = _tool_name(step)
         return name in tools and tools.get(name).spec.mode is ToolMode.INLINE
     return False
 
 
+def _tool_name(step: Mapping[str, Any]) -> str:
+    """The tool a `tool` step calls, or the adapter a `custom` step does."""
+    config = step.get("config") or {}
+    return str(config.get("adapter" if step.get("type") == "custom" else "tool", ""))
+
+
 def _declared(step: Mapping[str, Any], catalog: ToolCatalog | None) -> ToolSpec | None:
-    """The spec of the installed tool a tool step names (None: not a tool step, or unknown)."""
-    if step.get("type") != "tool":
+    """The spec of the installed tool (or adapter) a step names (None: none, or unknown)."""
+    if step.get("type") not in ("tool", "custom"):
         return None
-    return (catalog or installed()).spec(str((step.get("config") or {}).get("tool", "")))
+    return (catalog or installed()).spec(_tool_name(step))
 
 
 def awaits_io(step: Mapping[str, Any], catalog: ToolCatalog | None = None) -> bool:
@@ -91,6 +97,14 @@ def check_tier(step: Mapping[str, Any], plan: TenantPlan) -> None:
         raise StepFailure(
             "tier_restriction", f"webhooks are not in the {plan.tier} plan", retryable=False
         )
+    if step_type is not None and step_type.name == "custom":
+        adapter = _tool_name(step)
+        if adapter not in plan.limits.adapters:
+            raise StepFailure(
+                "tier_restriction",
+                f"the adapter {adapter!r} is not enabled for this tenant",
+                retryable=False,
+            )
     if step_type is not None and step_type.access > plan.limits.step_types:
         raise StepFailure(
             "tier_restriction",
@@ -154,8 +168,14 @@ async def run_step(
         return Outcome({"resumed_at": iso(utcnow()), "until": iso(waited)}, following)
     if kind == "webhook":
         return await _webhook(step, context, call, tools)
-    if kind == "tool":
-        tool = tools.get(str(config.get("tool", "")))
+    if kind in ("tool", "custom"):
+        tool = tools.get(_tool_name(step))
+        if (kind == "custom") != tool.spec.adapter:
+            raise StepFailure(
+                "unknown_tool",
+                f"{tool.spec.name!r} is {'not ' if kind == 'custom' else ''}a custom adapter",
+                retryable=False,
+            )
         arguments = resolve_values(config.get("arguments") or {}, context)
         resolved = ToolCall(
             tenant_id=call.tenant_id,

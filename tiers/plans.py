@@ -78,6 +78,8 @@ class PlanLimits:
     """Live streams (Subscribe, WatchExecution) the tenant may hold open on one server."""
     max_loop_iterations: int
     """Iterations one loop step may run (0: the plan has no loops)."""
+    adapters: frozenset[str] = frozenset()
+    """The custom adapters enabled for the tenant (Enterprise; `wfe tenant set-adapters`)."""
 
     @property
     def steps_allowed(self) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
 
@@ -20,7 +21,12 @@ class TenantPlan:
     limits: PlanLimits
 
 
-def plan_for(tenant_id: TenantId, tier: str, overrides: dict[str, Any] | None = None) -> TenantPlan:
+def plan_for(
+    tenant_id: TenantId,
+    tier: str,
+    overrides: dict[str, Any] | None = None,
+    adapters: Iterable[str] = (),
+) -> TenantPlan:
     """The effective plan: the tier's limits, with overrides applied on Enterprise only.
 
     Overrides stored for a tenant that was later moved off Enterprise are ignored, so a
@@ -30,6 +36,8 @@ def plan_for(tenant_id: TenantId, tier: str, overrides: dict[str, Any] | None = 
     limits = PLANS[tier_]
     if tier_ is Tier.ENTERPRISE and overrides:
         limits = limits.with_overrides(overrides)
+    if tier_ is Tier.ENTERPRISE and adapters:
+        limits = replace(limits, adapters=frozenset(adapters))
     return TenantPlan(tenant_id=tenant_id, tier=tier_, limits=limits)
 
 

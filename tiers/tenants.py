@@ -54,7 +54,7 @@ async def plan_of(session: AsyncSession, tenant_id: TenantId) -> TenantPlan:
     plan = plan_cache.cached(session, tenant_id)
     if plan is None:
         tenant = await registered(session, tenant_id)
-        plan = plan_for(tenant_id, tenant.tier, tenant.limit_overrides)
+        plan = plan_for(tenant_id, tenant.tier, tenant.limit_overrides, tenant.adapters or ())
         plan_cache.keep(session, plan)
     return plan
 

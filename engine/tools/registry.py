@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP: Final = "wfe.tools"
 TOOL_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+ADAPTER_NAME: Final = re.compile(r"^(?=.{1,100}$)[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){0,3}$")
+"""A custom adapter's name may have a vendor prefix: `okta.deactivate_user`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,8 @@ class ToolSpec:
     mode: ToolMode
     minimum_tier: Tier = Tier.FREE
     cpu_bound: bool = False
+    adapter: bool = False
+    """A custom adapter (`custom` steps): Enterprise only, and enabled tenant by tenant."""
     """A dispatched tool that computes rather than waits: its steps hold a worker process
     each. Every other dispatched tool mostly awaits I/O, so a worker process keeps many
     of its steps in flight on its event loop and one tenant's slow calls never hold the
@@ -118,7 +122,12 @@ class ToolSpec:
 
     def problems(self) -> Iterator[str]:
         """What is wrong with the declaration itself (a plug-in is refused at start)."""
-        if not TOOL_NAME.fullmatch(self.name):
+        if self.adapter:
+            if not ADAPTER_NAME.fullmatch(self.name):
+                yield f"adapter name {self.name!r} is not dotted lower_snake_case (at most 100)"
+            if self.minimum_tier is not Tier.ENTERPRISE:
+                yield f"adapter {self.name!r} must declare the enterprise tier"
+        elif not TOOL_NAME.fullmatch(self.name):
             yield f"tool name {self.name!r} is not lower_snake_case (at most 63 characters)"
         for label, schema in (("arguments", self.arguments_schema), ("output", self.output_schema)):
             try:

@@ -20,4 +20,6 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(200))
     tier: Mapped[str] = mapped_column(String(20))
     limit_overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    adapters: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """The custom adapters (installed `wfe.tools` adapters) its workflows may call."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -228,7 +228,11 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                     type=step_type.name,
                     category=step_type.category,
                     description=step_type.description,
-                    config_schema=struct(published_schema(step_type, tools.names())),
+                    config_schema=struct(
+                        published_schema(
+                            step_type, [s.name for s in tools.specs() if not s.adapter]
+                        )
+                    ),
                     available=plan.limits.step_types >= step_type.access,
                     minimum_tier=TIERS[Tier(MINIMUM_TIER[step_type.access])],
                 )
@@ -241,7 +245,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                     arguments_schema=struct(tool.arguments_schema),
                     output_schema=struct(tool.output_schema),
                     mode=TOOL_MODES[tool.mode],
-                    available=plan.limits.step_types >= tool.access,
+                    available=plan.limits.step_types >= tool.access
+                    and (not tool.adapter or tool.name in plan.limits.adapters),
                     minimum_tier=TIERS[tool.minimum_tier],
                 )
                 for tool in tools.specs()

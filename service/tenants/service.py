@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.tools import installed
 from foundation.errors import FieldViolation, InvalidInput
 from persistence.models import Tenant
 from tenancy import TENANT_ID_FORMAT, TenantId
@@ -39,12 +40,32 @@ def _checked_overrides(tier: Tier, overrides: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
+def _checked_adapters(tier: Tier, names: Sequence[str]) -> list[str]:
+    """Installed adapters only, and on the enterprise tier only."""
+    if names and tier is not Tier.ENTERPRISE:
+        raise InvalidInput(
+            "custom adapters are for the enterprise tier only",
+            violations=[FieldViolation("adapters", "allowed on the enterprise tier only")],
+        )
+    catalog = installed()
+    for name in names:
+        spec = catalog.spec(name)
+        if spec is None or not spec.adapter:
+            known = ", ".join(s.name for s in catalog.specs() if s.adapter) or "none"
+            raise InvalidInput(
+                f"no adapter named {name!r} is installed; installed adapters: {known}",
+                violations=[FieldViolation("adapters", f"{name!r} is not an installed adapter")],
+            )
+    return sorted(set(names))
+
+
 async def create(
     session: AsyncSession,
     tenant_id: str,
     name: str,
     tier: str,
     overrides: dict[str, Any] | None = None,
+    adapters: Sequence[str] = (),
 ) -> Tenant:
     if not TENANT_ID_FORMAT.fullmatch(tenant_id):
         raise InvalidInput(
@@ -62,6 +83,7 @@ async def create(
         name=name or tenant_id,
         tier=tier_.value,
         limit_overrides=_checked_overrides(tier_, overrides or {}),
+        adapters=_checked_adapters(tier_, adapters),
     )
     repository.add(session, tenant)
     return tenant
@@ -79,6 +101,19 @@ async def set_tier(
     repository.plan_changes(session, TenantId(tenant_id))
     tenant.tier = tier_.value
     tenant.limit_overrides = _checked_overrides(tier_, overrides or {})
+    return tenant
+
+
+async def set_adapters(session: AsyncSession, tenant_id: str, names: Sequence[str]) -> Tenant:
+    """Enable exactly `names` (installed adapters) for an Enterprise tenant."""
+    tenant = await repository.get(session, tenant_id)
+    if tenant is None:
+        raise InvalidInput(
+            f"no tenant {tenant_id!r}", violations=[FieldViolation("id", "no such tenant")]
+        )
+    checked = _checked_adapters(_tier(tenant.tier), names)
+    repository.plan_changes(session, TenantId(tenant_id))
+    tenant.adapters = checked
     return tenant
 
 

@@ -43,6 +43,7 @@ WARNING_CODES: Final = frozenset(
         "unreachable_step",
         "reference_not_before",
         "unknown_output_field",
+        "unknown_adapter",
     }
 )
 

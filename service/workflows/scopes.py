@@ -77,7 +77,7 @@ def _check_parallels(
     for step in facts.values():
         if step.type != "parallel":
             continue
-        after = walker.reach(_targets(step, ".next", facts)) | {step.id}
+        after = walker.reach(_targets(step, ".next", facts), stop=step.id) | {step.id}
         owner: dict[str, str] = {}
         members: set[str] = set()
         for start in (t for t, field in step.edges if ".branches[" in field and t in facts):

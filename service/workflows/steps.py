@@ -218,9 +218,14 @@ def _collect_config(
         _check_request(config["request"], facts, f"{at}.request", plan, report)
     elif facts.type == "wait" and "until" in config:
         _path(config["until"], facts, f"{at}.until", report)
-    elif facts.type == "tool":
-        tool = _check_tool(config["tool"], facts, at, plan, report)
+    elif facts.type in ("tool", "custom"):
+        if facts.type == "tool":
+            tool = _check_tool(config["tool"], facts, at, plan, report)
+        else:
+            tool = _check_adapter(config["adapter"], facts, at, plan, report)
         if tool is None:
+            if facts.type == "custom":
+                _values(config.get("arguments", {}), facts, f"{at}.arguments", report)
             return
         facts.output_schema = tool.output_schema
         arguments = config.get("arguments", {})
@@ -233,7 +238,7 @@ def _collect_config(
             )
         _values(arguments, facts, f"{at}.arguments", report)
     for key in ("values", "arguments"):
-        if facts.type != "tool" and isinstance(config.get(key), Mapping | list):
+        if facts.type not in ("tool", "custom") and isinstance(config.get(key), Mapping | list):
             _values(config[key], facts, f"{at}.{key}", report)
 
 
@@ -261,8 +266,16 @@ def _check_tool(
 ) -> ToolSpec | None:
     """The spec of the tool a step calls, if it is installed and within the plan."""
     tool = plan.tools.spec(name)
+    if tool is not None and tool.adapter:
+        report.error(
+            "invalid_config",
+            f"{name!r} is a custom adapter: a custom step calls it",
+            step_id=facts.id,
+            field=f"{at}.tool",
+        )
+        return None
     if tool is None:
-        installed_names = ", ".join(plan.tools.names()) or "none"
+        installed_names = ", ".join(s.name for s in plan.tools.specs() if not s.adapter) or "none"
         report.error(
             "invalid_config",
             f"no tool named {name!r} is installed; installed tools: {installed_names}",
@@ -278,6 +291,34 @@ def _check_tool(
             field=f"{at}.tool",
         )
     return tool
+
+
+def _check_adapter(
+    name: str, facts: StepFacts, at: str, plan: Plan, report: Report
+) -> ToolSpec | None:
+    """The spec of the adapter a custom step calls, if it is installed and enabled.
+
+    One not installed here is a warning, not an error: catalog templates name vendors'
+    adapters that an operator installs; such a step fails with `unknown_tool` if it runs.
+    """
+    adapter = plan.tools.spec(name)
+    if adapter is None or not adapter.adapter:
+        known = ", ".join(s.name for s in plan.tools.specs() if s.adapter) or "none"
+        report.warn(
+            "unknown_adapter",
+            f"no adapter named {name!r} is installed; installed adapters: {known}",
+            step_id=facts.id,
+            field=f"{at}.adapter",
+        )
+        return None
+    if plan.limits is not None and name not in plan.limits.adapters:
+        report.error(
+            "tier_restriction",
+            f"the adapter {name!r} is not enabled for this tenant",
+            step_id=facts.id,
+            field=f"{at}.adapter",
+        )
+    return adapter
 
 
 def _values(value: object, facts: StepFacts, where: str, report: Report) -> None:

@@ -24,8 +24,6 @@ import pytest
 from google.protobuf import json_format
 from grpc import aio
 
-from service.tenants import service as tenants
-from tenancy.database import TenantDatabase
 from tenancy.dev_tokens import dev_secret, mint_token
 from tests.conftest import AUDIENCE, ISSUER, SECRET, require, server_settings
 from tests.databases import ThrowawayDatabase
@@ -71,6 +69,8 @@ class Stack:
     issuer: str
     free: str
     professional: str
+    enterprise: str
+    """An Enterprise tenant with the package's adapter enabled."""
 
     def auth(self, tenant: str) -> tuple[tuple[str, str], ...]:
         bearer = mint_token(self.secret, tenants=[tenant], issuer=self.issuer, audience=AUDIENCE)
@@ -130,7 +130,9 @@ def _embedded_stack(tool_package: Path, data_dir: Path) -> Iterator[Stack]:
         )
     try:
         wait_for_health(address, process, lambda: log.read_text(errors="replace"), 60)
-        yield Stack(address, dev_secret(data_dir), "wfe-dev", "demo-free", "demo-pro")
+        yield Stack(
+            address, dev_secret(data_dir), "wfe-dev", "demo-free", "demo-pro", "demo-enterprise"
+        )
     finally:
         process.terminate()
         try:
@@ -155,7 +157,12 @@ def _broker_stack(
     }
     address = f"127.0.0.1:{free_port()}"
     free, professional = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
-    _register(postgres.admin_url, {free: "free", professional: "professional"})
+    enterprise = f"t-{uuid.uuid4().hex[:12]}"
+    _register(
+        postgres.admin_url,
+        {free: "free", professional: "professional", enterprise: "enterprise"},
+        tool_package,
+    )
     processes = Processes(env | {"WFE_LISTEN_ADDRESS": address}, data_dir)
     try:
         server = processes.start("serve")
@@ -164,25 +171,21 @@ def _broker_stack(
         wait_for_workers(
             create_app(server_settings(broker_url=url, queue_name=queue)), [f"{queue}-0"]
         )
-        yield Stack(address, SECRET, ISSUER, free, professional)
+        yield Stack(address, SECRET, ISSUER, free, professional, enterprise)
     finally:
         processes.stop_all()
         purge_queue(url, queue)
 
 
-def _register(admin_url: str, tiers: dict[str, str]) -> None:
-    import asyncio
-
-    async def register() -> None:
-        admin = TenantDatabase(admin_url, pool_size=1, max_overflow=0)
-        try:
-            async with admin.transaction(None) as session:
-                for tenant_id, tier in tiers.items():
-                    await tenants.create(session, tenant_id, tenant_id, tier)
-        finally:
-            await admin.dispose()
-
-    asyncio.run(register())
+def _register(admin_url: str, tiers: dict[str, str], tool_package: Path) -> None:
+    """Register the tenants as `wfe tenant create` and `set-adapters` do, in a process that
+    has the package installed (enabling an adapter checks that it is)."""
+    env = _environment(tool_package) | {"WFE_ADMIN_DATABASE_URL": admin_url}
+    for tenant_id, tier in tiers.items():
+        wfe = [sys.executable, "-m", "cli.main", "tenant"]
+        subprocess.run([*wfe, "create", tenant_id, "--tier", tier], env=env, check=True)
+        if tier == "enterprise":
+            subprocess.run([*wfe, "set-adapters", tenant_id, "text.shout"], env=env, check=True)
 
 
 @pytest.fixture
@@ -214,7 +217,7 @@ async def test_a_plugged_in_tool_is_listed_with_its_schemas_mode_and_tier(
     on_free = await workflows.ListStepTypes(request, metadata=stack.auth(stack.free))
 
     stats = tools["text_stats"]
-    assert sorted(tools) == ["http_request", "log", "text_stats", "transform"]
+    assert sorted(tools) == ["http_request", "log", "text.shout", "text_stats", "transform"]
     assert json_format.MessageToDict(stats.arguments_schema)["required"] == ["text"]
     assert sorted(json_format.MessageToDict(stats.output_schema)["properties"]) == [
         "characters",
@@ -319,3 +322,58 @@ async def _finished(
         if found.execution.status in terminal:
             return found.execution
         assert time.monotonic() < deadline, f"still {found.execution.status} after 30 s"
+
+
+def shouting_workflow() -> dict[str, object]:
+    """input -> shout (the text.shout adapter) -> done."""
+    shout = {"adapter": "text.shout", "arguments": {"text": "$.input.text"}}
+    return workflow(
+        step("input", "input", "shout"),
+        step("shout", "custom", "done", config=shout),
+        step("done", "output", config={"values": {"shouted": "$.shout.shouted"}}),
+    )
+
+
+async def test_a_plugged_in_adapter_runs_for_an_enterprise_tenant_that_enabled_it(
+    stack: Stack, channel: aio.Channel
+) -> None:
+    workflows = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    executions = execution_pb2_grpc.ExecutionServiceStub(channel)
+    metadata = stack.auth(stack.enterprise)
+    created = await workflows.CreateWorkflow(
+        workflow_pb2.CreateWorkflowRequest(workflow=message(shouting_workflow())),
+        metadata=metadata,
+    )
+    await workflows.ActivateWorkflow(
+        workflow_pb2.ActivateWorkflowRequest(id=created.workflow.id), metadata=metadata
+    )
+    started = await executions.StartExecution(
+        execution_pb2.StartExecutionRequest(
+            workflow_id=created.workflow.id, input=struct({"text": "quiet please"})
+        ),
+        metadata=metadata,
+    )
+    done = await _finished(executions, started.execution.id, metadata)
+
+    assert done.status == execution_pb2.EXECUTION_STATUS_COMPLETED, done.error_detail
+    assert json_format.MessageToDict(done.result) == {"shouted": "QUIET PLEASE"}
+    listed = await workflows.ListStepTypes(workflow_pb2.ListStepTypesRequest(), metadata=metadata)
+    assert {t.name: t.available for t in listed.tools}["text.shout"]
+
+
+async def test_a_plugged_in_adapter_is_refused_on_professional_with_tier_restriction(
+    stack: Stack, channel: aio.Channel
+) -> None:
+    workflows = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    report = await workflows.ValidateWorkflow(
+        workflow_pb2.ValidateWorkflowRequest(workflow=message(shouting_workflow())),
+        metadata=stack.auth(stack.professional),
+    )
+    assert {(e.code, e.step_id) for e in report.errors} == {("tier_restriction", "shout")}
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await workflows.CreateWorkflow(
+            workflow_pb2.CreateWorkflowRequest(workflow=message(shouting_workflow())),
+            metadata=stack.auth(stack.professional),
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "tier_restriction" in (refused.value.details() or "")
