@@ -54,6 +54,16 @@ async def get(
     return None if found is None else AttemptRow(found._mapping, stored=True)
 
 
+async def of_execution(session: AsyncSession, execution_id: str) -> list[AttemptRow]:
+    """Every attempt of the execution (a test run's trace reads them all)."""
+    rows = await session.execute(
+        select(ATTEMPTS)
+        .where(ATTEMPTS.c.execution_id == execution_id)
+        .order_by(ATTEMPTS.c.step_id, ATTEMPTS.c.attempt)
+    )
+    return [AttemptRow(row._mapping, stored=True) for row in rows.all()]
+
+
 async def highest_numbers(session: AsyncSession, execution_id: str) -> dict[str, int]:
     """Each step's highest attempt number in the execution."""
     rows = await session.execute(_NUMBERS, {"execution_id": execution_id})

@@ -159,7 +159,7 @@ async def _admit_or_queue(unit: Unit, execution: ExecutionRow, *, fresh: bool) -
 async def start(
     unit: Unit,
     actor: str,
-    workflow_id: str,
+    workflow_id: str | None,
     version: int,
     definition: dict[str, Any],
     execution_input: dict[str, Any],
@@ -167,12 +167,14 @@ async def start(
     *,
     input_checked: bool = False,
     input_size: int | None = None,
+    test: bool = False,
 ) -> ExecutionRow:
     """Start `definition` (the workflow's `version`) on `execution_input`.
 
     `input_checked`: the caller has already run `check_input` on this definition and input
     (away from the event loop), so it is not run again here; `input_size`: the input's
-    `encoded_size`, when the caller measured it.
+    `encoded_size`, when the caller measured it. A `test` run (TestExecute) takes a slot
+    like any execution but is not counted against the day.
     """
     check_input_size(unit.plan, execution_input, "input", input_size)
     if not input_checked:
@@ -181,12 +183,13 @@ async def start(
     execution = _new(unit, actor, workflow_id, version, definition)
     execution.input = execution_input
     execution.request_id = request_id or None
-    await _begin(unit, execution)
+    execution.test = test
+    await _begin(unit, execution, count_day=not test)
     return execution
 
 
 def _new(
-    unit: Unit, actor: str, workflow_id: str, version: int, definition: dict[str, Any]
+    unit: Unit, actor: str, workflow_id: str | None, version: int, definition: dict[str, Any]
 ) -> ExecutionRow:
     row = ExecutionRow(
         {
@@ -204,13 +207,14 @@ def _new(
             "created_at": unit.now,
             "updated_at": unit.now,
             "created_by": actor,
+            "test": False,
         },
         stored=False,
     )
     return unit.track(row)
 
 
-async def _begin(unit: Unit, execution: ExecutionRow) -> None:
+async def _begin(unit: Unit, execution: ExecutionRow, *, count_day: bool = True) -> None:
     """Count a new execution against the day, then admit or queue it; it is inserted with
     the unit's other writes (`units.flush`), in its final state.
 
@@ -220,7 +224,9 @@ async def _begin(unit: Unit, execution: ExecutionRow) -> None:
     In a group commit the counters come from the batch's ledger (`batch_ledger`).
     """
     await admission.lock_tenant(unit.session, unit.plan.tenant_id)
-    if unit.ledger is not None:
+    if not count_day:
+        pass
+    elif unit.ledger is not None:
         unit.ledger.consume(Quota.EXECUTIONS_PER_DAY)
     else:
         await consume(unit.session, unit.plan, Quota.EXECUTIONS_PER_DAY, now=unit.now)

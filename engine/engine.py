@@ -36,7 +36,7 @@ from typing import Any, Final
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine import announcements, dispatch, flow, retention, transitions
+from engine import announcements, dispatch, flow, retention, traces, transitions
 from engine import attempts as attempt_rows
 from engine import executions as execution_rows
 from engine.attempts import ATTEMPTS
@@ -103,6 +103,8 @@ class Claimed:
     bounded_by_deadline: bool
     task_id: str | None = None
     ahead: tuple[Ran, ...] = ()
+    traced: bool = False
+    """A test run's step: what it sees is kept with its attempt (`engine.traces`)."""
     """Inline steps from the entry run in memory before this one: recorded with its claim."""
 
 
@@ -210,6 +212,7 @@ class Engine:
                 timeout,
                 bounded,
                 task_id,
+                traced=execution.test,
             )
 
     async def _deferred(
@@ -240,6 +243,7 @@ class Engine:
         found = rows[0] if rows else None
         if (
             found is None
+            or found.test  # a test run's steps are claimed first: the claim knows it is one
             # The sweeper must not send it again before the first checkpoint claims it.
             or found.fire_at - now <= timedelta(seconds=2 * self.checkpoint_seconds)
             or found.status in TERMINAL
@@ -310,7 +314,7 @@ class Engine:
         limit_seconds: float,
     ) -> None:
         """Run a step with no outside effect and record it, in the claiming transaction."""
-        call = _call(key, limit_seconds)
+        call = _call(key, limit_seconds, traced=execution.test)
         try:
             check_tier(step, unit.plan)
             if step.get("type") in flow.CONTROL_TYPES:
@@ -320,9 +324,11 @@ class Engine:
                 return
             outcome = await run_step(step, context, call, self.tools)
         except StepFailure as failure:
+            traces.keep(attempt, call)
             await transitions.fail_attempt(unit, execution, attempt, failure)
             return
         announcements.log_lines(unit, execution, unit.now, attempt.step_id, call.log)
+        traces.keep(attempt, call)
         await transitions.succeed(unit, execution, attempt, outcome)
 
     def _chain(self, execution: ExecutionRow) -> Chain:
@@ -409,10 +415,10 @@ class Engine:
 
     async def _run_outside(
         self, claimed: Claimed
-    ) -> tuple[Claimed, Outcome | StepFailure, list[Any]] | None:
+    ) -> tuple[Claimed, Outcome | StepFailure, ToolCall] | None:
         """Run the step, claiming it at the first checkpoint if it was not, then renewing
         the lease; None when the attempt is no longer ours."""
-        call = _call(claimed.key, claimed.timeout)
+        call = _call(claimed.key, claimed.timeout, traced=claimed.traced)
         work = asyncio.create_task(run_step(claimed.step, claimed.context, call, self.tools))
         ends = time.monotonic() + claimed.timeout
         try:
@@ -431,7 +437,7 @@ class Engine:
                         "the step did not finish in time",
                         details=f"Timeout after {int(claimed.timeout * 1000)}ms",
                     )
-                    return claimed, failure, call.log
+                    return claimed, failure, call
                 if claimed.claims is None:
                     late = await self._claim_late(claimed)
                     if late is None:
@@ -445,15 +451,15 @@ class Engine:
             if not work.done():
                 work.cancel()
         try:
-            return claimed, work.result(), call.log
+            return claimed, work.result(), call
         except StepFailure as failure:
-            return claimed, failure, call.log
+            return claimed, failure, call
         except asyncio.CancelledError:
             return None
         except Exception as error:
             logger.exception("step %s of %s raised", claimed.key.step_id, claimed.key.execution_id)
             raised = StepFailure("step_error", f"the step raised {type(error).__name__}")
-            return claimed, raised, call.log
+            return claimed, raised, call
 
     async def _claim_late(self, claimed: Claimed) -> Claimed | None:
         """Claim a deferred attempt still running at its first checkpoint; None if it is
@@ -569,7 +575,7 @@ class Engine:
             return True
 
     async def _finish(
-        self, claimed: Claimed, result: Outcome | StepFailure, log: list[Any]
+        self, claimed: Claimed, result: Outcome | StepFailure, call: ToolCall
     ) -> list[TaskRef]:
         key = claimed.key
         async with open_unit(self.database, key.tenant_id, self.timing) as unit:
@@ -592,7 +598,8 @@ class Engine:
                 execution, attempt = found, attempt_found
             if claimed.claims is None and not claimed.ahead:
                 await self._claim_at_start(unit, claimed, execution, attempt, lease=False)
-            announcements.log_lines(unit, execution, unit.now, key.step_id, log)
+            announcements.log_lines(unit, execution, unit.now, key.step_id, call.log)
+            traces.keep(attempt, call)
             unit.chain = self._chain(execution)
             if isinstance(result, StepFailure):
                 await transitions.fail_attempt(unit, execution, attempt, result)
@@ -660,6 +667,7 @@ _DEFERRED_READ: Final = prebuilt(
         DISPATCH.c.fire_at,
         EXECUTIONS.c.status,
         EXECUTIONS.c.deadline_at,
+        EXECUTIONS.c.test,
         EXECUTIONS.c.definition,
         EXECUTIONS.c.input,
         EXECUTIONS.c.outputs,
@@ -688,8 +696,17 @@ _DEFERRED_READ: Final = prebuilt(
 """`Engine._deferred`'s one read: the attempt, its dispatch row and what running it needs."""
 
 
-def _call(key: AttemptKey, timeout: float) -> ToolCall:
-    return ToolCall(key.tenant_id, key.execution_id, key.step_id, key.attempt, {}, timeout)
+def _call(key: AttemptKey, timeout: float, *, traced: bool = False) -> ToolCall:
+    """A step's call; `traced` (a test run's step): it records what it sees in `trace`."""
+    return ToolCall(
+        key.tenant_id,
+        key.execution_id,
+        key.step_id,
+        key.attempt,
+        {},
+        timeout,
+        trace={} if traced else None,
+    )
 
 
 def _still_ours(attempt: AttemptRow, claimed: Claimed) -> bool:

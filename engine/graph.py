@@ -184,13 +184,26 @@ def resolve_values(value: Any, context: Mapping[str, Any]) -> Any:
     return value
 
 
-def choose_branch(step: Mapping[str, Any], context: Mapping[str, Any]) -> tuple[str | None, int]:
-    """The `next` of the first condition that holds (and its index), else the default (-1)."""
+def choose_branch(
+    step: Mapping[str, Any], context: Mapping[str, Any], seen: list[Any] | None = None
+) -> tuple[str | None, int]:
+    """The `next` of the first condition that holds (and its index), else the default (-1).
+
+    `seen`, when given, receives each condition evaluated: its text, whether it held and
+    the value of each path it read.
+    """
     config = step.get("config") or {}
     for index, branch in enumerate(config.get("conditions", [])):
         text = branch["condition"]
         try:
-            holds = expressions.evaluate(expressions.parse(text), context)
+            parsed = expressions.parse(text)
+            holds = expressions.evaluate(parsed, context)
+            if seen is not None:
+                values = {
+                    path.render(): expressions.resolve(path, context)
+                    for path in expressions.references(parsed)
+                }
+                seen.append({"condition": text, "holds": holds is True, "values": values})
         except (expressions.ExpressionError, expressions.EvaluationError) as error:
             raise StepFailure(
                 "condition_error",

@@ -148,13 +148,14 @@ class ExecutionRow(Tracked):
         "rerun_of",
         "rerun_from_step",
         "cancelled_by",
+        "test",
     )
     __slots__ = (*COLUMNS, "entry_patches", "current_patch", "output_patches")
     COMPARED = frozenset({"steps", "outputs"})
 
     id: str
     tenant_id: str
-    workflow_id: str
+    workflow_id: str | None
     workflow_version: int
     definition: dict[str, Any]
     input: dict[str, Any]
@@ -178,6 +179,7 @@ class ExecutionRow(Tracked):
     rerun_of: str | None
     rerun_from_step: str | None
     cancelled_by: str | None
+    test: bool
 
     entry_patches: dict[int, dict[str, Any]]
     """0-based position in `step_list` -> the entry as it is now, not written yet."""
@@ -246,6 +248,7 @@ class AttemptRow(Tracked):
         "output",
         "error",
         "task_id",
+        "trace",
     )
     __slots__ = COLUMNS
 
@@ -261,6 +264,7 @@ class AttemptRow(Tracked):
     output: Any
     error: dict[str, Any] | None
     task_id: str | None
+    trace: dict[str, Any] | None
 
 
 def _set_in(document: Any, path: tuple[str | int, ...], value: Any) -> Any:

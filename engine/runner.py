@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from engine import callbacks
 from engine.aggregation import aggregate
@@ -22,6 +22,10 @@ from engine.tools import (
     installed,
 )
 from tiers import TenantPlan
+
+FIXTURE: Final = "$fixture"
+"""Set on a step of a test run's copy of its definition (`engine.traces`): the output to
+record in place of calling the step's tool. No definition a tenant saves can hold it."""
 
 INLINE_TYPES = frozenset({"input", "output", "condition", "aggregate", "wait", "loop", "parallel"})
 STATIC_INLINE_TYPES = frozenset({"input"})
@@ -57,7 +61,7 @@ def runs_inline(step: Mapping[str, Any], tools: ToolRegistry) -> bool:
     and nothing to repeat if a worker dies.
     """
     kind = step.get("type")
-    if kind in INLINE_TYPES:
+    if kind in INLINE_TYPES or FIXTURE in step:
         return True
     if kind == "webhook":
         return not (step.get("config") or {}).get("request")
@@ -83,6 +87,8 @@ def _declared(step: Mapping[str, Any], catalog: ToolCatalog | None) -> ToolSpec 
 def awaits_io(step: Mapping[str, Any], catalog: ToolCatalog | None = None) -> bool:
     """Whether the step is a dispatched tool's that waits rather than computes (not declared
     `cpu_bound`): its task goes to the workers' I/O lane, many in flight per process."""
+    if FIXTURE in step:
+        return False
     if step.get("type") == "webhook":
         return bool((step.get("config") or {}).get("request"))
     spec = _declared(step, catalog)
@@ -149,13 +155,21 @@ async def run_step(
     kind = step.get("type")
     config = step.get("config") or {}
     following = str(step["next"]) if step.get("next") else None
+    trace = call.trace
+    if FIXTURE in step:  # a test run's answer in place of the call: no side effect
+        if trace is not None:
+            trace["fixture"] = True
+        return Outcome(step[FIXTURE], following)
     if kind == "input":
         return Outcome(context.get("input"), following)
     if kind == "output":
         values = resolve_values(config.get("values") or {}, context)
         return Outcome(values, None)
     if kind == "condition":
-        chosen, index = choose_branch(step, context)
+        seen: list[Any] | None = None
+        if trace is not None:
+            seen = trace.setdefault("conditions", [])
+        chosen, index = choose_branch(step, context, seen)
         if chosen is None:
             raise StepFailure(
                 "no_branch", "no condition holds and the step has no default", retryable=False
@@ -177,6 +191,8 @@ async def run_step(
                 retryable=False,
             )
         arguments = resolve_values(config.get("arguments") or {}, context)
+        if trace is not None:
+            trace["input"] = arguments
         resolved = ToolCall(
             tenant_id=call.tenant_id,
             execution_id=call.execution_id,

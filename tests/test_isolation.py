@@ -199,6 +199,19 @@ def execution_case(method: str, build: Callable[[str], object]) -> Case:
     return case
 
 
+async def test_execute_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
+    """B test-runs A's workflow id: NOT_FOUND, as for a missing one, and nothing runs."""
+    owned = await owned_workflow(channel, tenant_a)
+    as_b = auth(tenant_b, roles=["admin"])
+    for workflow_id in (owned.id, str(uuid.uuid4())):
+        request = execution_pb2.TestExecuteRequest(workflow_id=workflow_id, debug_mode=True)
+        await assert_not_found(executions(channel).TestExecute(request, metadata=as_b))
+    listed = await executions(channel).ListExecutions(
+        execution_pb2.ListExecutionsRequest(), metadata=auth(tenant_a)
+    )
+    assert list(listed.executions) == []
+
+
 async def complete_webhook_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
     """B holds a well-formed token naming A's execution: NOT_FOUND, as for a missing one."""
     owned = await finished_execution(channel, tenant_a)
@@ -381,6 +394,9 @@ CASES: dict[str, Case] = {
     WORKFLOW + "GetWorkflowDiagram": by_id_case(
         "GetWorkflowDiagram", lambda i: workflow_pb2.GetWorkflowDiagramRequest(workflow_id=i)
     ),
+    WORKFLOW + "GetWorkflowStats": by_id_case(
+        "GetWorkflowStats", lambda i: workflow_pb2.GetWorkflowStatsRequest(workflow_id=i)
+    ),
     WORKFLOW + "ValidateWorkflow": header_case(
         "ValidateWorkflow", workflow_pb2.ValidateWorkflowRequest(workflow=message(definition()))
     ),
@@ -399,6 +415,7 @@ CASES: dict[str, Case] = {
         "CancelExecution", lambda i: execution_pb2.CancelExecutionRequest(execution_id=i)
     ),
     EXECUTION + "CompleteWebhook": complete_webhook_case,
+    EXECUTION + "TestExecute": test_execute_case,
     EXECUTION + "RetryExecution": execution_case(
         "RetryExecution", lambda i: execution_pb2.RetryExecutionRequest(execution_id=i)
     ),

@@ -48,6 +48,8 @@ class ToolCall:
     arguments: Mapping[str, Any]
     timeout_seconds: float
     log: list[dict[str, Any]] = field(default_factory=list)
+    trace: dict[str, Any] | None = None
+    """A test run's record of what the step saw (`engine.traces`); None outside test runs."""
 
     @property
     def idempotency_key(self) -> str:

@@ -50,9 +50,10 @@ class Execution(TenantOwned, Base):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    workflow_id: Mapped[str] = mapped_column(
+    workflow_id: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("workflows.id", ondelete="CASCADE")
     )
+    """None for a test run of an inline definition (TestExecute)."""
     workflow_version: Mapped[int] = mapped_column(BigInteger)
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -76,6 +77,8 @@ class Execution(TenantOwned, Base):
     rerun_of: Mapped[str | None] = mapped_column(String(36), default=None)
     rerun_from_step: Mapped[str | None] = mapped_column(String(63), default=None)
     cancelled_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    test: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A test run (TestExecute): counts against concurrency, not the daily quota."""
 
 
 class StepAttempt(TenantOwned, Base):
@@ -101,6 +104,8 @@ class StepAttempt(TenantOwned, Base):
     output: Mapped[Any] = mapped_column(JSON, default=None)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     task_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    trace: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """What a test run's attempt saw: resolved input, conditions and their values, logs."""
 
 
 class Dispatch(Base):

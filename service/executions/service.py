@@ -21,14 +21,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from engine import control, webhooks
+from engine import attempts as attempt_rows
+from engine import control, traces, webhooks
 from engine import executions as repository
 from engine.dispatch import Publisher
 from engine.executions import Filter
-from engine.rows import ExecutionRow
+from engine.rows import AttemptRow, ExecutionRow
 from engine.sizes import check_input_size
 from engine.units import Unit, open_unit, timing_of
-from foundation.errors import ExecutionStateConflict, InvalidInput
+from foundation.errors import ExecutionStateConflict, FieldViolation, InvalidInput
 from foundation.settings import Settings
 from service import offload
 from service.executions.batching import GroupCommit
@@ -36,6 +37,7 @@ from service.idempotency import create_once
 from service.workflows import service as workflows
 from tenancy import CallIdentity, TenantId
 from tenancy.database import TenantDatabase
+from tiers import TenantPlan
 
 __all__ = ["ExecutionService", "Filter"]
 
@@ -200,6 +202,59 @@ class ExecutionService:
             caller.tenant_id,
             lambda unit: control.cancel(unit, caller.subject, execution_id, reason),
         )
+
+    async def test_execute(
+        self,
+        caller: CallIdentity,
+        workflow_id: str,
+        inline: dict[str, Any] | None,
+        execution_input: dict[str, Any],
+        fixtures: dict[str, Any],
+    ) -> tuple[ExecutionRow, TenantPlan]:
+        """Start a test run of a saved workflow (its latest version, draft or not) or of an
+        inline definition (validated first), with `fixtures` in place of its steps' calls.
+
+        The definition and the input are checked away from any transaction; the start is
+        one transaction, which takes a slot but counts nothing against the day.
+        """
+        async with open_unit(self._database, caller.tenant_id, self._timing) as unit:
+            plan = unit.plan
+            saved = await workflows.get(unit.session, workflow_id) if workflow_id else None
+        if saved is not None:
+            source_id, version, definition = saved.id, saved.version, dict(saved.definition)
+        elif inline is not None:
+            source_id, version = None, 0
+            definition = await workflows.check_definition(inline, plan)
+        else:
+            raise InvalidInput(
+                "name a saved workflow or give an inline one",
+                violations=[FieldViolation("workflow_id", "a workflow id, or `workflow`")],
+            )
+        check_input_size(plan, execution_input, "input")
+        await _check(definition, execution_input, None, "input")
+        run = traces.with_fixtures(definition, fixtures, plan)
+        row = await self._change(
+            caller.tenant_id,
+            lambda unit: control.start(
+                unit,
+                caller.subject,
+                source_id,
+                version,
+                run,
+                execution_input,
+                input_checked=True,
+                test=True,
+            ),
+        )
+        return row, plan
+
+    async def attempts(
+        self, tenant: TenantId, execution_id: str
+    ) -> tuple[ExecutionRow, list[AttemptRow]]:
+        """The execution and every attempt of its steps."""
+        async with open_unit(self._database, tenant, self._timing) as unit:
+            row = await control.get(unit, execution_id)
+            return row, await attempt_rows.of_execution(unit.session, execution_id)
 
     async def complete_webhook(
         self, caller: CallIdentity, token: str, payload: dict[str, Any]

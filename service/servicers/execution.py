@@ -8,6 +8,7 @@ stops early rather than exceed the limit.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Final, TypeAlias
@@ -15,6 +16,7 @@ from typing import Any, Final, TypeAlias
 from google.protobuf import json_format, struct_pb2
 from grpc import aio
 
+from engine import traces
 from engine.feed import FeedEvent
 from engine.progress import StepStatus
 from engine.rows import ExecutionRow
@@ -23,11 +25,12 @@ from foundation.errors import FieldViolation, InvalidInput
 from persistence.models import ExecutionStatus
 from service import pagination
 from service.executions.service import ExecutionService, Filter
-from service.servicers import values
+from service.servicers import test_runs, values
 from service.servicers.event_messages import event_message
 from service.servicers.messages import timestamp
 from service.streams.hub import EventHub
-from tenancy import current_identity
+from tenancy import TenantId, current_identity
+from tiers import LogDetail
 from wfe.v1 import execution_pb2, execution_pb2_grpc
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
@@ -100,8 +103,9 @@ def execution_message(
         steps.append(step)
     message = execution_pb2.Execution(
         id=row.id,
-        workflow_id=row.workflow_id,
+        workflow_id=row.workflow_id or "",
         workflow_version=row.workflow_version,
+        test=bool(row.test),
         status=STATUSES[row.status],
         total_steps=row.steps["total_steps"],
         current_step_number=row.steps["current_step_number"],
@@ -223,6 +227,54 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         )
         return execution_pb2.CancelExecutionResponse(execution=self._full(row))
 
+    async def TestExecute(
+        self, request: execution_pb2.TestExecuteRequest, context: Context
+    ) -> execution_pb2.TestExecuteResponse:
+        identity = current_identity()
+        wait = request.wait_seconds or DEFAULT_TEST_WAIT_SECONDS
+        if not 1 <= wait <= MAX_TEST_WAIT_SECONDS:
+            raise InvalidInput(
+                f"wait_seconds is {request.wait_seconds}; from 1 to {MAX_TEST_WAIT_SECONDS}",
+                violations=[FieldViolation("wait_seconds", f"1 to {MAX_TEST_WAIT_SECONDS}")],
+            )
+        await values.finite(request, "")
+        inline = None
+        if not request.workflow_id:
+            inline = await test_runs.inline_definition(request.workflow)
+        fixtures = {
+            step_id: json_format.MessageToDict(value) for step_id, value in request.fixtures.items()
+        }
+        started, plan = await self._executions.test_execute(
+            identity,
+            request.workflow_id,
+            inline,
+            await values.finite_dict(request.input, "input"),
+            fixtures,
+        )
+        await self._until_ended(identity.tenant_id, started.id, wait)
+        row, attempts = await self._executions.attempts(identity.tenant_id, started.id)
+        detail = plan.limits.log_detail if request.debug_mode else LogDetail.NONE
+        return execution_pb2.TestExecuteResponse(
+            execution=self._full(row),
+            trace=[test_runs.step_trace(entry) for entry in traces.trace_of(row, attempts, detail)],
+            detail=detail.value,
+        )
+
+    async def _until_ended(self, tenant: TenantId, execution_id: str, seconds: float) -> None:
+        """Wait for the execution's end (its events, from the store then live), at most
+        `seconds`."""
+        _, last_event_id, finished = await self._executions.snapshot(tenant, execution_id)
+        if finished:
+            return
+        topics = Topics.of_execution(execution_id)
+        try:
+            async with asyncio.timeout(seconds):
+                async for item in self._hub.stream(tenant, topics, last_event_id):
+                    if isinstance(item, FeedEvent) and item.type == ENDS_EXECUTION:
+                        return
+        except TimeoutError:
+            return
+
     async def CompleteWebhook(
         self, request: execution_pb2.CompleteWebhookRequest, context: Context
     ) -> execution_pb2.CompleteWebhookResponse:
@@ -265,6 +317,10 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             )
             if isinstance(item, FeedEvent) and item.type == ENDS_EXECUTION:
                 return
+
+
+DEFAULT_TEST_WAIT_SECONDS: Final = 30
+MAX_TEST_WAIT_SECONDS: Final = 120
 
 
 def _view(view: int, default: int) -> bool:

@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 
 from grpc import aio
 
+from engine.stats import workflow_stats
 from engine.steptypes import MINIMUM_TIER, STEP_TYPES, published_schema
 from engine.tools import installed
 from foundation.errors import FieldViolation, InvalidInput, InvalidWorkflowDefinition
@@ -16,6 +17,7 @@ from service import offload, pagination
 from service.idempotency import create_once
 from service.servicers import values
 from service.servicers.messages import TIERS
+from service.servicers.stats import stats_message, stats_window
 from service.servicers.workflow_messages import (
     STATUS_FILTERS,
     TOOL_MODES,
@@ -36,6 +38,7 @@ from service.workflows.validation import too_many_steps, validate_step, validate
 from tenancy import current_identity
 from tenancy.database import TenantDatabase
 from tiers import (
+    Monitoring,
     PlanLimits,
     PlannedSession,
     TemplateAccess,
@@ -405,6 +408,24 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
                 fields,
             )
         return workflow_pb2.SaveAsTemplateResponse(template=template_message(saved, True))
+
+    async def GetWorkflowStats(
+        self, request: workflow_pb2.GetWorkflowStatsRequest, context: Context
+    ) -> workflow_pb2.GetWorkflowStatsResponse:
+        async with self._unit() as work:
+            session, plan = work.session, work.plan
+            workflow = await workflows.get(session, request.workflow_id)
+            start, end = stats_window(request, plan.limits.history_retention_days)
+            found = await workflow_stats(
+                session,
+                workflow.id,
+                start,
+                end,
+                include_tests=request.include_tests,
+                per_step=plan.limits.monitoring >= Monitoring.FULL,
+                order=[step["id"] for step in workflow.definition.get("steps", [])],
+            )
+        return workflow_pb2.GetWorkflowStatsResponse(stats=stats_message(found))
 
     async def GetWorkflowDiagram(
         self, request: workflow_pb2.GetWorkflowDiagramRequest, context: Context

@@ -66,3 +66,36 @@ async def test_the_seeds_create_workflow_throws_the_error_bodys_message(
     assert code == 1 and "Error creating workflow" in stderr
     assert thrown["thrown"].startswith("the workflow definition has 2 error(s)"), thrown
     assert "'nowhere' is not a step of this workflow" in thrown["thrown"]
+
+
+async def test_the_seeds_test_execute_workflow_answers_the_test_runs_trace(
+    gateway: Gateway, new_tenant: NewTenant
+) -> None:
+    tenant = await new_tenant("professional")
+    created = ok(await gateway.call("POST", "/api/workflows", tenant, json=hello()))  # a draft
+    code, answer, stderr = await node(
+        "test_execute.mjs",
+        gateway.url,
+        created["id"],
+        json.dumps({"name": "Ana"}),
+        token([tenant]),
+        tenant,
+    )
+    assert code == 0, stderr
+    execution = answer["execution"]
+    assert (execution["status"], execution["test"]) == ("EXECUTION_STATUS_COMPLETED", True)
+    assert [step["step_id"] for step in answer["trace"]] == ["input", "greet", "done"]
+    assert answer["detail"] == "LOG_DETAIL_STANDARD"
+    greet = answer["trace"][1]
+    assert greet["input"] == {"values": {"to": "Ana", "greeting": "Hello"}}, greet
+
+
+async def test_the_seeds_test_execute_workflow_throws_for_an_unknown_workflow(
+    gateway: Gateway, new_tenant: NewTenant
+) -> None:
+    tenant = await new_tenant("professional")
+    code, thrown, stderr = await node(
+        "test_execute.mjs", gateway.url, "no-such-workflow", "{}", token([tenant]), tenant
+    )
+    assert code == 1 and "Error executing workflow" in stderr
+    assert "no-such-workflow" in thrown["thrown"]

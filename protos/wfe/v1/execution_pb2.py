@@ -26,15 +26,19 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from wfe.v1 import event_pb2 as wfe_dot_v1_dot_event__pb2
+from wfe.v1 import tenant_pb2 as wfe_dot_v1_dot_tenant__pb2
+from wfe.v1 import workflow_pb2 as wfe_dot_v1_dot_workflow__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16wfe/v1/execution.proto\x12\x06wfe.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12wfe/v1/event.proto\"d\n\x0e\x45xecutionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x11\n\tstep_name\x18\x05 \x01(\t\"\xa5\x02\n\x07StepRun\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x06status\x18\x03 \x01(\x0e\x32\x12.wfe.v1.StepStatus\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12&\n\x06output\x18\x07 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x16.wfe.v1.ExecutionError\x12\x13\n\x0b\x64uration_ms\x18\t \x01(\x03\"\xd7\x05\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\x03\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.wfe.v1.ExecutionStatus\x12&\n\x05input\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btotal_steps\x18\x06 \x01(\x05\x12\x1b\n\x13\x63urrent_step_number\x18\x07 \x01(\x05\x12\x14\n\x0c\x63urrent_step\x18\x08 \x01(\t\x12\x10\n\x08progress\x18\t \x01(\x01\x12\x1e\n\x05steps\x18\n \x03(\x0b\x32\x0f.wfe.v1.StepRun\x12\x14\n\x0c\x65rror_detail\x18\x0b \x01(\t\x12%\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x16.wfe.v1.ExecutionError\x12\'\n\x06result\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncreated_by\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08rerun_of\x18\x13 \x01(\t\x12\x17\n\x0frerun_from_step\x18\x14 \x01(\t\x12\x14\n\x0c\x63\x61ncelled_by\x18\x15 \x01(\t\x12/\n\x0esteps_document\x18\x16 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0eomitted_fields\x18\x17 \x03(\t\"h\n\x15StartExecutionRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12&\n\x05input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x03 \x01(\t\">\n\x16StartExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"P\n\x13GetExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12#\n\x04view\x18\x02 \x01(\x0e\x32\x15.wfe.v1.ExecutionView\"<\n\x14GetExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"\x9e\x02\n\x15ListExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12)\n\x08statuses\x18\x04 \x03(\x0e\x32\x17.wfe.v1.ExecutionStatus\x12\x31\n\rcreated_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x07 \x01(\t\x12#\n\x04view\x18\x08 \x01(\x0e\x32\x15.wfe.v1.ExecutionView\"X\n\x16ListExecutionsResponse\x12%\n\nexecutions\x18\x01 \x03(\x0b\x32\x11.wfe.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Q\n\x16\x43ompleteWebhookRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"?\n\x17\x43ompleteWebhookResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\">\n\x16\x43\x61ncelExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x17\x43\x61ncelExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"-\n\x15RetryExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\">\n\x16RetryExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"\x82\x01\n\x15RerunExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x11\n\tfrom_step\x18\x02 \x01(\t\x12,\n\x0binput_patch\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x04 \x01(\t\">\n\x16RerunExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"-\n\x15WatchExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"i\n\x16WatchExecutionResponse\x12%\n\x08snapshot\x18\x01 \x01(\x0b\x32\x11.wfe.v1.ExecutionH\x00\x12\x1e\n\x05\x65vent\x18\x02 \x01(\x0b\x32\r.wfe.v1.EventH\x00\x42\x08\n\x06update*\xed\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_STATUS_QUEUED\x10\x01\x12\x1c\n\x18\x45XECUTION_STATUS_PENDING\x10\x02\x12 \n\x1c\x45XECUTION_STATUS_IN_PROGRESS\x10\x03\x12\x1e\n\x1a\x45XECUTION_STATUS_COMPLETED\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x05\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x06*\xc6\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x1b\n\x17STEP_STATUS_IN_PROGRESS\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x05\x12\x19\n\x15STEP_STATUS_CANCELLED\x10\x06*b\n\rExecutionView\x12\x1e\n\x1a\x45XECUTION_VIEW_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XECUTION_VIEW_BASIC\x10\x01\x12\x17\n\x13\x45XECUTION_VIEW_FULL\x10\x02\x32\xe9\x08\n\x10\x45xecutionService\x12\x8e\x01\n\x0eStartExecution\x12\x1d.wfe.v1.StartExecutionRequest\x1a\x1e.wfe.v1.StartExecutionResponse\"=\x82\xd3\xe4\x93\x02\x37\"\'/api/workflows/{workflow_id}/executions:\x01*b\texecution\x12|\n\x0cGetExecution\x12\x1b.wfe.v1.GetExecutionRequest\x1a\x1c.wfe.v1.GetExecutionResponse\"1\x82\xd3\xe4\x93\x02+\x12\x1e/api/executions/{execution_id}b\texecution\x12\x93\x01\n\x0eListExecutions\x12\x1d.wfe.v1.ListExecutionsRequest\x1a\x1e.wfe.v1.ListExecutionsResponse\"B\x82\xd3\xe4\x93\x02<\x12\x0f/api/executionsZ)\x12\'/api/workflows/{workflow_id}/executions\x12\x8f\x01\n\x0f\x43\x61ncelExecution\x12\x1e.wfe.v1.CancelExecutionRequest\x1a\x1f.wfe.v1.CancelExecutionResponse\";\x82\xd3\xe4\x93\x02\x35\"%/api/executions/{execution_id}:cancel:\x01*b\texecution\x12\x8b\x01\n\x0eRetryExecution\x12\x1d.wfe.v1.RetryExecutionRequest\x1a\x1e.wfe.v1.RetryExecutionResponse\":\x82\xd3\xe4\x93\x02\x34\"$/api/executions/{execution_id}:retry:\x01*b\texecution\x12\x8b\x01\n\x0eRerunExecution\x12\x1d.wfe.v1.RerunExecutionRequest\x1a\x1e.wfe.v1.RerunExecutionResponse\":\x82\xd3\xe4\x93\x02\x34\"$/api/executions/{execution_id}:rerun:\x01*b\texecution\x12\x7f\n\x0eWatchExecution\x12\x1d.wfe.v1.WatchExecutionRequest\x1a\x1e.wfe.v1.WatchExecutionResponse\",\x82\xd3\xe4\x93\x02&\x12$/api/executions/{execution_id}:watch0\x01\x12\x80\x01\n\x0f\x43ompleteWebhook\x12\x1e.wfe.v1.CompleteWebhookRequest\x1a\x1f.wfe.v1.CompleteWebhookResponse\",\x82\xd3\xe4\x93\x02&\"\x16/api/webhooks:complete:\x01*b\texecutionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16wfe/v1/execution.proto\x12\x06wfe.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12wfe/v1/event.proto\x1a\x13wfe/v1/tenant.proto\x1a\x15wfe/v1/workflow.proto\"d\n\x0e\x45xecutionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x11\n\tstep_name\x18\x05 \x01(\t\"\xa5\x02\n\x07StepRun\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x06status\x18\x03 \x01(\x0e\x32\x12.wfe.v1.StepStatus\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12&\n\x06output\x18\x07 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x16.wfe.v1.ExecutionError\x12\x13\n\x0b\x64uration_ms\x18\t \x01(\x03\"\xe5\x05\n\tExecution\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\x03\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.wfe.v1.ExecutionStatus\x12&\n\x05input\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btotal_steps\x18\x06 \x01(\x05\x12\x1b\n\x13\x63urrent_step_number\x18\x07 \x01(\x05\x12\x14\n\x0c\x63urrent_step\x18\x08 \x01(\t\x12\x10\n\x08progress\x18\t \x01(\x01\x12\x1e\n\x05steps\x18\n \x03(\x0b\x32\x0f.wfe.v1.StepRun\x12\x14\n\x0c\x65rror_detail\x18\x0b \x01(\t\x12%\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x16.wfe.v1.ExecutionError\x12\'\n\x06result\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncreated_by\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08rerun_of\x18\x13 \x01(\t\x12\x17\n\x0frerun_from_step\x18\x14 \x01(\t\x12\x14\n\x0c\x63\x61ncelled_by\x18\x15 \x01(\t\x12/\n\x0esteps_document\x18\x16 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0eomitted_fields\x18\x17 \x03(\t\x12\x0c\n\x04test\x18\x18 \x01(\x08\"h\n\x15StartExecutionRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12&\n\x05input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x03 \x01(\t\">\n\x16StartExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"P\n\x13GetExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12#\n\x04view\x18\x02 \x01(\x0e\x32\x15.wfe.v1.ExecutionView\"<\n\x14GetExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"\x9e\x02\n\x15ListExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12)\n\x08statuses\x18\x04 \x03(\x0e\x32\x17.wfe.v1.ExecutionStatus\x12\x31\n\rcreated_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x07 \x01(\t\x12#\n\x04view\x18\x08 \x01(\x0e\x32\x15.wfe.v1.ExecutionView\"X\n\x16ListExecutionsResponse\x12%\n\nexecutions\x18\x01 \x03(\x0b\x32\x11.wfe.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa4\x02\n\x12TestExecuteRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\"\n\x08workflow\x18\x02 \x01(\x0b\x32\x10.wfe.v1.Workflow\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ndebug_mode\x18\x04 \x01(\x08\x12:\n\x08\x66ixtures\x18\x05 \x03(\x0b\x32(.wfe.v1.TestExecuteRequest.FixturesEntry\x12\x14\n\x0cwait_seconds\x18\x06 \x01(\x05\x1aG\n\rFixturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"\x80\x01\n\x13TestExecuteResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\x12 \n\x05trace\x18\x02 \x03(\x0b\x32\x11.wfe.v1.StepTrace\x12!\n\x06\x64\x65tail\x18\x03 \x01(\x0e\x32\x11.wfe.v1.LogDetail\"\xfe\x03\n\tStepTrace\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x10\n\x08instance\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\"\n\x06status\x18\x05 \x01(\x0e\x32\x12.wfe.v1.StepStatus\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\t \x01(\x03\x12%\n\x05input\x18\n \x01(\x0b\x32\x16.google.protobuf.Value\x12&\n\x06output\x18\x0b \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x16.wfe.v1.ExecutionError\x12*\n\nconditions\x18\r \x03(\x0b\x32\x16.wfe.v1.ConditionTrace\x12%\n\x04logs\x18\x0e \x03(\x0b\x32\x17.google.protobuf.Struct\x12%\n\x07retries\x18\x0f \x03(\x0b\x32\x14.wfe.v1.AttemptTrace\x12\x14\n\x0c\x66rom_fixture\x18\x10 \x01(\x08\"[\n\x0e\x43onditionTrace\x12\x11\n\tcondition\x18\x01 \x01(\t\x12\r\n\x05holds\x18\x02 \x01(\x08\x12\'\n\x06values\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x8b\x01\n\x0c\x41ttemptTrace\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x03\x12%\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.wfe.v1.ExecutionError\"Q\n\x16\x43ompleteWebhookRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"?\n\x17\x43ompleteWebhookResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\">\n\x16\x43\x61ncelExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x17\x43\x61ncelExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"-\n\x15RetryExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\">\n\x16RetryExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"\x82\x01\n\x15RerunExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x11\n\tfrom_step\x18\x02 \x01(\t\x12,\n\x0binput_patch\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x04 \x01(\t\">\n\x16RerunExecutionResponse\x12$\n\texecution\x18\x01 \x01(\x0b\x32\x11.wfe.v1.Execution\"-\n\x15WatchExecutionRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"i\n\x16WatchExecutionResponse\x12%\n\x08snapshot\x18\x01 \x01(\x0b\x32\x11.wfe.v1.ExecutionH\x00\x12\x1e\n\x05\x65vent\x18\x02 \x01(\x0b\x32\r.wfe.v1.EventH\x00\x42\x08\n\x06update*\xed\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XECUTION_STATUS_QUEUED\x10\x01\x12\x1c\n\x18\x45XECUTION_STATUS_PENDING\x10\x02\x12 \n\x1c\x45XECUTION_STATUS_IN_PROGRESS\x10\x03\x12\x1e\n\x1a\x45XECUTION_STATUS_COMPLETED\x10\x04\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x05\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x06*\xc6\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x1b\n\x17STEP_STATUS_IN_PROGRESS\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x05\x12\x19\n\x15STEP_STATUS_CANCELLED\x10\x06*b\n\rExecutionView\x12\x1e\n\x1a\x45XECUTION_VIEW_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45XECUTION_VIEW_BASIC\x10\x01\x12\x17\n\x13\x45XECUTION_VIEW_FULL\x10\x02\x32\x89\n\n\x10\x45xecutionService\x12\x8e\x01\n\x0eStartExecution\x12\x1d.wfe.v1.StartExecutionRequest\x1a\x1e.wfe.v1.StartExecutionResponse\"=\x82\xd3\xe4\x93\x02\x37\"\'/api/workflows/{workflow_id}/executions:\x01*b\texecution\x12|\n\x0cGetExecution\x12\x1b.wfe.v1.GetExecutionRequest\x1a\x1c.wfe.v1.GetExecutionResponse\"1\x82\xd3\xe4\x93\x02+\x12\x1e/api/executions/{execution_id}b\texecution\x12\x93\x01\n\x0eListExecutions\x12\x1d.wfe.v1.ListExecutionsRequest\x1a\x1e.wfe.v1.ListExecutionsResponse\"B\x82\xd3\xe4\x93\x02<\x12\x0f/api/executionsZ)\x12\'/api/workflows/{workflow_id}/executions\x12\x8f\x01\n\x0f\x43\x61ncelExecution\x12\x1e.wfe.v1.CancelExecutionRequest\x1a\x1f.wfe.v1.CancelExecutionResponse\";\x82\xd3\xe4\x93\x02\x35\"%/api/executions/{execution_id}:cancel:\x01*b\texecution\x12\x8b\x01\n\x0eRetryExecution\x12\x1d.wfe.v1.RetryExecutionRequest\x1a\x1e.wfe.v1.RetryExecutionResponse\":\x82\xd3\xe4\x93\x02\x34\"$/api/executions/{execution_id}:retry:\x01*b\texecution\x12\x8b\x01\n\x0eRerunExecution\x12\x1d.wfe.v1.RerunExecutionRequest\x1a\x1e.wfe.v1.RerunExecutionResponse\":\x82\xd3\xe4\x93\x02\x34\"$/api/executions/{execution_id}:rerun:\x01*b\texecution\x12\x7f\n\x0eWatchExecution\x12\x1d.wfe.v1.WatchExecutionRequest\x1a\x1e.wfe.v1.WatchExecutionResponse\",\x82\xd3\xe4\x93\x02&\x12$/api/executions/{execution_id}:watch0\x01\x12\x9d\x01\n\x0bTestExecute\x12\x1a.wfe.v1.TestExecuteRequest\x1a\x1b.wfe.v1.TestExecuteResponse\"U\x82\xd3\xe4\x93\x02O\")/api/workflows/{workflow_id}/test-execute:\x01*Z\x1f\"\x1a/api/workflows:testExecute:\x01*\x12\x80\x01\n\x0f\x43ompleteWebhook\x12\x1e.wfe.v1.CompleteWebhookRequest\x1a\x1f.wfe.v1.CompleteWebhookResponse\",\x82\xd3\xe4\x93\x02&\"\x16/api/webhooks:complete:\x01*b\texecutionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wfe.v1.execution_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_TESTEXECUTEREQUEST_FIXTURESENTRY']._loaded_options = None
+  _globals['_TESTEXECUTEREQUEST_FIXTURESENTRY']._serialized_options = b'8\001'
   _globals['_EXECUTIONSERVICE'].methods_by_name['StartExecution']._loaded_options = None
   _globals['_EXECUTIONSERVICE'].methods_by_name['StartExecution']._serialized_options = b'\202\323\344\223\0027\"\'/api/workflows/{workflow_id}/executions:\001*b\texecution'
   _globals['_EXECUTIONSERVICE'].methods_by_name['GetExecution']._loaded_options = None
@@ -49,52 +53,66 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTIONSERVICE'].methods_by_name['RerunExecution']._serialized_options = b'\202\323\344\223\0024\"$/api/executions/{execution_id}:rerun:\001*b\texecution'
   _globals['_EXECUTIONSERVICE'].methods_by_name['WatchExecution']._loaded_options = None
   _globals['_EXECUTIONSERVICE'].methods_by_name['WatchExecution']._serialized_options = b'\202\323\344\223\002&\022$/api/executions/{execution_id}:watch'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['TestExecute']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['TestExecute']._serialized_options = b'\202\323\344\223\002O\")/api/workflows/{workflow_id}/test-execute:\001*Z\037\"\032/api/workflows:testExecute:\001*'
   _globals['_EXECUTIONSERVICE'].methods_by_name['CompleteWebhook']._loaded_options = None
   _globals['_EXECUTIONSERVICE'].methods_by_name['CompleteWebhook']._serialized_options = b'\202\323\344\223\002&\"\026/api/webhooks:complete:\001*b\texecution'
-  _globals['_EXECUTIONSTATUS']._serialized_start=2708
-  _globals['_EXECUTIONSTATUS']._serialized_end=2945
-  _globals['_STEPSTATUS']._serialized_start=2948
-  _globals['_STEPSTATUS']._serialized_end=3146
-  _globals['_EXECUTIONVIEW']._serialized_start=3148
-  _globals['_EXECUTIONVIEW']._serialized_end=3246
-  _globals['_EXECUTIONERROR']._serialized_start=147
-  _globals['_EXECUTIONERROR']._serialized_end=247
-  _globals['_STEPRUN']._serialized_start=250
-  _globals['_STEPRUN']._serialized_end=543
-  _globals['_EXECUTION']._serialized_start=546
-  _globals['_EXECUTION']._serialized_end=1273
-  _globals['_STARTEXECUTIONREQUEST']._serialized_start=1275
-  _globals['_STARTEXECUTIONREQUEST']._serialized_end=1379
-  _globals['_STARTEXECUTIONRESPONSE']._serialized_start=1381
-  _globals['_STARTEXECUTIONRESPONSE']._serialized_end=1443
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=1445
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=1525
-  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1527
-  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1587
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1590
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1876
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1878
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1966
-  _globals['_COMPLETEWEBHOOKREQUEST']._serialized_start=1968
-  _globals['_COMPLETEWEBHOOKREQUEST']._serialized_end=2049
-  _globals['_COMPLETEWEBHOOKRESPONSE']._serialized_start=2051
-  _globals['_COMPLETEWEBHOOKRESPONSE']._serialized_end=2114
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=2116
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=2178
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=2180
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=2243
-  _globals['_RETRYEXECUTIONREQUEST']._serialized_start=2245
-  _globals['_RETRYEXECUTIONREQUEST']._serialized_end=2290
-  _globals['_RETRYEXECUTIONRESPONSE']._serialized_start=2292
-  _globals['_RETRYEXECUTIONRESPONSE']._serialized_end=2354
-  _globals['_RERUNEXECUTIONREQUEST']._serialized_start=2357
-  _globals['_RERUNEXECUTIONREQUEST']._serialized_end=2487
-  _globals['_RERUNEXECUTIONRESPONSE']._serialized_start=2489
-  _globals['_RERUNEXECUTIONRESPONSE']._serialized_end=2551
-  _globals['_WATCHEXECUTIONREQUEST']._serialized_start=2553
-  _globals['_WATCHEXECUTIONREQUEST']._serialized_end=2598
-  _globals['_WATCHEXECUTIONRESPONSE']._serialized_start=2600
-  _globals['_WATCHEXECUTIONRESPONSE']._serialized_end=2705
-  _globals['_EXECUTIONSERVICE']._serialized_start=3249
-  _globals['_EXECUTIONSERVICE']._serialized_end=4378
+  _globals['_EXECUTIONSTATUS']._serialized_start=3940
+  _globals['_EXECUTIONSTATUS']._serialized_end=4177
+  _globals['_STEPSTATUS']._serialized_start=4180
+  _globals['_STEPSTATUS']._serialized_end=4378
+  _globals['_EXECUTIONVIEW']._serialized_start=4380
+  _globals['_EXECUTIONVIEW']._serialized_end=4478
+  _globals['_EXECUTIONERROR']._serialized_start=191
+  _globals['_EXECUTIONERROR']._serialized_end=291
+  _globals['_STEPRUN']._serialized_start=294
+  _globals['_STEPRUN']._serialized_end=587
+  _globals['_EXECUTION']._serialized_start=590
+  _globals['_EXECUTION']._serialized_end=1331
+  _globals['_STARTEXECUTIONREQUEST']._serialized_start=1333
+  _globals['_STARTEXECUTIONREQUEST']._serialized_end=1437
+  _globals['_STARTEXECUTIONRESPONSE']._serialized_start=1439
+  _globals['_STARTEXECUTIONRESPONSE']._serialized_end=1501
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=1503
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=1583
+  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1585
+  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1645
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1648
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1934
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1936
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=2024
+  _globals['_TESTEXECUTEREQUEST']._serialized_start=2027
+  _globals['_TESTEXECUTEREQUEST']._serialized_end=2319
+  _globals['_TESTEXECUTEREQUEST_FIXTURESENTRY']._serialized_start=2248
+  _globals['_TESTEXECUTEREQUEST_FIXTURESENTRY']._serialized_end=2319
+  _globals['_TESTEXECUTERESPONSE']._serialized_start=2322
+  _globals['_TESTEXECUTERESPONSE']._serialized_end=2450
+  _globals['_STEPTRACE']._serialized_start=2453
+  _globals['_STEPTRACE']._serialized_end=2963
+  _globals['_CONDITIONTRACE']._serialized_start=2965
+  _globals['_CONDITIONTRACE']._serialized_end=3056
+  _globals['_ATTEMPTTRACE']._serialized_start=3059
+  _globals['_ATTEMPTTRACE']._serialized_end=3198
+  _globals['_COMPLETEWEBHOOKREQUEST']._serialized_start=3200
+  _globals['_COMPLETEWEBHOOKREQUEST']._serialized_end=3281
+  _globals['_COMPLETEWEBHOOKRESPONSE']._serialized_start=3283
+  _globals['_COMPLETEWEBHOOKRESPONSE']._serialized_end=3346
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=3348
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=3410
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=3412
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=3475
+  _globals['_RETRYEXECUTIONREQUEST']._serialized_start=3477
+  _globals['_RETRYEXECUTIONREQUEST']._serialized_end=3522
+  _globals['_RETRYEXECUTIONRESPONSE']._serialized_start=3524
+  _globals['_RETRYEXECUTIONRESPONSE']._serialized_end=3586
+  _globals['_RERUNEXECUTIONREQUEST']._serialized_start=3589
+  _globals['_RERUNEXECUTIONREQUEST']._serialized_end=3719
+  _globals['_RERUNEXECUTIONRESPONSE']._serialized_start=3721
+  _globals['_RERUNEXECUTIONRESPONSE']._serialized_end=3783
+  _globals['_WATCHEXECUTIONREQUEST']._serialized_start=3785
+  _globals['_WATCHEXECUTIONREQUEST']._serialized_end=3830
+  _globals['_WATCHEXECUTIONRESPONSE']._serialized_start=3832
+  _globals['_WATCHEXECUTIONRESPONSE']._serialized_end=3937
+  _globals['_EXECUTIONSERVICE']._serialized_start=4481
+  _globals['_EXECUTIONSERVICE']._serialized_end=5770
 # @@protoc_insertion_point(module_scope)

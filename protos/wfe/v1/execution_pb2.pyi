@@ -4,6 +4,8 @@ from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from wfe.v1 import event_pb2 as _event_pb2
+from wfe.v1 import tenant_pb2 as _tenant_pb2
+from wfe.v1 import workflow_pb2 as _workflow_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -93,7 +95,7 @@ class StepRun(_message.Message):
     def __init__(self, step_id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[int] = ..., output: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[_Union[ExecutionError, _Mapping]] = ..., duration_ms: _Optional[int] = ...) -> None: ...
 
 class Execution(_message.Message):
-    __slots__ = ("id", "workflow_id", "workflow_version", "status", "input", "total_steps", "current_step_number", "current_step", "progress", "steps", "error_detail", "error", "result", "created_by", "create_time", "start_time", "complete_time", "deadline", "rerun_of", "rerun_from_step", "cancelled_by", "steps_document", "omitted_fields")
+    __slots__ = ("id", "workflow_id", "workflow_version", "status", "input", "total_steps", "current_step_number", "current_step", "progress", "steps", "error_detail", "error", "result", "created_by", "create_time", "start_time", "complete_time", "deadline", "rerun_of", "rerun_from_step", "cancelled_by", "steps_document", "omitted_fields", "test")
     ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +119,7 @@ class Execution(_message.Message):
     CANCELLED_BY_FIELD_NUMBER: _ClassVar[int]
     STEPS_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     OMITTED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    TEST_FIELD_NUMBER: _ClassVar[int]
     id: str
     workflow_id: str
     workflow_version: int
@@ -140,7 +143,8 @@ class Execution(_message.Message):
     cancelled_by: str
     steps_document: _struct_pb2.Struct
     omitted_fields: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., total_steps: _Optional[int] = ..., current_step_number: _Optional[int] = ..., current_step: _Optional[str] = ..., progress: _Optional[float] = ..., steps: _Optional[_Iterable[_Union[StepRun, _Mapping]]] = ..., error_detail: _Optional[str] = ..., error: _Optional[_Union[ExecutionError, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rerun_of: _Optional[str] = ..., rerun_from_step: _Optional[str] = ..., cancelled_by: _Optional[str] = ..., steps_document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., omitted_fields: _Optional[_Iterable[str]] = ...) -> None: ...
+    test: bool
+    def __init__(self, id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., total_steps: _Optional[int] = ..., current_step_number: _Optional[int] = ..., current_step: _Optional[str] = ..., progress: _Optional[float] = ..., steps: _Optional[_Iterable[_Union[StepRun, _Mapping]]] = ..., error_detail: _Optional[str] = ..., error: _Optional[_Union[ExecutionError, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rerun_of: _Optional[str] = ..., rerun_from_step: _Optional[str] = ..., cancelled_by: _Optional[str] = ..., steps_document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., omitted_fields: _Optional[_Iterable[str]] = ..., test: _Optional[bool] = ...) -> None: ...
 
 class StartExecutionRequest(_message.Message):
     __slots__ = ("workflow_id", "input", "request_id")
@@ -199,6 +203,97 @@ class ListExecutionsResponse(_message.Message):
     executions: _containers.RepeatedCompositeFieldContainer[Execution]
     next_page_token: str
     def __init__(self, executions: _Optional[_Iterable[_Union[Execution, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class TestExecuteRequest(_message.Message):
+    __slots__ = ("workflow_id", "workflow", "input", "debug_mode", "fixtures", "wait_seconds")
+    class FixturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _struct_pb2.Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    DEBUG_MODE_FIELD_NUMBER: _ClassVar[int]
+    FIXTURES_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    workflow: _workflow_pb2.Workflow
+    input: _struct_pb2.Struct
+    debug_mode: bool
+    fixtures: _containers.MessageMap[str, _struct_pb2.Value]
+    wait_seconds: int
+    def __init__(self, workflow_id: _Optional[str] = ..., workflow: _Optional[_Union[_workflow_pb2.Workflow, _Mapping]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., debug_mode: _Optional[bool] = ..., fixtures: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., wait_seconds: _Optional[int] = ...) -> None: ...
+
+class TestExecuteResponse(_message.Message):
+    __slots__ = ("execution", "trace", "detail")
+    EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    execution: Execution
+    trace: _containers.RepeatedCompositeFieldContainer[StepTrace]
+    detail: _tenant_pb2.LogDetail
+    def __init__(self, execution: _Optional[_Union[Execution, _Mapping]] = ..., trace: _Optional[_Iterable[_Union[StepTrace, _Mapping]]] = ..., detail: _Optional[_Union[_tenant_pb2.LogDetail, str]] = ...) -> None: ...
+
+class StepTrace(_message.Message):
+    __slots__ = ("step_id", "instance", "name", "type", "status", "attempts", "start_time", "complete_time", "duration_ms", "input", "output", "error", "conditions", "logs", "retries", "from_fixture")
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_TIME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIXTURE_FIELD_NUMBER: _ClassVar[int]
+    step_id: str
+    instance: str
+    name: str
+    type: str
+    status: StepStatus
+    attempts: int
+    start_time: _timestamp_pb2.Timestamp
+    complete_time: _timestamp_pb2.Timestamp
+    duration_ms: int
+    input: _struct_pb2.Value
+    output: _struct_pb2.Value
+    error: ExecutionError
+    conditions: _containers.RepeatedCompositeFieldContainer[ConditionTrace]
+    logs: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
+    retries: _containers.RepeatedCompositeFieldContainer[AttemptTrace]
+    from_fixture: bool
+    def __init__(self, step_id: _Optional[str] = ..., instance: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_ms: _Optional[int] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[_Union[ExecutionError, _Mapping]] = ..., conditions: _Optional[_Iterable[_Union[ConditionTrace, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., retries: _Optional[_Iterable[_Union[AttemptTrace, _Mapping]]] = ..., from_fixture: _Optional[bool] = ...) -> None: ...
+
+class ConditionTrace(_message.Message):
+    __slots__ = ("condition", "holds", "values")
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    condition: str
+    holds: bool
+    values: _struct_pb2.Struct
+    def __init__(self, condition: _Optional[str] = ..., holds: _Optional[bool] = ..., values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class AttemptTrace(_message.Message):
+    __slots__ = ("attempt", "start_time", "duration_ms", "error")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    start_time: _timestamp_pb2.Timestamp
+    duration_ms: int
+    error: ExecutionError
+    def __init__(self, attempt: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_ms: _Optional[int] = ..., error: _Optional[_Union[ExecutionError, _Mapping]] = ...) -> None: ...
 
 class CompleteWebhookRequest(_message.Message):
     __slots__ = ("token", "payload")

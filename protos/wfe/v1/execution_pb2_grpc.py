@@ -77,6 +77,11 @@ class ExecutionServiceStub:
                 request_serializer=wfe_dot_v1_dot_execution__pb2.WatchExecutionRequest.SerializeToString,
                 response_deserializer=wfe_dot_v1_dot_execution__pb2.WatchExecutionResponse.FromString,
                 _registered_method=True)
+        self.TestExecute = channel.unary_unary(
+                '/wfe.v1.ExecutionService/TestExecute',
+                request_serializer=wfe_dot_v1_dot_execution__pb2.TestExecuteRequest.SerializeToString,
+                response_deserializer=wfe_dot_v1_dot_execution__pb2.TestExecuteResponse.FromString,
+                _registered_method=True)
         self.CompleteWebhook = channel.unary_unary(
                 '/wfe.v1.ExecutionService/CompleteWebhook',
                 request_serializer=wfe_dot_v1_dot_execution__pb2.CompleteWebhookRequest.SerializeToString,
@@ -151,13 +156,26 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CompleteWebhook(self, request, context):
+    def TestExecute(self, request, context):
         """Completes a webhook step that waits for its callback: `payload` becomes the step's
         output and the execution goes on. The token is the one the step issued (its outbound
         request can carry it as `$.<step>.token`; the execution's `steps` record shows it while
         the step waits) and works once: used again, or after the step's timeout, it is refused
         with FAILED_PRECONDITION (WORKFLOW_EXECUTION_ERROR).
+        Runs a workflow as a test (seed 004's test-execute) and answers what each step did.
+        The run is a real execution marked `test`: it runs on the workers like any other,
+        counts against concurrent executions but not the daily quota, and steps given a
+        fixture record it as their output instead of calling out, so a run with fixtures for
+        every tool has no side effect. A saved workflow runs at its latest version, draft or
+        not; `/api/workflows:testExecute` runs an inline definition, which is validated first.
+        The answer comes once the run ends, or after `wait_seconds` with the run as it stands.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteWebhook(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -199,6 +217,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.WatchExecution,
                     request_deserializer=wfe_dot_v1_dot_execution__pb2.WatchExecutionRequest.FromString,
                     response_serializer=wfe_dot_v1_dot_execution__pb2.WatchExecutionResponse.SerializeToString,
+            ),
+            'TestExecute': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestExecute,
+                    request_deserializer=wfe_dot_v1_dot_execution__pb2.TestExecuteRequest.FromString,
+                    response_serializer=wfe_dot_v1_dot_execution__pb2.TestExecuteResponse.SerializeToString,
             ),
             'CompleteWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteWebhook,
@@ -403,6 +426,33 @@ class ExecutionService:
             '/wfe.v1.ExecutionService/WatchExecution',
             wfe_dot_v1_dot_execution__pb2.WatchExecutionRequest.SerializeToString,
             wfe_dot_v1_dot_execution__pb2.WatchExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestExecute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wfe.v1.ExecutionService/TestExecute',
+            wfe_dot_v1_dot_execution__pb2.TestExecuteRequest.SerializeToString,
+            wfe_dot_v1_dot_execution__pb2.TestExecuteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -520,6 +520,84 @@ class SaveAsTemplateResponse(_message.Message):
     template: Template
     def __init__(self, template: _Optional[_Union[Template, _Mapping]] = ...) -> None: ...
 
+class GetWorkflowStatsRequest(_message.Message):
+    __slots__ = ("workflow_id", "start_time", "end_time", "include_tests")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_TESTS_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    include_tests: bool
+    def __init__(self, workflow_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., include_tests: _Optional[bool] = ...) -> None: ...
+
+class GetWorkflowStatsResponse(_message.Message):
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: WorkflowStats
+    def __init__(self, stats: _Optional[_Union[WorkflowStats, _Mapping]] = ...) -> None: ...
+
+class DurationStats(_message.Message):
+    __slots__ = ("count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEAN_MS_FIELD_NUMBER: _ClassVar[int]
+    P50_MS_FIELD_NUMBER: _ClassVar[int]
+    P95_MS_FIELD_NUMBER: _ClassVar[int]
+    P99_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MS_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    mean_ms: int
+    p50_ms: int
+    p95_ms: int
+    p99_ms: int
+    max_ms: int
+    def __init__(self, count: _Optional[int] = ..., mean_ms: _Optional[int] = ..., p50_ms: _Optional[int] = ..., p95_ms: _Optional[int] = ..., p99_ms: _Optional[int] = ..., max_ms: _Optional[int] = ...) -> None: ...
+
+class WorkflowStats(_message.Message):
+    __slots__ = ("workflow_id", "start_time", "end_time", "executions", "completed", "failed", "cancelled", "running", "failure_rate", "duration", "steps", "bottleneck_step_id")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_RATE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    BOTTLENECK_STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    executions: int
+    completed: int
+    failed: int
+    cancelled: int
+    running: int
+    failure_rate: float
+    duration: DurationStats
+    steps: _containers.RepeatedCompositeFieldContainer[StepStats]
+    bottleneck_step_id: str
+    def __init__(self, workflow_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., executions: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., running: _Optional[int] = ..., failure_rate: _Optional[float] = ..., duration: _Optional[_Union[DurationStats, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[StepStats, _Mapping]]] = ..., bottleneck_step_id: _Optional[str] = ...) -> None: ...
+
+class StepStats(_message.Message):
+    __slots__ = ("step_id", "runs", "failures", "retries", "failure_rate", "duration")
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_RATE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    step_id: str
+    runs: int
+    failures: int
+    retries: int
+    failure_rate: float
+    duration: DurationStats
+    def __init__(self, step_id: _Optional[str] = ..., runs: _Optional[int] = ..., failures: _Optional[int] = ..., retries: _Optional[int] = ..., failure_rate: _Optional[float] = ..., duration: _Optional[_Union[DurationStats, _Mapping]] = ...) -> None: ...
+
 class GetWorkflowDiagramRequest(_message.Message):
     __slots__ = ("workflow_id", "version")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]

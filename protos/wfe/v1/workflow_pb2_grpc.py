@@ -133,6 +133,11 @@ class WorkflowServiceStub:
                 request_serializer=wfe_dot_v1_dot_workflow__pb2.SaveAsTemplateRequest.SerializeToString,
                 response_deserializer=wfe_dot_v1_dot_workflow__pb2.SaveAsTemplateResponse.FromString,
                 _registered_method=True)
+        self.GetWorkflowStats = channel.unary_unary(
+                '/wfe.v1.WorkflowService/GetWorkflowStats',
+                request_serializer=wfe_dot_v1_dot_workflow__pb2.GetWorkflowStatsRequest.SerializeToString,
+                response_deserializer=wfe_dot_v1_dot_workflow__pb2.GetWorkflowStatsResponse.FromString,
+                _registered_method=True)
         self.GetWorkflowDiagram = channel.unary_unary(
                 '/wfe.v1.WorkflowService/GetWorkflowDiagram',
                 request_serializer=wfe_dot_v1_dot_workflow__pb2.GetWorkflowDiagramRequest.SerializeToString,
@@ -285,6 +290,16 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWorkflowStats(self, request, context):
+        """Where a workflow's time goes (seed 001's metrics): its executions by status, failure
+        rate and duration percentiles over a window, and per step (on plans with FULL or
+        ADVANCED monitoring) runs, failures, retries and duration percentiles, with the slowest
+        step named as the bottleneck. Computed in the database over the recorded attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetWorkflowDiagram(self, request, context):
         """Returns a Mermaid flowchart of a workflow's current or stored definition.
         """
@@ -384,6 +399,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.SaveAsTemplate,
                     request_deserializer=wfe_dot_v1_dot_workflow__pb2.SaveAsTemplateRequest.FromString,
                     response_serializer=wfe_dot_v1_dot_workflow__pb2.SaveAsTemplateResponse.SerializeToString,
+            ),
+            'GetWorkflowStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflowStats,
+                    request_deserializer=wfe_dot_v1_dot_workflow__pb2.GetWorkflowStatsRequest.FromString,
+                    response_serializer=wfe_dot_v1_dot_workflow__pb2.GetWorkflowStatsResponse.SerializeToString,
             ),
             'GetWorkflowDiagram': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkflowDiagram,
@@ -886,6 +906,33 @@ class WorkflowService:
             '/wfe.v1.WorkflowService/SaveAsTemplate',
             wfe_dot_v1_dot_workflow__pb2.SaveAsTemplateRequest.SerializeToString,
             wfe_dot_v1_dot_workflow__pb2.SaveAsTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflowStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wfe.v1.WorkflowService/GetWorkflowStats',
+            wfe_dot_v1_dot_workflow__pb2.GetWorkflowStatsRequest.SerializeToString,
+            wfe_dot_v1_dot_workflow__pb2.GetWorkflowStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
