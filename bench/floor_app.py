@@ -20,6 +20,8 @@ from service import logs
 from workers.app import create_app
 
 NOOP_TASK: Final = "bench.noop"
+CHORD_NOOP_TASK: Final = "bench.chord_noop"
+"""A no-op whose result is kept: a chord's header joins on its members' results."""
 DONE_TASK: Final = "bench.done"
 ENV_BROKER: Final = "BENCH_FLOOR_BROKER_URL"
 ENV_QUEUE: Final = "BENCH_FLOOR_QUEUE"
@@ -50,8 +52,11 @@ def done(key: str) -> None:
         pipe.execute()
 
 
-def create_floor_app(broker_url: str, queue: str, concurrency: int) -> Celery:
-    """The engine's Celery configuration on its own queue, with only the floor's tasks."""
+def create_floor_app(broker_url: str, queue: str, concurrency: int, backend: str) -> Celery:
+    """The engine's Celery configuration on its own queue, with only the floor's tasks.
+
+    `backend` (Redis) keeps the chord members' results, which a chord needs to join.
+    """
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         broker_url=broker_url,
@@ -59,9 +64,10 @@ def create_floor_app(broker_url: str, queue: str, concurrency: int) -> Celery:
         worker_concurrency=concurrency,
     )
     app = create_app(settings)
-    app.conf.update(include=[], beat_schedule={})
+    app.conf.update(include=[], beat_schedule={}, result_backend=backend, result_expires=600)
     options: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
     app.task(name=NOOP_TASK, **options)(noop)
+    app.task(name=CHORD_NOOP_TASK, ignore_result=False, **options)(noop)
     app.task(name=DONE_TASK, **options)(done)
     return app
 
@@ -84,7 +90,7 @@ def main() -> None:
     queue = os.environ[ENV_QUEUE]
     concurrency = int(os.environ[ENV_CONCURRENCY])
     logs.configure("WARNING")
-    app = create_floor_app(os.environ[ENV_BROKER], queue, concurrency)
+    app = create_floor_app(os.environ[ENV_BROKER], queue, concurrency, os.environ[ENV_MARKER])
     app.worker_main(worker_arguments(queue, concurrency, f"{queue}@%h", "WARNING"))
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from celery import chain
+from celery import chain, chord
 from grpc import aio
 
 from bench import floor_app, noop_server
@@ -42,10 +42,9 @@ class Chains:
 
 async def celery_chain_rate(stack: Stack, chains: int, patience: float = 300.0) -> Chains:
     """`chains` chains of three no-op tasks, sent at once, until the last one finished."""
-    key = f"{stack.floor_queue}:mark-{uuid.uuid4().hex[:8]}"
     app = stack.floor
 
-    def send() -> None:
+    def send(key: str) -> None:
         for _ in range(chains):
             chain(
                 app.signature(floor_app.NOOP_TASK, immutable=True),
@@ -53,22 +52,50 @@ async def celery_chain_rate(stack: Stack, chains: int, patience: float = 300.0) 
                 app.signature(floor_app.DONE_TASK, args=(key,), immutable=True),
             ).apply_async()
 
+    seconds, cpu_seconds = await _timed(stack, send, chains, patience)
+    return Chains(3 * chains, seconds, cpu_seconds)
+
+
+async def celery_chord_rate(
+    stack: Stack, chords: int, width: int, patience: float = 300.0
+) -> Chains:
+    """`chords` chords of `width` no-op tasks joined by a callback, sent at once, until the
+    last callback finished (its `tasks` counts the callbacks: chords completed)."""
+    app = stack.floor
+
+    def send(key: str) -> None:
+        for _ in range(chords):
+            chord(
+                [app.signature(floor_app.CHORD_NOOP_TASK, immutable=True) for _ in range(width)],
+                app.signature(floor_app.DONE_TASK, args=(key,), immutable=True),
+            ).apply_async()
+
+    seconds, cpu_seconds = await _timed(stack, send, chords, patience)
+    return Chains(chords, seconds, cpu_seconds)
+
+
+async def _timed(
+    stack: Stack, send: Callable[[str], None], finishes: int, patience: float
+) -> tuple[float, float]:
+    """Seconds from `send(key)` to the last of `finishes` `done(key)` tasks, and the floor
+    worker's CPU seconds meanwhile."""
+    key = f"{stack.floor_queue}:mark-{uuid.uuid4().hex[:8]}"
     client = aioredis.Redis.from_url(stack.marker_url)
     try:
         cpu_before = stack.floor_cpu()
         began = time.time()
-        await asyncio.to_thread(send)
+        await asyncio.to_thread(send, key)
         ends = time.monotonic() + patience
-        while int(await client.get(f"{key}:count") or 0) < chains:
+        while int(await client.get(f"{key}:count") or 0) < finishes:
             if time.monotonic() > ends:
-                raise TimeoutError(f"the Celery floor finished too few of {chains} chains")
+                raise TimeoutError(f"the Celery floor finished fewer than {finishes} batches")
             await asyncio.sleep(0.1)
         cpu_seconds = stack.floor_cpu() - cpu_before
         finished = max(float(t) for t in await client.lrange(f"{key}:times", 0, -1))
         await client.delete(f"{key}:count", f"{key}:times")
     finally:
         await client.aclose()
-    return Chains(3 * chains, finished - began, cpu_seconds)
+    return finished - began, cpu_seconds
 
 
 async def unary_latencies(

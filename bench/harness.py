@@ -160,6 +160,18 @@ class Observer:
         row = await self._one(f"SELECT count(*) FROM executions WHERE status NOT IN {TERMINAL_SQL}")
         return int(row[0])
 
+    async def finishes(self, tenant_id: str, step_id: str) -> list[tuple[str, datetime]]:
+        """(instance id, finish) of every completed attempt of `step_id`, loop iterations
+        included (`check@each:3`), of the tenant's executions."""
+        rows = await self._all(
+            "SELECT step_id, finished_at FROM step_attempts WHERE tenant_id = %s"
+            " AND status = 'completed' AND (step_id = %s OR step_id LIKE %s)",
+            tenant_id,
+            step_id,
+            step_id + "@%",
+        )
+        return [(str(row[0]), row[1]) for row in rows]
+
     async def last_completion(self, tenant_id: str) -> datetime:
         row = await self._one(
             "SELECT max(completed_at) FROM executions WHERE tenant_id = %s", tenant_id
@@ -434,7 +446,9 @@ async def open_stack(options: StackOptions) -> AsyncIterator[Stack]:
             effects_port=effects_port,
             queue=queue,
             floor_queue=floor_queue,
-            floor=floor_app.create_floor_app(options.broker_url, floor_queue, options.concurrency),
+            floor=floor_app.create_floor_app(
+                options.broker_url, floor_queue, options.concurrency, marker
+            ),
             observer=Observer(observed),
             stats=stats,
             marker_url=marker,

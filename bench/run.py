@@ -1,7 +1,8 @@
 """`python -m bench.run [--executions N] [--quick] [--only hostile|growth|streams|gateway]`.
 
-The default run measures (a) to (e), with (a'), (b16), (c'), (e500) and the CPU per step;
-`--only hostile` runs (e) alone, `--only growth` (e500) alone, and `--only streams` the
+The default run measures (a) to (e), with (a'), (b16), (c'), (e500), the CPU per step, and
+the advanced steps' (j) and (k); `--only hostile` runs (e) alone, `--only growth` (e500)
+alone, `--only advanced` (j) and (k), and `--only streams` the
 live-stream figures (f) and (g), which the default run leaves out for time; `--only
 gateway` the gateway's figures (h) and (i), also left out of the default run.
 
@@ -24,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from bench import floors, gateway, hostile, scenarios, streams
+from bench import advanced, floors, gateway, hostile, scenarios, streams
 from bench.harness import Stack, StackOptions, open_stack
 from bench.report import Metric, p99, table
 from bench.scenarios import Throughput
@@ -134,6 +135,7 @@ def metrics() -> dict[str, Metric]:
             False,
         ),
         "cpu": Metric("cpu", "CPU ms per step, (a') run", "ms/step", "ms/task", None, False),
+        **advanced.metrics(),
     }
 
 
@@ -265,6 +267,7 @@ async def bench(plan: Plan, options: StackOptions) -> dict[str, Metric]:
             )
             await measure_hostile(stack, plan, results["e"])
             await measure_growth(stack, results["e500"])
+            await measure_advanced(stack, plan, results, number)
         results["c"].notes.append(
             "bench polling commits nothing (its reads share one transaction, rolled back); "
             "tenant and workflow set-up commit before the window opens (so too for (c'))"
@@ -290,6 +293,41 @@ async def measure_growth(stack: Stack, e500: Metric) -> None:
     """(e500): a 500-step execution's per-step cost at its end over its cost at its start."""
     growth = await scenarios.long_execution_growth(stack)
     print("  " + e500.describe(e500.add(growth.last * 1000, growth.first * 1000)), flush=True)
+
+
+async def measure_advanced(
+    stack: Stack, plan: Plan, results: dict[str, Metric], number: int
+) -> None:
+    """(j) beside its chord floor, in the round's order; then (k)."""
+    j, k = results["j"], results["k"]
+    fan_outs = max(plan.executions // 4, 10)
+    chords, fanned = await in_order(
+        number % 2 == 1,
+        lambda: floors.celery_chord_rate(stack, fan_outs, advanced.WIDTH),
+        lambda: advanced.fan_outs_per_second(stack, fan_outs),
+    )
+    print("  " + j.describe(j.add(fanned.rate, chords.rate)), flush=True)
+    if number == 0:
+        j.notes.append(
+            f"{fan_outs} of each a round, sent at once: a workflow of input, a parallel of "
+            f"{advanced.WIDTH} dispatched `bench_noop` steps joined by `all`, and an output; "
+            f"a Celery chord of {advanced.WIDTH} no-op tasks and a callback on the floor worker"
+        )
+    growth = await advanced.loop_growth(stack)
+    print("  " + k.describe(k.add(growth.last * 1000, growth.first * 1000)), flush=True)
+    print(f"  (k) the loop ran in {growth.seconds:.1f}s", flush=True)
+
+
+async def bench_advanced(plan: Plan, options: StackOptions) -> dict[str, Metric]:
+    """Only (j) and (k), in `plan.rounds` rounds on one stack."""
+    results = advanced.metrics()
+    async with open_stack(options) as stack:
+        await scenarios.warm_up(stack, plan.warmup)
+        await floors.celery_chain_rate(stack, plan.warmup)
+        for number in range(plan.rounds):
+            print(f"round {number + 1}/{plan.rounds}", flush=True)
+            await measure_advanced(stack, plan, results, number)
+    return results
 
 
 async def bench_growth(plan: Plan, options: StackOptions) -> dict[str, Metric]:
@@ -461,8 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, help="where process logs go (default: a temp dir)")
     parser.add_argument(
         "--only",
-        choices=["hostile", "streams", "gateway", "growth"],
+        choices=["hostile", "streams", "gateway", "growth", "advanced"],
         help="run one part: hostile = (e) alone; growth = (e500) alone; "
+        "advanced = (j) and (k); "
         "streams = (f) and (g); gateway = (h) and (i)",
     )
     parser.add_argument(
@@ -506,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         "hostile": f"(e) {plan.hostile_seconds:g} s of reads alone and under "
         f"{plan.attackers} attackers; ",
         "growth": f"(e500) two {scenarios.LONG_STEPS}-step executions; ",
+        "advanced": f"(j) {max(plan.executions // 4, 10)} {advanced.WIDTH}-way fan-outs vs "
+        f"chords; (k) a {advanced.LOOP_ITERATIONS}-iteration loop; ",
         "streams": f"(f) {s.subscribers} streams over {s.tenants} tenant(s) and "
         f"{s.processes} client processes, {s.rate:g} events/s, {s.seconds:g} s window; "
         f"(g) {plan.executions} executions with and without {s.watchers} subscribers; ",
@@ -514,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{s.rate:g} events/s, {s.seconds:g} s window; ",
     }
     # (f) and (g) add about five minutes to three rounds: they run only when asked for.
-    chosen = [args.only] if args.only else ["core", "hostile"]
+    chosen = [args.only] if args.only else ["core", "hostile", "advanced"]
     print(
         f"plan: {plan.rounds} round(s); {''.join(parts[k] for k in chosen)}"
         f"broker {args.broker}, worker concurrency {args.concurrency}",
@@ -525,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         "streams": bench_streams,
         "gateway": bench_gateway,
         "growth": bench_growth,
+        "advanced": bench_advanced,
     }.get(args.only or "", bench)
     results = asyncio.run(run(plan, options))
     table(list(results.values()))

@@ -51,14 +51,21 @@ async def start_tenants(stack: Stack, count: int) -> list[BenchTenant]:
     ]
 
 
-async def start_all(stack: Stack, tenant: BenchTenant, count: int, clients: int = 16) -> list[str]:
-    """Start `count` executions from `clients` concurrent callers; their ids."""
+async def start_all(
+    stack: Stack,
+    tenant: BenchTenant,
+    count: int,
+    clients: int = 16,
+    value: dict[str, Any] | None = None,
+) -> list[str]:
+    """Start `count` executions on `value` (default `{"name": "bench"}`) from `clients`
+    concurrent callers; their ids."""
     ids: list[str] = []
     remaining = iter(range(count))
     async with aio.insecure_channel(stack.server_target, options=CLIENT_OPTIONS) as channel:
         stub = execution_pb2_grpc.ExecutionServiceStub(channel)
         request = execution_pb2.StartExecutionRequest(
-            workflow_id=tenant.workflow_id, input=struct({"name": "bench"})
+            workflow_id=tenant.workflow_id, input=struct(value or {"name": "bench"})
         )
 
         async def caller() -> None:

@@ -263,9 +263,10 @@ async def retry(unit: Unit, actor: str, execution_id: str) -> ExecutionRow:
             metadata={"execution_id": execution_id, "status": execution.status},
         )
     check_step_types(execution.definition, unit.plan)
+    graph = Graph.of(execution.definition)
     failed_step = (execution.error or {}).get("step_id") or execution.current_step
-    if not failed_step:
-        failed_step = Graph.of(execution.definition).entry
+    # A step in a loop or on a parallel's branch resumes with the loop or parallel around it.
+    failed_step = graph.resume_point(failed_step) if failed_step else graph.entry
     unfinished = {
         item["id"]
         for item in execution.steps["step_list"]
