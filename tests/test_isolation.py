@@ -199,7 +199,7 @@ def execution_case(method: str, build: Callable[[str], object]) -> Case:
     return case
 
 
-async def test_execute_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
+async def trial_run_case(channel: aio.Channel, tenant_a: str, tenant_b: str) -> None:
     """B test-runs A's workflow id: NOT_FOUND, as for a missing one, and nothing runs."""
     owned = await owned_workflow(channel, tenant_a)
     as_b = auth(tenant_b, roles=["admin"])
@@ -415,7 +415,7 @@ CASES: dict[str, Case] = {
         "CancelExecution", lambda i: execution_pb2.CancelExecutionRequest(execution_id=i)
     ),
     EXECUTION + "CompleteWebhook": complete_webhook_case,
-    EXECUTION + "TestExecute": test_execute_case,
+    EXECUTION + "TestExecute": trial_run_case,
     EXECUTION + "RetryExecution": execution_case(
         "RetryExecution", lambda i: execution_pb2.RetryExecutionRequest(execution_id=i)
     ),

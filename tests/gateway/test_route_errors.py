@@ -100,6 +100,22 @@ REFUSALS: dict[tuple[str, str], Refusal] = {
         "professional",
         {"template_id": "mine", "name": "Mine", "category": "testing"},
     ),
+    ("GET", "/api/workflows/{workflow_id}/stats"): Refusal(
+        "/api/workflows/{missing}/stats", 404, "workflow_not_found"
+    ),
+    ("POST", "/api/workflows/{workflow_id}/test-execute"): Refusal(
+        "/api/workflows/{missing}/test-execute", 404, "workflow_not_found", body={"input": {}}
+    ),
+    ("POST", "/api/workflows:testExecute"): Refusal(
+        "/api/workflows:testExecute",
+        400,
+        "invalid_input",
+        body={"input": {}, "wait_seconds": 500},
+        violation="wait_seconds",
+    ),
+    ("POST", "/api/webhooks:complete"): Refusal(
+        "/api/webhooks:complete", 400, "invalid_input", body={"token": "x"}, violation="token"
+    ),
     ("GET", "/api/workflows/{workflow_id}/diagram"): Refusal(
         "/api/workflows/{missing}/diagram", 404, "workflow_not_found"
     ),

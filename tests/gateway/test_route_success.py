@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -310,6 +311,67 @@ async def _list_workflow_executions(c: Context) -> None:
     await started(c.gateway, tenant, second, name="Grace")
     listed = ok(await c.gateway.call("GET", f"/api/workflows/{first}/executions", tenant))
     assert [e["id"] for e in listed["executions"]] == [execution_id]
+
+
+@case("POST", "/api/workflows/{workflow_id}/test-execute")
+async def _test_execute(c: Context) -> None:
+    tenant = await c.new_tenant()
+    draft = ok(await c.gateway.call("POST", "/api/workflows", tenant, json=hello()))
+    path = f"/api/workflows/{draft['id']}/test-execute"
+    body = {"input": {"name": "Ada"}, "debug_mode": True}
+    answer = ok(await c.gateway.call("POST", path, tenant, json=body))
+    assert answer["execution"]["test"] and answer["execution"]["result"]["greeting"] == "Hello"
+    assert [s["step_id"] for s in answer["trace"]] == ["input", "greet", "done"]
+
+
+@case("POST", "/api/workflows:testExecute")
+async def _test_execute_inline(c: Context) -> None:
+    tenant = await c.new_tenant()
+    body = {"workflow": hello(), "input": {"name": "Ada"}}
+    answer = ok(await c.gateway.call("POST", "/api/workflows:testExecute", tenant, json=body))
+    assert answer["execution"]["status"] == "EXECUTION_STATUS_COMPLETED"
+    assert answer["execution"].get("workflow_id", "") == ""
+    assert answer["detail"] == "LOG_DETAIL_NONE"
+
+
+@case("GET", "/api/workflows/{workflow_id}/stats")
+async def _stats(c: Context) -> None:
+    tenant = await c.new_tenant()
+    workflow_id = await active(c.gateway, tenant)
+    await finished(c.gateway, tenant, await started(c.gateway, tenant, workflow_id, name="Ada"))
+    stats = ok(await c.gateway.call("GET", f"/api/workflows/{workflow_id}/stats", tenant))
+    assert (stats["workflow_id"], stats["executions"], stats["completed"]) == (
+        workflow_id,
+        "1",
+        "1",
+    )
+
+
+@case("POST", "/api/webhooks:complete")
+async def _complete_webhook(c: Context) -> None:
+    tenant = await c.new_tenant("professional")
+    waiting = {
+        "name": "Approval",
+        "steps": [
+            {"id": "input", "type": "input", "next": "approval"},
+            {"id": "approval", "type": "webhook", "next": "done", "config": {"event": "ok"}},
+            {"id": "done", "type": "output", "config": {"values": {"ok": "$.approval.ok"}}},
+        ],
+    }
+    execution_id = await started(c.gateway, tenant, await active(c.gateway, tenant, waiting))
+    path = f"/api/executions/{execution_id}"
+    token = None
+    for _ in range(200):
+        entry = ok(await c.gateway.call("GET", path, tenant))["steps_document"]["step_list"][1]
+        token = (entry.get("callback") or {}).get("token")
+        if token:
+            break
+        await asyncio.sleep(0.05)
+    assert token, "the webhook step issued no token"
+    body = {"token": token, "payload": {"ok": True}}
+    answer = ok(await c.gateway.call("POST", "/api/webhooks:complete", tenant, json=body))
+    assert answer["id"] == execution_id
+    assert (await finished(c.gateway, tenant, execution_id))["result"] == {"ok": True}
 
 
 @case("POST", "/api/executions/{execution_id}:cancel")
