@@ -276,8 +276,8 @@ async def _cancel_branches(
     names = [same_scope(parallel, member) for member in members]
     # A loop on a losing branch: the instances of its iterations stop too.
     markers = [iterations_marker(name) for name in names if base(name) in graph.bodies]
-    if unit.chain is not None:
-        unit.chain.due = [
+    if unit.chain is not None:  # in place: the chain being run holds this very list
+        unit.chain.due[:] = [
             row
             for row in unit.chain.due
             if row.step_id not in names and not _in_iterations(row.step_id, markers)

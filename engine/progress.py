@@ -102,10 +102,11 @@ def update(
 
 
 def finish(steps: Mapping[str, Any], unreached: StepStatus) -> dict[str, Any]:
-    """A copy where every step not done is marked `unreached` (skipped or cancelled)."""
+    """A copy where every step not done is marked `unreached` (skipped or cancelled); one
+    cancelled already (a parallel's losing branch) stays so."""
     updated = copy.deepcopy(dict(steps))
     for item in updated["step_list"]:
-        if item["status"] not in DONE:
+        if item["status"] not in DONE and item["status"] != StepStatus.CANCELLED.value:
             item["status"] = unreached.value
     return updated
 

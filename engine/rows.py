@@ -274,7 +274,10 @@ def _set_in(document: Any, path: tuple[str | int, ...], value: Any) -> Any:
     head, rest = path[0], path[1:]
     if isinstance(document, list) and isinstance(head, int):
         changed = list(document)
-        changed[head] = _set_in(changed[head], rest, value)
+        if head == len(changed):  # one past the end appends, as jsonb_set and json_set do
+            changed.append(_set_in(None, rest, value))
+        else:
+            changed[head] = _set_in(changed[head], rest, value)
         return changed
     changed_map = dict(document)
     changed_map[head] = _set_in(changed_map.get(head), rest, value)
