@@ -165,9 +165,6 @@ async def write(session: AsyncSession, rows: Sequence[ExecutionRow]) -> None:
     for row in rows:
         if not row.changed and not row.has_patches():
             continue
-        names = tuple(sorted(row.changed - {"id"}))
-        bound: dict[str, Any] = {f"new_{name}": getattr(row, name) for name in names}
-        bound["key_id"] = row.id
         steps: list[tuple[patches.Path, Any]] = []
         if "steps" not in row.changed:
             steps = [(("step_list", at), entry) for at, entry in sorted(row.entry_patches.items())]
@@ -175,7 +172,15 @@ async def write(session: AsyncSession, rows: Sequence[ExecutionRow]) -> None:
                 steps.append((("current_step_number",), row.current_patch))
         outputs: list[tuple[patches.Path, Any]] = []
         if "outputs" not in row.changed:
-            outputs = list(row.output_patches.items())
+            outputs = patches.fewest(list(row.output_patches.items()), row.outputs)
+        whole = set()
+        if len(steps) > patches.MOST_PATHS:
+            steps, whole = [], {"steps"}
+        if len(outputs) > patches.MOST_PATHS:
+            outputs, whole = [], whole | {"outputs"}
+        names = tuple(sorted((row.changed | whole) - {"id"}))
+        bound: dict[str, Any] = {f"new_{name}": getattr(row, name) for name in names}
+        bound["key_id"] = row.id
         bound |= patches.parameters(steps, "steps", postgres)
         bound |= patches.parameters(outputs, "outputs", postgres)
         statement = _update(names, len(steps), len(outputs), postgres)

@@ -9,6 +9,7 @@ change serves every row changed that way (`engine.executions`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 from sqlalchemy import JSON, ColumnElement, Text, bindparam, func
@@ -19,6 +20,26 @@ Path = tuple[str | int, ...]
 
 SQLITE_PATHS_PER_CALL: Final = 50
 """SQLite takes at most 127 arguments per function call: longer patches nest calls."""
+
+MOST_PATHS: Final = 80
+"""Paths set in one UPDATE at most; past it the document is written whole. Each path nests
+one more `jsonb_set`, and statement building recurses through the nesting: a transaction
+that runs a chain of inline steps (at most `engine.engine.CHAIN_STEPS`, 64) stays under it
+(with `fewest` folding a loop's many changes into one)."""
+
+
+def fewest(paths: list[tuple[Path, Any]], document: Mapping[str, Any]) -> list[tuple[Path, Any]]:
+    """`paths` with every top-level key set at more than one place inside it set whole instead
+    (its value as it is now in `document`): fewer paths, the same result."""
+    inside: dict[str, int] = {}
+    for path, _ in paths:
+        if len(path) > 1:
+            inside[str(path[0])] = inside.get(str(path[0]), 0) + 1
+    crowded = [key for key, count in inside.items() if count > 1 and key in document]
+    if not crowded:
+        return paths
+    kept = [(path, value) for path, value in paths if str(path[0]) not in crowded]
+    return kept + [((key,), document[key]) for key in crowded]
 
 
 def set_paths(column: Any, count: int, prefix: str, postgres: bool) -> ColumnElement[Any]:

@@ -135,7 +135,7 @@ async def schedule_step(
         unit.undispatched.add((execution.id, step_id, number))
         return
     if slots is None:
-        slots = await admission.slots_in_use(unit.session, unit.plan.tenant_id)
+        slots = await _slots_in_use(unit)
     ref = dispatch.schedule(
         unit.dispatch_rows,
         tenant_id=unit.plan.tenant_id,
@@ -151,6 +151,14 @@ async def schedule_step(
     )
     if ref is not None:
         unit.publish.append(ref)
+
+
+async def _slots_in_use(unit: Unit) -> int:
+    """The tenant's slots in use, for a dispatch rank: read once per transaction (a parallel
+    makes all its branches due in one)."""
+    if unit.slots_in_use is None:
+        unit.slots_in_use = await admission.slots_in_use(unit.session, unit.plan.tenant_id)
+    return unit.slots_in_use
 
 
 def _on_io_lane(graph: Graph, step_id: str, step: Mapping[str, Any]) -> bool:
@@ -300,7 +308,7 @@ async def _await_callback(
     attempt.output = {**output, "callback": callback}
     await settle(unit, execution, attempt)
     fire = expires if execution.deadline_at is None else min(expires, execution.deadline_at)
-    slots = await admission.slots_in_use(unit.session, unit.plan.tenant_id)
+    slots = await _slots_in_use(unit)
     ref = dispatch.schedule(
         unit.dispatch_rows,
         tenant_id=unit.plan.tenant_id,

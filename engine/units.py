@@ -99,6 +99,8 @@ class Unit:
     chain: Chain | None = None
     numbered: dict[str, dict[str, int]] = field(default_factory=dict)
     scoped_numbers: dict[str, dict[str, int]] = field(default_factory=dict)
+    slots_in_use: int | None = None
+    """The tenant's slots in use as first read in this transaction: a dispatch rank's."""
     """Per execution: the attempt numbers known of instances in loops (`transitions`)."""
     ledger: CounterLedger | None = None
     """The batch's quota counters, when this unit is one call of a group commit."""

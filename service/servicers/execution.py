@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, TypeAlias
 
 from google.protobuf import json_format, struct_pb2
@@ -27,7 +27,7 @@ from service import pagination
 from service.executions.service import ExecutionService, Filter
 from service.servicers import test_runs, values
 from service.servicers.event_messages import event_message
-from service.servicers.messages import timestamp
+from service.servicers.messages import moment_of, timestamp
 from service.streams.hub import EventHub
 from tenancy import TenantId, current_identity
 from tiers import LogDetail
@@ -205,8 +205,8 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         where = Filter(
             workflow_id=request.workflow_id,
             statuses=tuple(STATUS_FILTERS[s] for s in request.statuses),
-            created_after=_moment(request, "created_after"),
-            created_before=_moment(request, "created_before"),
+            created_after=moment_of(request, "created_after"),
+            created_before=moment_of(request, "created_before"),
             created_by=request.created_by,
         )
         listing = f"executions:{where.fingerprint()}"
@@ -331,25 +331,3 @@ def _view(view: int, default: int) -> bool:
         )
     chosen: int = view or default
     return bool(chosen == execution_pb2.EXECUTION_VIEW_FULL)
-
-
-EARLIEST_SECONDS: Final = -62135596800  # 0001-01-01T00:00:00Z, the least a Timestamp holds
-LATEST_SECONDS: Final = 253402300799  # 9999-12-31T23:59:59Z
-
-
-def _moment(request: execution_pb2.ListExecutionsRequest, field: str) -> datetime | None:
-    """A filter's time; INVALID_INPUT for a Timestamp outside what the type allows."""
-    if not request.HasField(field):
-        return None
-    stamp = getattr(request, field)
-    if not (
-        EARLIEST_SECONDS <= stamp.seconds <= LATEST_SECONDS and 0 <= stamp.nanos < 1_000_000_000
-    ):
-        raise InvalidInput(
-            f"{field} is not a valid timestamp",
-            violations=[
-                FieldViolation(field, "between 0001-01-01 and 9999-12-31, nanos 0-999999999")
-            ],
-        )
-    moment: datetime = stamp.ToDatetime(tzinfo=UTC)
-    return moment

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from foundation.errors import FieldViolation, InvalidInput
 from tiers import Tier
 from wfe.v1 import tenant_pb2
 
@@ -15,6 +17,29 @@ TIERS: Final = {
     Tier.PROFESSIONAL: tenant_pb2.TIER_PROFESSIONAL,
     Tier.ENTERPRISE: tenant_pb2.TIER_ENTERPRISE,
 }
+
+
+EARLIEST_SECONDS: Final = -62135596800  # 0001-01-01T00:00:00Z, the least a Timestamp holds
+LATEST_SECONDS: Final = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def moment_of(request: Message, field: str) -> datetime | None:
+    """A request's optional time `field`; INVALID_INPUT for a Timestamp outside what the
+    type allows (it could not be turned into a datetime)."""
+    if not request.HasField(field):
+        return None
+    stamp = getattr(request, field)
+    if not (
+        EARLIEST_SECONDS <= stamp.seconds <= LATEST_SECONDS and 0 <= stamp.nanos < 1_000_000_000
+    ):
+        raise InvalidInput(
+            f"{field} is not a valid timestamp",
+            violations=[
+                FieldViolation(field, "between 0001-01-01 and 9999-12-31, nanos 0-999999999")
+            ],
+        )
+    moment: datetime = stamp.ToDatetime(tzinfo=UTC)
+    return moment
 
 
 def timestamp(moment: datetime) -> Timestamp:

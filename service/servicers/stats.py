@@ -8,12 +8,10 @@ from typing import Final
 from engine.stats import Durations, WorkflowStats
 from foundation.errors import FieldViolation, InvalidInput
 from persistence.models import ExecutionStatus
-from service.servicers.messages import timestamp
+from service.servicers.messages import moment_of, timestamp
 from wfe.v1 import workflow_pb2
 
 DEFAULT_WINDOW: Final = timedelta(days=7)
-EARLIEST_SECONDS: Final = -62135596800  # 0001-01-01T00:00:00Z
-LATEST_SECONDS: Final = 253402300799  # 9999-12-31T23:59:59Z
 
 
 def stats_window(
@@ -21,8 +19,8 @@ def stats_window(
 ) -> tuple[datetime, datetime]:
     """[start, end): the request's, else the last 7 days; never before what the plan keeps."""
     now = datetime.now(UTC)
-    end = _moment(request, "end_time") or now
-    start = _moment(request, "start_time") or end - DEFAULT_WINDOW
+    end = moment_of(request, "end_time") or now
+    start = moment_of(request, "start_time") or end - DEFAULT_WINDOW
     start = max(start, now - timedelta(days=retention_days))
     if start >= end:
         raise InvalidInput(
@@ -30,21 +28,6 @@ def stats_window(
             violations=[FieldViolation("start_time", "before end_time")],
         )
     return start, end
-
-
-def _moment(request: workflow_pb2.GetWorkflowStatsRequest, field: str) -> datetime | None:
-    if not request.HasField(field):
-        return None
-    stamp = getattr(request, field)
-    if not (
-        EARLIEST_SECONDS <= stamp.seconds <= LATEST_SECONDS and 0 <= stamp.nanos < 1_000_000_000
-    ):
-        raise InvalidInput(
-            f"{field} is not a valid timestamp",
-            violations=[FieldViolation(field, "between 0001-01-01 and 9999-12-31")],
-        )
-    moment: datetime = stamp.ToDatetime(tzinfo=UTC)
-    return moment
 
 
 def stats_message(stats: WorkflowStats) -> workflow_pb2.WorkflowStats:

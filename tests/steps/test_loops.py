@@ -430,3 +430,24 @@ async def test_a_loop_reached_after_a_downgrade_to_free_fails_with_tier_restrict
     assert (done.error.code, done.error.step_id) == ("tier_restriction", "each")
     assert "professional" in done.error.message
     assert await instances(database, tenant, started.id, "double") == []
+
+
+async def test_a_long_loop_of_inline_steps_runs_its_iterations_in_chains_and_completes(
+    channel: aio.Channel, new_tenant: NewTenant
+) -> None:
+    """Chains of inline iterations change many places of the outputs in one transaction;
+    past a few dozen the document is written whole, on both backends."""
+    tenant = await new_tenant("enterprise")
+    definition = workflow(
+        step("input", "input", "each"),
+        step("each", "loop", "done", config={"over": "$.input.items", "body": "add"}),
+        transform("add", "each", {"n": "$.each.item", "at": "$.each.index"}),
+        step("done", "output", config={"values": {"count": "$.each.count"}}),
+    )
+    workflow_id = await active_workflow(channel, tenant, definition)
+    started = await start(channel, tenant, workflow_id, {"items": list(range(300))})
+    done = await wait_until(channel, tenant, started.id, patience=60)
+    assert done.status == COMPLETED, done.error_detail
+    assert to_dict(done.result) == {"count": 300}
+    results = to_dict(next(s for s in done.steps if s.step_id == "each").output)["results"]
+    assert results == [{"n": n, "at": n} for n in range(300)]

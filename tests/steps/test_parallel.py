@@ -234,19 +234,27 @@ async def test_an_n_of_m_join_fires_when_n_branches_succeeded(
         effects.release(held)
 
 
-async def test_a_failing_branch_fails_an_all_join_at_once(
-    channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: TenantDatabase
-) -> None:
-    tenant = await new_tenant("professional")
+async def good_and_bad(
+    channel: aio.Channel, tenant: str, effects: Effects, join: str
+) -> tuple[str, execution_pb2.Execution]:
+    """A started fan-out of a branch held at a gate (`good`) and one answered 404 (`bad`);
+    the gate, to release."""
     held = gate()
     branches = [
         *held_branch("good", effects.url(hold=held)),
         *held_branch("bad", effects.url(status=404)),
     ]
     workflow_id = await active_workflow(
-        channel, tenant, fanning(branches, ["good", "bad"], join="all")
+        channel, tenant, fanning(branches, ["good", "bad"], join=join)
     )
-    started = await start(channel, tenant, workflow_id)
+    return held, await start(channel, tenant, workflow_id)
+
+
+async def test_a_failing_branch_fails_an_all_join_at_once(
+    channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: TenantDatabase
+) -> None:
+    tenant = await new_tenant("professional")
+    held, started = await good_and_bad(channel, tenant, effects, "all")
     try:
         # The execution fails while the other branch is still waiting at its gate.
         done = await wait_until(channel, tenant, started.id, patience=30)
@@ -266,15 +274,7 @@ async def test_a_failing_branch_in_an_any_join_is_outlived_by_one_that_succeeds(
     channel: aio.Channel, new_tenant: NewTenant, effects: Effects, database: TenantDatabase
 ) -> None:
     tenant = await new_tenant("professional")
-    held = gate()
-    branches = [
-        *held_branch("good", effects.url(hold=held)),
-        *held_branch("bad", effects.url(status=404)),
-    ]
-    workflow_id = await active_workflow(
-        channel, tenant, fanning(branches, ["good", "bad"], join="any")
-    )
-    started = await start(channel, tenant, workflow_id)
+    held, started = await good_and_bad(channel, tenant, effects, "any")
     try:
 
         async def bad_failed() -> bool:
