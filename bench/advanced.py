@@ -95,6 +95,10 @@ class Growth:
     first: float
     last: float
     seconds: float
+    first_span: float
+    """Seconds per iteration over the first tenth, end to end: the hops between chains and
+    their commits included (the medians leave them out)."""
+    last_span: float
 
 
 async def loop_growth(stack: Stack, iterations: int = LOOP_ITERATIONS) -> Growth:
@@ -116,4 +120,10 @@ async def loop_growth(stack: Stack, iterations: int = LOOP_ITERATIONS) -> Growth
         raise RuntimeError(f"the loop finished {len(ordered)} of {iterations} iterations")
     gaps = [later - earlier for earlier, later in itertools.pairwise(ordered)]
     tenth = max(len(gaps) // 10, 1)
-    return Growth(statistics.median(gaps[:tenth]), statistics.median(gaps[-tenth:]), seconds)
+    return Growth(
+        statistics.median(gaps[:tenth]),
+        statistics.median(gaps[-tenth:]),
+        seconds,
+        sum(gaps[:tenth]) / tenth,
+        sum(gaps[-tenth:]) / tenth,
+    )

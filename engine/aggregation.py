@@ -33,7 +33,11 @@ def aggregate(config: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
     for source in config.get("sources") or []:
         items += _items_of(resolve_values(source, context))
     if config.get("path"):
-        items = [_read(config["path"], item) for item in items]
+        path = _parsed(str(config["path"]))
+        items = [
+            expressions.resolve(path, item) if isinstance(item, Mapping) else None
+            for item in items
+        ]
     strategy = str(config.get("strategy") or "collect")
     if strategy in ("collect", "list"):
         return items
@@ -80,11 +84,10 @@ def _is_error(value: Any) -> bool:
     return isinstance(value, Mapping) and set(value) == {"error"}
 
 
-def _read(path: str, item: Any) -> Any:
-    if not isinstance(item, Mapping):
-        return None
+def _parsed(path: str) -> expressions.PathRef:
+    """The path read from each item, parsed once for all of them."""
     try:
-        return expressions.resolve(expressions.parse_path(path), item)
+        return expressions.parse_path(path)
     except expressions.ExpressionError as error:
         raise _refused(f"{path!r} is not a path: {error.message}") from None
 

@@ -9,7 +9,9 @@ nest at most `MAX_LOOP_NESTING` deep (an iteration's steps are keyed by every lo
 them).
 
 Each rule walks the graph once per loop or parallel; a definition whose walks would go past
-`WALK_BUDGET` steps in all is refused instead of checked, so validation stays bounded.
+`WALK_BUDGET` steps in all is refused instead of checked. That bounds validation, and the
+engine, which walks the same bodies and branches when it reads a definition
+(`engine.graph`), at every step of every execution of it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from engine.instances import MAX_LOOP_NESTING
 from service.workflows.issues import Report
 from service.workflows.steps import StepFacts
 
-WALK_BUDGET: Final = 2_000_000
+WALK_BUDGET: Final = 100_000
 
 
 class _OverBudget(Exception):

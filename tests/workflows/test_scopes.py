@@ -338,3 +338,24 @@ def test_catalog_templates_with_loops_and_parallels_keep_the_shape_rules(templat
         report = validate_workflow(definition, PLANS[plan])
         assert not SCOPE_CODES & set(error_codes(report)), (plan, report.errors)
         assert report.errors == [], (plan, report.errors)
+
+
+def test_a_definition_whose_loops_and_parallels_walk_too_far_is_refused_unchecked() -> None:
+    """Many parallels whose branches each reach a long chain: the walks the shape rules (and
+    the engine) make would pass `WALK_BUDGET`, so the definition is refused instead."""
+    length, fans = 1200, 150
+    chain = [log(f"s{i}", f"s{i + 1}" if i + 1 < length else "out") for i in range(length)]
+    parallels = [
+        step(
+            f"p{k}",
+            "parallel",
+            f"p{k + 1}" if k + 1 < fans else "s0",
+            config={"branches": [f"s{k}", f"t{k}"]},
+        )
+        for k in range(fans)
+    ]
+    tails = [log(f"t{k}", None) for k in range(fans)]
+    definition = workflow(
+        step("input", "input", "p0"), *parallels, *chain, *tails, step("out", "output")
+    )
+    assert "graph_too_complex" in error_codes(validate_workflow(definition, None))
