@@ -35,8 +35,7 @@ def aggregate(config: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
     if config.get("path"):
         path = _parsed(str(config["path"]))
         items = [
-            expressions.resolve(path, item) if isinstance(item, Mapping) else None
-            for item in items
+            expressions.resolve(path, item) if isinstance(item, Mapping) else None for item in items
         ]
     strategy = str(config.get("strategy") or "collect")
     if strategy in ("collect", "list"):

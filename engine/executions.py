@@ -18,6 +18,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import patches
@@ -171,8 +172,12 @@ async def write(session: AsyncSession, rows: Sequence[ExecutionRow]) -> None:
             if row.current_patch is not None:
                 steps.append((("current_step_number",), row.current_patch))
         outputs: list[tuple[patches.Path, Any]] = []
+        merged: dict[str, Any] = {}
         if "outputs" not in row.changed:
             outputs = patches.fewest(list(row.output_patches.items()), row.outputs)
+            if postgres:  # whole outputs by step: one `||`, where each jsonb_set copies all
+                merged = {str(path[0]): value for path, value in outputs if len(path) == 1}
+                outputs = [(path, value) for path, value in outputs if len(path) > 1]
         whole = set()
         if len(steps) > patches.MOST_PATHS:
             steps, whole = [], {"steps"}
@@ -183,21 +188,26 @@ async def write(session: AsyncSession, rows: Sequence[ExecutionRow]) -> None:
         bound["key_id"] = row.id
         bound |= patches.parameters(steps, "steps", postgres)
         bound |= patches.parameters(outputs, "outputs", postgres)
-        statement = _update(names, len(steps), len(outputs), postgres)
+        if merged:
+            bound["outputs_merged"] = merged
+        statement = _update(names, len(steps), len(outputs), postgres, bool(merged))
         await session.execute(statement, bound)
         row.written()
 
 
-_updates: dict[tuple[tuple[str, ...], int, int, bool], Any] = {}
+_updates: dict[tuple[tuple[str, ...], int, int, bool, bool], Any] = {}
 UPDATE_SHAPES_KEPT: Final = 512
 """Built UPDATEs kept, one per shape of change (columns set, paths patched)."""
 
 
-def _update(names: tuple[str, ...], steps: int, outputs: int, postgres: bool) -> Any:
+def _update(
+    names: tuple[str, ...], steps: int, outputs: int, postgres: bool, merged: bool = False
+) -> Any:
     """The UPDATE that sets `names` (parameters `new_<name>`) and patches `steps` paths of
-    the steps record and `outputs` paths of the outputs, of the row `key_id`: built once
-    per shape, so it is confined and compiled once (`tenancy.scoping.prebuilt`)."""
-    shape = (names, steps, outputs, postgres)
+    the steps record and `outputs` paths of the outputs (after merging `outputs_merged`,
+    whole outputs by step, when `merged`), of the row `key_id`: built once per shape, so it
+    is confined and compiled once (`tenancy.scoping.prebuilt`)."""
+    shape = (names, steps, outputs, postgres, merged)
     statement = _updates.get(shape)
     if statement is not None:
         return statement
@@ -205,8 +215,11 @@ def _update(names: tuple[str, ...], steps: int, outputs: int, postgres: bool) ->
     values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in names}
     if steps:
         values["steps"] = patches.set_paths(c.steps, steps, "steps", postgres)
-    if outputs:
-        values["outputs"] = patches.set_paths(c.outputs, outputs, "outputs", postgres)
+    if outputs or merged:
+        base: Any = c.outputs
+        if merged:
+            base = c.outputs.op("||")(bindparam("outputs_merged", type_=JSONB))
+        values["outputs"] = patches.set_paths(base, outputs, "outputs", postgres)
     statement = update(EXECUTIONS).where(c.id == bindparam("key_id")).values(values)
     if len(_updates) < UPDATE_SHAPES_KEPT:
         _updates[shape] = prebuilt(statement)

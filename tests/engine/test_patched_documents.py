@@ -25,7 +25,10 @@ COMPLETED = execution_pb2.EXECUTION_STATUS_COMPLETED
 TRANSFORMS = 80  # more than one chain's worth, and more paths than one SQLite call takes
 
 UPDATE_EXECUTIONS = re.compile(r"^\s*UPDATE executions SET", re.IGNORECASE)
-PATCHED = re.compile(r"\b(steps|outputs)=(json_set|jsonb_set)\(", re.IGNORECASE)
+PATCHED = re.compile(
+    r"\b(steps|outputs)=(json_set\(|jsonb_set\(|\(executions\.outputs \|\| )", re.IGNORECASE
+)
+"""Set path by path, or (outputs on PostgreSQL) whole steps' outputs merged in with `||`."""
 WRITTEN = re.compile(r"\b(steps|outputs)=", re.IGNORECASE)
 
 
