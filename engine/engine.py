@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -98,7 +99,7 @@ class Claimed:
     """The attempt's claim count when this worker claimed it; None: not claimed yet."""
     started: datetime
     step: dict[str, Any]
-    context: dict[str, Any]
+    context: Mapping[str, Any]
     timeout: float
     bounded_by_deadline: bool
     task_id: str | None = None
@@ -254,7 +255,7 @@ class Engine:
         step = dict(graph.step(key.step_id))
         if step.get("type") not in ("tool", "input", "output", "condition"):
             return None  # its plan is checked before it runs: the claim reads it
-        context = graph.context(key.step_id, found.input, found.outputs)
+        context: Mapping[str, Any] = graph.context(key.step_id, found.input, found.outputs)
         ahead: tuple[Ran, ...] = ()
         if runs_inline(step, self.tools):
             if not io_lane or key.attempt != 1 or key.step_id != graph.entry:
@@ -272,9 +273,9 @@ class Engine:
         key: AttemptKey,
         graph: Graph,
         step: dict[str, Any],
-        context: dict[str, Any],
+        context: Mapping[str, Any],
         deadline: datetime | None,
-    ) -> tuple[tuple[Ran, ...], dict[str, Any], dict[str, Any]] | None:
+    ) -> tuple[tuple[Ran, ...], dict[str, Any], Mapping[str, Any]] | None:
         """Run the entry's inline steps in memory up to the I/O-bound step they lead to.
 
         That step's record then records them too, in one transaction (its first
@@ -299,7 +300,7 @@ class Engine:
             if outcome.next_step is None or encoded_size(outcome.output) > SMALLEST_OUTPUT_LIMIT:
                 return None
             ran.append(Ran(str(step["id"]), outcome, started, utcnow(), call.log))
-            context = {**context, str(step["id"]): outcome.output}
+            context = ChainMap({str(step["id"]): outcome.output}, context)  # type: ignore[arg-type]
             step = dict(graph.step(outcome.next_step))
         return tuple(ran), step, context
 
@@ -310,7 +311,7 @@ class Engine:
         execution: ExecutionRow,
         attempt: AttemptRow,
         step: dict[str, Any],
-        context: dict[str, Any],
+        context: Mapping[str, Any],
         limit_seconds: float,
     ) -> None:
         """Run a step with no outside effect and record it, in the claiming transaction."""

@@ -17,6 +17,7 @@ meet another iteration's.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -316,10 +317,10 @@ def _holds(
     `$.<loop>.results` and `$.<loop>.last` (the previous iteration's result)."""
     config = step.get("config") or {}
     loop_id = str(step["id"])
-    seen = {
-        **context,
-        loop_id: {"index": index, "results": results, "last": results[-1] if results else None},
-    }
+    seen = ChainMap(
+        {loop_id: {"index": index, "results": results, "last": results[-1] if results else None}},
+        context,  # type: ignore[arg-type]
+    )
     text = str(config["while"])
     try:
         holds = expressions.evaluate(expressions.parse(text), seen)

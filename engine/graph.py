@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -117,7 +118,7 @@ class Graph:
 
     def context(
         self, instance: str, execution_input: Mapping[str, Any], outputs: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    ) -> ChainMap[str, Any]:
         """What the paths of `instance` read (`context_of`), seen from its iterations:
         `$.<loop>.item` and `$.<loop>.index` are its own, and `$.<step>` of a step of the
         same iteration is that iteration's output."""
@@ -163,16 +164,22 @@ class Graph:
         return [s for s in found if s in self.steps]
 
 
-def context_of(execution_input: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """What paths read: `$.input` is the execution input, `$.<step>` a step's output."""
-    return {**outputs, "input": execution_input}
+def context_of(
+    execution_input: Mapping[str, Any], outputs: Mapping[str, Any]
+) -> ChainMap[str, Any]:
+    """What paths read: `$.input` is the execution input, `$.<step>` a step's output.
+
+    A view over the outputs, not a copy: a step of a long loop does not copy them all."""
+    return ChainMap({"input": execution_input}, outputs)  # type: ignore[arg-type]
 
 
 def resolve_values(value: Any, context: Mapping[str, Any]) -> Any:
     """A literal structure where every string starting with `$` is replaced by its path's value."""
     if isinstance(value, str) and value.startswith("$"):
         try:
-            return expressions.resolve(expressions.parse_path(value), context)
+            found = expressions.resolve(expressions.parse_path(value), context)
+            # `$` alone names the whole context: a snapshot of it, not the live view.
+            return dict(found) if isinstance(found, ChainMap) else found
         except expressions.ExpressionError as error:
             raise StepFailure(
                 "invalid_path", f"{value!r} is not a path: {error.message}", retryable=False

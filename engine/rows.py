@@ -206,8 +206,15 @@ class ExecutionRow(Tracked):
 
     def patch_output_at(self, path: tuple[str | int, ...], value: Any) -> None:
         """Set one path of the outputs (a step's whole output, or a place inside one that
-        exists already: a loop's result by its index)."""
-        object.__setattr__(self, "outputs", _set_in(self.outputs, path, value))
+        exists already: a loop's result by its index).
+
+        The outputs are changed in place at their top (the row owns them, and a loop's
+        thousandth iteration must not copy what the other 999 left there); below it, the
+        containers on the path are copied, never changed: a step's output may be the very
+        object another place of the outputs holds.
+        """
+        key, rest = path[0], path[1:]
+        self.outputs[str(key)] = _set_in(self.outputs.get(str(key)), rest, value)
         if "outputs" in self.changed or not self.stored:
             return
         for pending in list(self.output_patches):
