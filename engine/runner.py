@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -193,16 +193,7 @@ async def run_step(
         arguments = resolve_values(config.get("arguments") or {}, context)
         if trace is not None:
             trace["input"] = arguments
-        resolved = ToolCall(
-            tenant_id=call.tenant_id,
-            execution_id=call.execution_id,
-            step_id=call.step_id,
-            attempt=call.attempt,
-            arguments=arguments,
-            timeout_seconds=call.timeout_seconds,
-            log=call.log,
-        )
-        return Outcome(await tool.run(resolved), following)
+        return Outcome(await tool.run(replace(call, arguments=arguments)), following)
     raise StepFailure(
         "unsupported_step_type",
         f"steps of type {kind!r} cannot run yet in this engine",
@@ -227,17 +218,7 @@ async def _webhook(
     if config.get("request"):
         seen = {**context, str(step["id"]): {"token": token.render(), "event": event}}
         arguments = resolve_values(config["request"], seen)
-        response = await tools.get(WEBHOOK_TOOL).run(
-            ToolCall(
-                tenant_id=call.tenant_id,
-                execution_id=call.execution_id,
-                step_id=call.step_id,
-                attempt=call.attempt,
-                arguments=arguments,
-                timeout_seconds=call.timeout_seconds,
-                log=call.log,
-            )
-        )
+        response = await tools.get(WEBHOOK_TOOL).run(replace(call, arguments=arguments))
     if config.get("wait") is False:
         return Outcome({"response": response}, following)
     timeout = float(config.get("timeout_seconds") or DEFAULT_WEBHOOK_TIMEOUT)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Final, TypeAlias
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 from grpc import aio
 
 from engine import traces
@@ -27,7 +27,7 @@ from service import pagination
 from service.executions.service import ExecutionService, Filter
 from service.servicers import test_runs, values
 from service.servicers.event_messages import event_message
-from service.servicers.messages import moment_of, timestamp
+from service.servicers.messages import error_message, moment_of, timestamp, value_message
 from service.streams.hub import EventHub
 from tenancy import TenantId, current_identity
 from tiers import LogDetail
@@ -60,24 +60,6 @@ def _time(text: str | None) -> Any:
     return timestamp(datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 
-def _error(error: dict[str, Any] | None) -> execution_pb2.ExecutionError | None:
-    if not error:
-        return None
-    return execution_pb2.ExecutionError(
-        code=str(error.get("code") or ""),
-        message=str(error.get("message") or ""),
-        details=str(error.get("details") or ""),
-        step_id=str(error.get("step_id") or ""),
-        step_name=str(error.get("step_name") or ""),
-    )
-
-
-def _value(item: Any) -> struct_pb2.Value:
-    message = struct_pb2.Value()
-    json_format.ParseDict(item, message)
-    return message
-
-
 def execution_message(
     row: ExecutionRow, *, full: bool = True, budget: int | None = None
 ) -> execution_pb2.Execution:
@@ -95,11 +77,11 @@ def execution_message(
             start_time=_time(item.get("started_at")),
             complete_time=_time(item.get("completed_at")),
             attempts=int(item.get("attempts") or 0),
-            error=_error(item.get("error")),
+            error=error_message(item.get("error")),
             duration_ms=int(item.get("duration_ms") or 0),
         )
         if full and item["id"] in row.outputs:
-            step.output.CopyFrom(_value(row.outputs[item["id"]]))
+            step.output.CopyFrom(value_message(row.outputs[item["id"]]))
         steps.append(step)
     message = execution_pb2.Execution(
         id=row.id,
@@ -113,7 +95,7 @@ def execution_message(
         progress=row.progress,
         steps=steps,
         error_detail=row.error_detail or "",
-        error=_error(row.error),
+        error=error_message(row.error),
         created_by=row.created_by,
         create_time=timestamp(row.created_at),
         rerun_of=row.rerun_of or "",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
+from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from foundation.errors import FieldViolation, InvalidInput
 from tiers import Tier
-from wfe.v1 import tenant_pb2
+from wfe.v1 import execution_pb2, tenant_pb2
 
 TIERS: Final = {
     Tier.FREE: tenant_pb2.TIER_FREE,
@@ -40,6 +42,26 @@ def moment_of(request: Message, field: str) -> datetime | None:
         )
     moment: datetime = stamp.ToDatetime(tzinfo=UTC)
     return moment
+
+
+def error_message(error: Mapping[str, Any] | None) -> execution_pb2.ExecutionError | None:
+    """A stored error (`StepFailure.as_dict`, with the step when known) as the API shows it."""
+    if not error:
+        return None
+    return execution_pb2.ExecutionError(
+        code=str(error.get("code") or ""),
+        message=str(error.get("message") or ""),
+        details=str(error.get("details") or ""),
+        step_id=str(error.get("step_id") or ""),
+        step_name=str(error.get("step_name") or ""),
+    )
+
+
+def value_message(item: Any) -> struct_pb2.Value:
+    """Any JSON value as a `google.protobuf.Value`."""
+    message = struct_pb2.Value()
+    json_format.ParseDict(item, message)
+    return message
 
 
 def timestamp(moment: datetime) -> Timestamp:

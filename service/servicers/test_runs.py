@@ -5,12 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from google.protobuf import struct_pb2
-
 from foundation.errors import InvalidWorkflowDefinition
 from service import offload
 from service.servicers import values
-from service.servicers.messages import timestamp
+from service.servicers.messages import error_message, timestamp, value_message
 from service.workflows import documents
 from service.workflows.service import refusal
 from service.workflows.validation import too_many_steps
@@ -49,11 +47,11 @@ def step_trace(entry: dict[str, Any]) -> execution_pb2.StepTrace:
     _set_time(message, "start_time", entry["started_at"])
     _set_time(message, "complete_time", entry["finished_at"])
     if entry["input"] is not None:
-        message.input.CopyFrom(_value(entry["input"]))
+        message.input.CopyFrom(value_message(entry["input"]))
     if entry["output"] is not None:
-        message.output.CopyFrom(_value(entry["output"]))
+        message.output.CopyFrom(value_message(entry["output"]))
     if entry["error"]:
-        message.error.CopyFrom(_error(entry["error"]))
+        message.error.CopyFrom(error_message(entry["error"]))
     for seen in entry["conditions"]:
         condition = message.conditions.add(condition=seen["condition"], holds=seen["holds"])
         condition.values.update(seen.get("values") or {})
@@ -66,7 +64,7 @@ def step_trace(entry: dict[str, Any]) -> execution_pb2.StepTrace:
         )
         _set_time(retry, "start_time", earlier["started_at"])
         if earlier["error"]:
-            retry.error.CopyFrom(_error(earlier["error"]))
+            retry.error.CopyFrom(error_message(earlier["error"]))
     return message
 
 
@@ -79,19 +77,3 @@ def _duration(start: datetime | None, end: datetime | None) -> int:
 def _set_time(message: Any, field: str, moment: datetime | None) -> None:
     if moment is not None:
         getattr(message, field).CopyFrom(timestamp(moment))
-
-
-def _value(item: Any) -> struct_pb2.Value:
-    holder = struct_pb2.Struct()
-    holder.update({"v": item})
-    return holder.fields["v"]
-
-
-def _error(error: dict[str, Any]) -> execution_pb2.ExecutionError:
-    return execution_pb2.ExecutionError(
-        code=str(error.get("code") or ""),
-        message=str(error.get("message") or ""),
-        details=str(error.get("details") or ""),
-        step_id=str(error.get("step_id") or ""),
-        step_name=str(error.get("step_name") or ""),
-    )
