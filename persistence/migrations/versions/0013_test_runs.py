@@ -22,9 +22,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("executions") as batch:
-        batch.add_column(
-            sa.Column("test", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+        batch.add_column(sa.Column("test", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.alter_column("workflow_id", existing_type=sa.String(36), nullable=True)
     op.add_column("step_attempts", sa.Column("trace", sa.JSON(), nullable=True))
 
