@@ -52,6 +52,7 @@ from engine.runner import (
     awaits_io,
     check_tier,
     first_dispatched,
+    plan_bound,
     run_step,
     runs_inline,
 )
@@ -104,9 +105,9 @@ class Claimed:
     bounded_by_deadline: bool
     task_id: str | None = None
     ahead: tuple[Ran, ...] = ()
+    """Inline steps from the entry run in memory before this one: recorded with its claim."""
     traced: bool = False
     """A test run's step: what it sees is kept with its attempt (`engine.traces`)."""
-    """Inline steps from the entry run in memory before this one: recorded with its claim."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +254,7 @@ class Engine:
             return None
         graph = Graph.of(found.definition)
         step = dict(graph.step(key.step_id))
-        if step.get("type") not in ("tool", "input", "output", "condition"):
+        if plan_bound(step):
             return None  # its plan is checked before it runs: the claim reads it
         context: Mapping[str, Any] = graph.context(key.step_id, found.input, found.outputs)
         ahead: tuple[Ran, ...] = ()

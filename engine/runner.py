@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -21,7 +22,8 @@ from engine.tools import (
     ToolSpec,
     installed,
 )
-from tiers import TenantPlan
+from foundation.orm import utcnow
+from tiers import StepTypeAccess, TenantPlan
 
 FIXTURE: Final = "$fixture"
 """Set on a step of a test run's copy of its definition (`engine.traces`): the output to
@@ -95,23 +97,30 @@ def awaits_io(step: Mapping[str, Any], catalog: ToolCatalog | None = None) -> bo
     return spec is not None and spec.mode is ToolMode.DISPATCHED and not spec.cpu_bound
 
 
+def plan_bound(step: Mapping[str, Any]) -> bool:
+    """Whether running the step depends on the tenant's plan as it is now (`check_tier`):
+    every type above the basic ones (an unknown one too)."""
+    step_type = STEP_TYPES.get(str(step.get("type", "")))
+    return step_type is None or step_type.access > StepTypeAccess.BASIC
+
+
 def check_tier(step: Mapping[str, Any], plan: TenantPlan) -> None:
     """Refuse to run a step whose type the tenant's plan no longer has (it was downgraded
     after the execution started): the step fails with `tier_restriction`."""
     step_type = STEP_TYPES.get(str(step.get("type", "")))
-    if step_type is not None and step_type.name == "webhook" and not plan.limits.webhooks:
+    if step_type is None:
+        return
+    if step_type.name == "webhook" and not plan.limits.webhooks:
         raise StepFailure(
             "tier_restriction", f"webhooks are not in the {plan.tier} plan", retryable=False
         )
-    if step_type is not None and step_type.name == "custom":
-        adapter = _tool_name(step)
-        if adapter not in plan.limits.adapters:
-            raise StepFailure(
-                "tier_restriction",
-                f"the adapter {adapter!r} is not enabled for this tenant",
-                retryable=False,
-            )
-    if step_type is not None and step_type.access > plan.limits.step_types:
+    if step_type.name == "custom" and _tool_name(step) not in plan.limits.adapters:
+        raise StepFailure(
+            "tier_restriction",
+            f"the adapter {_tool_name(step)!r} is not enabled for this tenant",
+            retryable=False,
+        )
+    if step_type.access > plan.limits.step_types:
         raise StepFailure(
             "tier_restriction",
             f"{step_type.name} steps need the {MINIMUM_TIER[step_type.access]} tier; "
@@ -216,14 +225,19 @@ async def _webhook(
     event = str(config.get("event", ""))
     response = None
     if config.get("request"):
-        seen = {**context, str(step["id"]): {"token": token.render(), "event": event}}
-        arguments = resolve_values(config["request"], seen)
+        own = {str(step["id"]): {"token": token.render(), "event": event}}
+        arguments = resolve_values(config["request"], ChainMap(own, context))  # type: ignore[arg-type]
         response = await tools.get(WEBHOOK_TOOL).run(replace(call, arguments=arguments))
     if config.get("wait") is False:
         return Outcome({"response": response}, following)
-    timeout = float(config.get("timeout_seconds") or DEFAULT_WEBHOOK_TIMEOUT)
-    waiting = Waiting(token.render(), token.digest, event, timeout)
+    waiting = Waiting(token.render(), token.digest, event, webhook_timeout(step))
     return Outcome({"response": response}, following, waiting)
+
+
+def webhook_timeout(step: Mapping[str, Any]) -> float:
+    """Seconds a webhook step waits for its callback."""
+    config = step.get("config") or {}
+    return float(config.get("timeout_seconds") or DEFAULT_WEBHOOK_TIMEOUT)
 
 
 def wait_target(step: Mapping[str, Any], context: Mapping[str, Any]) -> datetime | None:
@@ -242,7 +256,3 @@ def wait_target(step: Mapping[str, Any], context: Mapping[str, Any]) -> datetime
             "invalid_wait", f"{path} is {value[:60]!r}, not an ISO 8601 timestamp", retryable=False
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -103,8 +103,9 @@ async def schedule_step(
     number = attempt or highest + 1  # numbers only grow: retries, resumes
     _record_number(unit, execution.id, step_id, number)
     graph = Graph.of(execution.definition)
+    step = graph.step(step_id)
     due = due_at or unit.now
-    if due_at is None and graph.step(step_id).get("type") == "wait":
+    if due_at is None and step.get("type") == "wait":
         due = _wait_until(unit, execution, step_id)
     if execution.deadline_at is not None and due > execution.deadline_at:
         due = execution.deadline_at
@@ -124,7 +125,6 @@ async def schedule_step(
     )
     if due > unit.now:
         due_at = due  # a durable timer: the dispatch row fires it, not this transaction
-    step = graph.step(step_id)
     if (
         due_at is None
         and unit.chain is not None
@@ -134,20 +134,31 @@ async def schedule_step(
         unit.chain.due.append(row)  # runs next in this transaction: no dispatch row
         unit.undispatched.add((execution.id, step_id, number))
         return
-    if slots is None:
-        slots = await _slots_in_use(unit)
+    await _dispatch(unit, execution, step_id, number, due, _on_io_lane(graph, step_id, step), slots)
+
+
+async def _dispatch(
+    unit: Unit,
+    execution: ExecutionRow,
+    instance: str,
+    attempt: int,
+    due: datetime,
+    awaits_io: bool,
+    slots: int | None = None,
+) -> None:
+    """The attempt's dispatch row, due at `due`, and its task to publish if that is soon."""
     ref = dispatch.schedule(
         unit.dispatch_rows,
         tenant_id=unit.plan.tenant_id,
         execution_id=execution.id,
-        step_id=step_id,
-        attempt=number,
+        step_id=instance,
+        attempt=attempt,
         due_at=due,
         now=unit.now,
         grace=unit.timing.grace,
         max_countdown=unit.timing.max_countdown,
-        rank=dispatch.rank_for(slots),
-        awaits_io=_on_io_lane(graph, step_id, step),
+        rank=dispatch.rank_for(await _slots_in_use(unit) if slots is None else slots),
+        awaits_io=awaits_io,
     )
     if ref is not None:
         unit.publish.append(ref)
@@ -308,21 +319,7 @@ async def _await_callback(
     attempt.output = {**output, "callback": callback}
     await settle(unit, execution, attempt)
     fire = expires if execution.deadline_at is None else min(expires, execution.deadline_at)
-    slots = await _slots_in_use(unit)
-    ref = dispatch.schedule(
-        unit.dispatch_rows,
-        tenant_id=unit.plan.tenant_id,
-        execution_id=execution.id,
-        step_id=attempt.step_id,
-        attempt=attempt.attempt,
-        due_at=fire,
-        now=unit.now,
-        grace=unit.timing.grace,
-        max_countdown=unit.timing.max_countdown,
-        rank=dispatch.rank_for(slots),
-    )
-    if ref is not None:
-        unit.publish.append(ref)
+    await _dispatch(unit, execution, attempt.step_id, attempt.attempt, fire, awaits_io=False)
     unit.undispatched.discard((execution.id, attempt.step_id, attempt.attempt))
     set_step(
         unit,

@@ -23,7 +23,7 @@ from engine.callbacks import read
 from engine.graph import Graph
 from engine.instances import base
 from engine.rows import ExecutionRow
-from engine.runner import DEFAULT_WEBHOOK_TIMEOUT, Outcome
+from engine.runner import Outcome, webhook_timeout
 from engine.sizes import encoded_size
 from engine.tools import StepFailure
 from engine.units import Unit
@@ -48,16 +48,11 @@ def expired(output: Any, now: datetime) -> bool:
     return waiting is not None and now >= datetime.fromisoformat(waiting["expires_at"])
 
 
-def timeout_of(step: Any) -> float:
-    config = step.get("config") or {}
-    return float(config.get("timeout_seconds") or DEFAULT_WEBHOOK_TIMEOUT)
-
-
 def timed_out(step: Any) -> StepFailure:
     return StepFailure(
         "webhook_timeout",
         "no callback came before the webhook's timeout",
-        details=f"Timeout after {int(timeout_of(step) * 1000)}ms",
+        details=f"Timeout after {int(webhook_timeout(step) * 1000)}ms",
     )
 
 
