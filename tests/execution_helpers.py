@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -130,12 +131,17 @@ async def wait_until(
 
 
 async def eventually(check: Callable[[], object], what: str, patience: float = 10.0) -> None:
-    """Poll `check` until it holds: wait for the event itself, never for a fixed time."""
+    """Poll `check` until it holds: wait for the event itself, never for a fixed time. A
+    check that has to read something (the database, the server) may be a coroutine."""
     ends = time.monotonic() + patience
-    while not check():
+    while not await _held(check()):
         if time.monotonic() > ends:
             raise AssertionError(f"{what}: not within {patience}s")
         await asyncio.sleep(0.05)
+
+
+async def _held(result: object) -> bool:
+    return bool(await result if inspect.isawaitable(result) else result)
 
 
 def to_dict(message: Any) -> Any:

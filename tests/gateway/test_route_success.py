@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ import pytest
 from gateway.routes import build_routes
 from tests.conftest import NewTenant
 from tests.effects_stub import Effects
+from tests.execution_helpers import eventually
 from tests.gateway.calls import (
     Events,
     active,
@@ -361,13 +361,14 @@ async def _complete_webhook(c: Context) -> None:
     execution_id = await started(c.gateway, tenant, await active(c.gateway, tenant, waiting))
     path = f"/api/executions/{execution_id}"
     token = None
-    for _ in range(200):
+
+    async def issued() -> bool:
+        nonlocal token
         entry = ok(await c.gateway.call("GET", path, tenant))["steps_document"]["step_list"][1]
         token = (entry.get("callback") or {}).get("token")
-        if token:
-            break
-        await asyncio.sleep(0.05)
-    assert token, "the webhook step issued no token"
+        return bool(token)
+
+    await eventually(issued, "the webhook step issued its token")
     body = {"token": token, "payload": {"ok": True}}
     answer = ok(await c.gateway.call("POST", "/api/webhooks:complete", tenant, json=body))
     assert answer["id"] == execution_id

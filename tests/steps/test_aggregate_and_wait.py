@@ -28,6 +28,7 @@ from tests.engine_stack import Processes, broker_unavailable_reason, broker_url
 from tests.execution_helpers import (
     active_workflow,
     attempts_of,
+    eventually,
     get,
     http,
     start,
@@ -39,7 +40,6 @@ from tests.execution_helpers import (
     workflow,
 )
 from tests.fault_harness import create_tenant, engine_stack
-from tests.steps.test_parallel import until
 from wfe.v1 import execution_pb2
 
 COMPLETED = execution_pb2.EXECUTION_STATUS_COMPLETED
@@ -313,7 +313,7 @@ async def test_a_wait_holds_the_execution_in_progress_then_goes_on(
         timer = await pending_timer(database, tenant, started.id)
         return timer is not None
 
-    await until(scheduled, "the wait scheduled")
+    await eventually(scheduled, "the wait scheduled")
     timer = await pending_timer(database, tenant, started.id)
     meanwhile = await get(channel, tenant, started.id)
     if timer.status == "scheduled":  # not yet fired: the execution waits at the step
@@ -349,7 +349,7 @@ async def test_waiting_executions_hold_no_worker(
         timers = [await pending_timer(database, tenant, e.id) for e in waiting]
         return all(t is not None for t in timers)
 
-    await until(all_scheduled, "the waits scheduled")
+    await eventually(all_scheduled, "the waits scheduled")
     async with database.transaction(TenantId(tenant)) as session:
         rows = (
             await session.scalars(
@@ -446,7 +446,7 @@ async def test_a_wait_survives_a_worker_restart(
             timer = await pending_timer(stack.database, tenant, started.id)
             return timer is not None and timer.status == "scheduled"
 
-        await until(scheduled, f"the wait scheduled\n{stack.logs()}", patience=30)
+        await eventually(scheduled, f"the wait scheduled\n{stack.logs()}", patience=30)
         (victim,) = list(stack.workers)
         Processes.kill(victim)  # SIGKILL: the worker and its pool processes
         assert victim.poll() is not None

@@ -4,9 +4,6 @@ can no longer be met."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from grpc import aio
@@ -61,15 +58,6 @@ def held_branch(name: str, url: str, **kw: Any) -> list[dict[str, Any]]:
 
 def step_status(execution: execution_pb2.Execution, step_id: str) -> int:
     return next(s.status for s in execution.steps if s.step_id == step_id)
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, patience: float = 10.0) -> None:
-    """`eventually` for a check that has to read something (the database, the server)."""
-    ends = time.monotonic() + patience
-    while not await check():
-        if time.monotonic() > ends:
-            raise AssertionError(f"{what}: not within {patience}s")
-        await asyncio.sleep(0.05)
 
 
 async def events_named(
@@ -281,7 +269,7 @@ async def test_a_failing_branch_in_an_any_join_is_outlived_by_one_that_succeeds(
             attempts = await attempts_of(database, tenant, started.id, "bad")
             return [a.status for a in attempts] == ["failed"]
 
-        await until(bad_failed, "the bad branch failed")
+        await eventually(bad_failed, "the bad branch failed")
         assert (await get(channel, tenant, started.id)).status != FAILED
     finally:
         effects.release(held)
