@@ -111,12 +111,27 @@ class Settings(BaseSettings):
     jwks_timeout_seconds: float = Field(5.0, gt=0, le=60)
 
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: str = Field(
+        "text", pattern="^(text|json)$", description="`json`: one JSON object per line."
+    )
+    metrics_address: str | None = Field(
+        None, description="host:port of this process's Prometheus endpoint; unset: none."
+    )
+    metrics_tenant_labels: bool = Field(
+        False, description="Label metrics by tenant id too (one series per tenant: cardinality)."
+    )
 
     broker_url: str = Field(
         "redis://127.0.0.1:6379/0",
         description="Celery broker (redis:// or amqp://); `wfe dev` uses an in-process one.",
     )
     queue_name: str = Field("wfe", min_length=1, max_length=100, description="Broker queue.")
+    broker_visibility_timeout_seconds: float = Field(
+        3600.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Redis redelivers a message not acknowledged this long after delivery.",
+    )
     worker_concurrency: int = Field(2, ge=1, le=256, description="Step tasks run at once.")
     worker_io_steps: int = Field(
         100,
@@ -238,6 +253,9 @@ class GatewaySettings(BaseSettings):
     gateway_max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Larger bodies get 413."
     )
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: str = Field("text", pattern="^(text|json)$")
+    metrics_address: str | None = Field(None)
 
     @field_validator("gateway_cors_origins", mode="before")
     @classmethod

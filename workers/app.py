@@ -60,8 +60,9 @@ def create_app(settings: Settings, *, broker_url: str | None = None) -> Celery:
             "priority_steps": list(range(MAX_RANK + 1)),
             "sep": ":",
             "queue_order_strategy": "priority",
-            # Redelivery of unacknowledged messages; the sweeper's lease recovers sooner.
-            "visibility_timeout": 3600,
+            # Redelivery of unacknowledged messages; the sweeper's lease recovers sooner, and a
+            # redelivered step already running is refused by its lease (never run twice at once).
+            "visibility_timeout": settings.broker_visibility_timeout_seconds,
         }
     elif url.startswith("memory://"):
         transport = {"polling_interval": 0.01}
