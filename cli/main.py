@@ -32,6 +32,7 @@ for command in (
     run.gateway,
     run.migrate,
     run.worker,
+    run.worker_ping,
     run.beat,
     tokens.token,
     tokens.env,

@@ -17,6 +17,7 @@ from cli import admin, config, ports, schema, web
 from cli.demo import DEMO_TENANTS, TOKEN_HOURS, banner
 from cli.shell import client_address
 from cli.tokens import mint
+from foundation import metrics
 from foundation.settings import GatewaySettings, Settings
 from service import logs, offload
 from service.server import RunningServer, run_until_signalled, start_server
@@ -28,6 +29,15 @@ from workers.embedded import EmbeddedEngine
 from workers.publisher import BackgroundPublisher, CeleryPublisher
 
 REFUSED = ports.REFUSED
+
+
+def observe(settings: Settings) -> None:
+    """Logs in the configured format; the metrics endpoint, when an address is set."""
+    logs.configure(settings.log_level, settings.log_format)
+    metrics.configure(tenant_labels=settings.metrics_tenant_labels)
+    if settings.metrics_address:
+        port = metrics.serve(settings.metrics_address)
+        typer.echo(f"metrics on {settings.metrics_address.rsplit(':', 1)[0]}:{port}/metrics")
 
 
 def _listening_on(address: str | None) -> dict[str, Any]:
@@ -51,7 +61,7 @@ def serve(address: str | None) -> None:
     settings = config.load(**_listening_on(address))
     ports.refuse_if_in_use(settings.listen_address)
     refuse_unsafe_role(settings)
-    logs.configure(settings.log_level)
+    observe(settings)
     asyncio.run(_serve(settings, lambda running, _: _announce(settings, running)))
 
 
@@ -66,7 +76,7 @@ def dev(address: str | None, gateway_address: str | None = None) -> None:
     web.refuse_if_in_use(gateway)
     secret = base.jwt_secret or SecretStr(dev_secret(base.data_dir))
     settings = config.load(listen_address=base.listen_address, jwt_secret=secret, jwt_jwks_url=None)
-    logs.configure(settings.log_level)
+    observe(settings)
     schema.migrate_unless_current(settings)
     asyncio.run(admin.run(settings, lambda session: admin.ensure(session, DEMO_TENANTS)))
 
@@ -130,7 +140,7 @@ async def _serve(
 def worker(concurrency: int | None, pool: str, name: str) -> None:
     settings = config.load()
     refuse_unsafe_role(settings)
-    logs.configure(settings.log_level)
+    observe(settings)
     celery = create_app(settings)
     queues = [settings.queue_name]
     if settings.worker_io_steps == 0:
@@ -161,11 +171,28 @@ def worker(concurrency: int | None, pool: str, name: str) -> None:
 def beat() -> None:
     settings = config.load()
     refuse_unsafe_role(settings)
-    logs.configure(settings.log_level)
+    observe(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     celery = create_app(settings)
+    if settings.metrics_address:
+        from workers import gauges
+
+        gauges.install(celery)
     celery.Beat(
         schedule=str(settings.data_dir / "beat-schedule"),
         loglevel=settings.log_level,
         max_interval=min(settings.sweep_interval_seconds, 5.0),
     ).run()
+
+
+def worker_ping(name: str, timeout: float) -> None:
+    """Exit 0 if the worker `name` answers a ping over the broker within `timeout` seconds."""
+    from celery.utils.nodenames import host_format
+
+    settings = config.load()
+    node = host_format(name)
+    replies = create_app(settings).control.ping(destination=[node], timeout=timeout)
+    if not any(node in reply for reply in replies or ()):
+        typer.echo(f"worker {node} did not answer within {timeout:g} s", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"worker {node} answered")

@@ -6,6 +6,8 @@ them costs `wfe --help` nothing.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Annotated
 
 import typer
@@ -81,9 +83,23 @@ def worker(
     name: Annotated[str, typer.Option(help="worker node name")] = "wfe@%h",
 ) -> None:
     """Run a Celery worker that executes step tasks from WFE_BROKER_URL."""
+    _share_worker_metrics()
     from cli import processes
 
     processes.worker(concurrency, pool, name)
+
+
+def worker_ping(
+    name: Annotated[str, typer.Option(help="the worker's node name, as given to `wfe worker`")] = (
+        "wfe@%h"
+    ),
+    timeout: Annotated[float, typer.Option(help="seconds to wait for its answer")] = 5.0,
+) -> None:
+    """Ask a worker, over the broker, whether it is alive (a liveness probe): exit 0 if it
+    answers, 1 if not."""
+    from cli import processes
+
+    processes.worker_ping(name, timeout)
 
 
 def beat() -> None:
@@ -91,3 +107,11 @@ def beat() -> None:
     from cli import processes
 
     processes.beat()
+
+
+def _share_worker_metrics() -> None:
+    """The worker's forked task processes write their samples to files that its metrics
+    endpoint adds up. The Prometheus client picks that mode as it is imported, so this runs
+    before anything imports it."""
+    if os.environ.get("WFE_METRICS_ADDRESS"):
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="wfe-metrics-"))

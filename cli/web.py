@@ -22,8 +22,9 @@ from uvicorn.config import LOGGING_CONFIG
 
 from cli import config, ports
 from cli.shell import client_address
+from foundation import metrics
 from foundation.settings import GatewaySettings
-from gateway import create_app, pages
+from gateway import create_app, health, pages
 
 FLAG = "--gateway-address"
 VARIABLE = "WFE_GATEWAY_LISTEN_ADDRESS"
@@ -42,12 +43,21 @@ def serve(address: str | None, target: str | None) -> None:
         overrides["gateway_target"] = target
     settings = config.load_gateway(**overrides)
     ports.refuse_if_in_use(settings.gateway_listen_address, variable=VARIABLE)
+    if settings.metrics_address:
+        port = metrics.serve(settings.metrics_address)
+        typer.echo(f"metrics on {settings.metrics_address.rsplit(':', 1)[0]}:{port}/metrics")
     asyncio.run(_serve_alone(settings))
 
 
 async def _serve_alone(settings: GatewaySettings) -> None:
+    access_lines: dict[str, Any] | None = LOGGING_CONFIG
+    if settings.log_format == "json":  # the process's own lines, as JSON; no access lines
+        from service import logs
+
+        logs.configure(settings.log_level, "json")
+        access_lines = None
     running = await start(
-        settings, settings.gateway_target, GRACE_SECONDS, flag="--address", logs=LOGGING_CONFIG
+        settings, settings.gateway_target, GRACE_SECONDS, flag="--address", logs=access_lines
     )
     typer.echo(
         f"gateway listening on {running.url} ({GATEWAY_PLACES}), calling {settings.gateway_target}"
@@ -129,7 +139,7 @@ def _app(settings: GatewaySettings, target: str) -> Starlette:
     return create_app(
         target,
         cors_origins=settings.gateway_cors_origins,
-        routes=pages.routes(),
+        routes=[*health.routes(), *pages.routes()],
         max_body_bytes=settings.gateway_max_body_bytes,
     )
 

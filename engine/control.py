@@ -224,6 +224,7 @@ async def _begin(unit: Unit, execution: ExecutionRow, *, count_day: bool = True)
     In a group commit the counters come from the batch's ledger (`batch_ledger`).
     """
     await admission.lock_tenant(unit.session, unit.plan.tenant_id)
+    unit.tally.started += 1
     if not count_day:
         pass
     elif unit.ledger is not None:

@@ -63,6 +63,7 @@ from engine.topics import NOTIFICATION
 from engine.transitions import TERMINAL
 from engine.units import Chain, Unit, open_unit, timing_of, utcnow
 from engine.webhooks import expired, timed_out, waiting_of
+from foundation.log_context import working_on
 from foundation.settings import Settings
 from persistence.models import AttemptStatus, DispatchState, Notification
 from tenancy import TenantId
@@ -145,10 +146,11 @@ class Engine:
         `io_lane`: the caller runs steps of I/O-bound tools (`workers.io_lane`), so the
         entry's inline steps may run ahead of the one they lead to.
         """
-        claimed, publish = await self.begin_attempt(key, task_id, io_lane=io_lane)
-        if claimed is None:
-            return publish
-        return publish + await self.complete_attempt(claimed)
+        with working_on(key.tenant_id, key.execution_id, key.step_id):
+            claimed, publish = await self.begin_attempt(key, task_id, io_lane=io_lane)
+            if claimed is None:
+                return publish
+            return publish + await self.complete_attempt(claimed)
 
     async def begin_attempt(
         self, key: AttemptKey, task_id: str | None = None, *, io_lane: bool = False
@@ -157,7 +159,8 @@ class Engine:
         recorded here (None comes back); any other comes back claimed, under its lease,
         for `complete_attempt`. Also the tasks to publish now."""
         publish: list[TaskRef] = []
-        claimed = await self._start(key, task_id, publish, io_lane)
+        with working_on(key.tenant_id, key.execution_id, key.step_id):
+            claimed = await self._start(key, task_id, publish, io_lane)
         return claimed, publish
 
     async def complete_attempt(self, claimed: Claimed) -> list[TaskRef]:
@@ -167,10 +170,12 @@ class Engine:
         dispatch row does): if this process dies meanwhile, the lease runs out (or the
         row's time passes) and the sweeper has the attempt run again.
         """
-        ran = await self._run_outside(claimed)
-        if ran is None:
-            return []
-        return await self._finish(*ran)
+        key = claimed.key
+        with working_on(key.tenant_id, key.execution_id, key.step_id):
+            ran = await self._run_outside(claimed)
+            if ran is None:
+                return []
+            return await self._finish(*ran)
 
     async def _start(
         self, key: AttemptKey, task_id: str | None, publish: list[TaskRef], io_lane: bool
@@ -392,6 +397,7 @@ class Engine:
                     ),
                 )
                 return False
+            unit.tally.takeovers += 1
             logger.warning(
                 "lease of %s/%s#%d expired; running it again",
                 attempt.execution_id,

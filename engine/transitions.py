@@ -226,6 +226,7 @@ async def claim(
     else can see that it started.
     """
     graph = Graph.of(execution.definition)
+    unit.tally.step_started(attempt.due_at, unit.now)
     attempt.status = AttemptStatus.RUNNING
     attempt.claims += 1
     attempt.started_at = unit.now
@@ -278,6 +279,7 @@ async def succeed(
     graph = Graph.of(execution.definition)
     step = graph.step(attempt.step_id)
     elapsed = duration_ms(attempt.started_at, unit.now)
+    unit.tally.step_ended(str(step.get("type")), "completed", attempt.started_at, unit.now)
     attempt.status = AttemptStatus.COMPLETED
     attempt.finished_at = unit.now
     attempt.output = outcome.output
@@ -350,6 +352,7 @@ async def fail_attempt(
     step = graph.step(attempt.step_id)
     name = graph.name(attempt.step_id)
     error = failure.as_dict()
+    unit.tally.step_ended(str(step.get("type")), "failed", attempt.started_at, unit.now)
     attempt.status = AttemptStatus.FAILED
     attempt.finished_at = unit.now
     attempt.error = error
@@ -464,6 +467,7 @@ async def cancel(unit: Unit, execution: ExecutionRow, actor: str) -> None:
 
 async def _end(unit: Unit, execution: ExecutionRow) -> None:
     """Terminal: stop its attempts, announce, free its slot and admit whoever waits."""
+    unit.tally.finished.append(execution.status.value)
     execution.completed_at = unit.now
     execution.updated_at = unit.now
     held, execution.holds_slot = execution.holds_slot, False

@@ -18,6 +18,7 @@ from engine import dispatch, events
 from engine import executions as execution_rows
 from engine.dispatch import TaskRef
 from engine.rows import AttemptRow, ExecutionRow
+from engine.tally import Tally
 from foundation.settings import Settings
 from tenancy import TenantId
 from tenancy.database import TenantDatabase
@@ -112,6 +113,8 @@ class Unit:
     attempts: list[AttemptRow] = field(default_factory=list)
     dispatch_rows: list[dispatch.NewDispatch] = field(default_factory=list)
     event_rows: list[events.NewEvent] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
+    """What the metrics count of this transaction, once it has committed."""
 
     def track(self, execution: ExecutionRow) -> ExecutionRow:
         """`execution` is written at the next `flush` with whatever changed on it."""
@@ -157,3 +160,4 @@ async def open_unit(
         unit = Unit(work.session, work.plan, utcnow(), timing)
         yield unit
         await flush(unit)
+    unit.tally.emit(unit.plan)

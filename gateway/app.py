@@ -34,6 +34,7 @@ from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 
 from gateway import streaming, transcode
 from gateway.errors import GatewayError, error_body, rpc_error_body
+from gateway.metrics import MetricsMiddleware
 from gateway.routes import Route as ApiRoute
 from gateway.routes import Router, build_routes
 from gateway.websocket import workflow_socket
@@ -82,7 +83,7 @@ def create_app(
             app.state.channel = channel
             yield
 
-    middleware = []
+    middleware = [Middleware(MetricsMiddleware)]
     if cors_origins:
         middleware.append(
             Middleware(

@@ -24,6 +24,7 @@ from service.interceptors import (
     RequestIdInterceptor,
     details_budget,
 )
+from service.interceptors.metrics import MetricsInterceptor
 from service.notifications.projector import NotificationProjector
 from service.pagination import PageTokens, signing_key
 from service.servicers.event import EventServicer
@@ -125,6 +126,7 @@ async def start_server(
     server = aio.server(
         interceptors=[
             HookChain(
+                MetricsInterceptor(),
                 RequestIdInterceptor(),
                 ErrorInterceptor(
                     max_violations=settings.error_max_violations,

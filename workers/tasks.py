@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import Task, current_app, shared_task
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from engine.engine import AttemptKey
+from foundation.metrics import child_exited, metrics
 from foundation.settings import from_environment
 from tenancy import decode_tenant
 from workers import runtime
@@ -61,9 +63,15 @@ def leave_io_lane(**_: Any) -> None:
             logger.warning("stopping with %d step(s) in flight; their leases will expire", left)
 
 
+def _forget_samples(**_: Any) -> None:
+    """This forked process ends: its live gauges stop counting in the parent's endpoint."""
+    child_exited(os.getpid())
+
+
 # Each prefork process takes the lane; `wfe worker` connects the same for the other pools.
 worker_process_init.connect(take_io_lane, weak=False)
 worker_process_shutdown.connect(leave_io_lane, weak=False)
+worker_process_shutdown.connect(_forget_samples, weak=False)
 
 
 @shared_task(name=SWEEP_TASK, acks_late=True)
@@ -72,6 +80,7 @@ def sweep() -> int:
     active = _runtime()
     refs = active.call(active.engine.sweep())
     active.publisher.publish(refs)
+    metrics().sweeper_republished.inc(len(refs))
     if refs:
         logger.info("sweeper re-published %d step task(s)", len(refs))
     return len(refs)

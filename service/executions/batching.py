@@ -36,6 +36,8 @@ class _Call(Generic[T]):
     work: Callable[[Unit], Awaitable[T]]
     answer: asyncio.Future[T]
     publish: list[TaskRef] = field(default_factory=list)
+    kept: Unit | None = None
+    """Its unit, once its savepoint held: what it did counts after the commit."""
 
 
 def _retrieved(answer: asyncio.Future[Any]) -> None:
@@ -117,7 +119,7 @@ class GroupCommit:
                         if ledger is not None:
                             ledger.restore(taken)
                     else:
-                        call.publish = unit.publish
+                        call.publish, call.kept = unit.publish, unit
                 if ledger is not None:
                     await ledger.flush()
         except BaseException as error:  # the transaction itself failed: nothing was kept
@@ -128,6 +130,9 @@ class GroupCommit:
                 raise
             return
         self._publisher.publish([ref for call in calls for ref in call.publish])
+        for call in calls:
+            if call.kept is not None:
+                call.kept.tally.emit(call.kept.plan)
         for call, result in zip(calls, results, strict=True):
             if call.answer.done():
                 continue

@@ -43,6 +43,7 @@ from engine.feed import EventFeed, FeedEvent, feed_for, wait_for_wake
 from engine.topics import Topics
 from engine.wakeups import CommitNotifier, NotifyListener
 from foundation.errors import QuotaExhausted, Unavailable
+from foundation.metrics import read_when_scraped
 from service.streams.allowance import StreamAllowance, terms_for
 from service.streams.registry import Subscription, SubscriptionRegistry
 from tenancy import TenantId
@@ -104,6 +105,7 @@ class EventHub:
         self._remove: Callable[[], None] | None = None
         self._notifier: CommitNotifier | None = None
         self._listener: NotifyListener | None = None
+        self._unmeasure: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Start at the log's current end: streams without a resume id begin here."""
@@ -116,6 +118,9 @@ class EventHub:
             self._listener = NotifyListener(self._database, self.wake)
             self._listener.start()
         self._tasks.append(self._loop.create_task(self._dispatch(), name="wfe-event-dispatcher"))
+        self._unmeasure = read_when_scraped(
+            "wfe_stream_subscribers", (), lambda: [((), float(self.registry.count()))]
+        )
 
     def wake(self) -> None:
         """Events may have been committed: read the log soon. Callable from any thread."""
@@ -131,6 +136,8 @@ class EventHub:
     async def stop(self) -> None:
         """Stop reading and listening; give back the connections."""
         self.close()
+        if self._unmeasure is not None:
+            self._unmeasure()
         if self._remove is not None:
             self._remove()
         for task in self._tasks:
