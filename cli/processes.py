@@ -17,7 +17,7 @@ from cli import admin, config, ports, schema, web
 from cli.demo import DEMO_TENANTS, TOKEN_HOURS, banner
 from cli.shell import client_address
 from cli.tokens import mint
-from foundation import metrics
+from foundation import metrics, tracing
 from foundation.settings import GatewaySettings, Settings
 from service import logs, offload
 from service.server import RunningServer, run_until_signalled, start_server
@@ -31,9 +31,15 @@ from workers.publisher import BackgroundPublisher, CeleryPublisher
 REFUSED = ports.REFUSED
 
 
-def observe(settings: Settings) -> None:
-    """Logs in the configured format; the metrics endpoint, when an address is set."""
+def observe(settings: Settings, role: str) -> None:
+    """Logs in the configured format; the metrics endpoint, when an address is set; traces,
+    when the `OTEL_*` variables ask for them (the service called `wfe-<role>`)."""
     logs.configure(settings.log_level, settings.log_format)
+    try:
+        tracing.configure(f"wfe-{role}")
+    except tracing.TracingSettingError as refused:
+        typer.echo(str(refused), err=True)
+        raise typer.Exit(REFUSED) from None
     metrics.configure(tenant_labels=settings.metrics_tenant_labels)
     if settings.metrics_address:
         port = metrics.serve(settings.metrics_address)
@@ -61,7 +67,7 @@ def serve(address: str | None) -> None:
     settings = config.load(**_listening_on(address))
     ports.refuse_if_in_use(settings.listen_address)
     refuse_unsafe_role(settings)
-    observe(settings)
+    observe(settings, "server")
     asyncio.run(_serve(settings, lambda running, _: _announce(settings, running)))
 
 
@@ -76,7 +82,7 @@ def dev(address: str | None, gateway_address: str | None = None) -> None:
     web.refuse_if_in_use(gateway)
     secret = base.jwt_secret or SecretStr(dev_secret(base.data_dir))
     settings = config.load(listen_address=base.listen_address, jwt_secret=secret, jwt_jwks_url=None)
-    observe(settings)
+    observe(settings, "dev")
     schema.migrate_unless_current(settings)
     asyncio.run(admin.run(settings, lambda session: admin.ensure(session, DEMO_TENANTS)))
 
@@ -135,12 +141,13 @@ async def _serve(
         if local is not None:
             await local.stop()
         await database.dispose()
+        tracing.flush()
 
 
 def worker(concurrency: int | None, pool: str, name: str) -> None:
     settings = config.load()
     refuse_unsafe_role(settings)
-    observe(settings)
+    observe(settings, "worker")
     celery = create_app(settings)
     queues = [settings.queue_name]
     if settings.worker_io_steps == 0:
@@ -171,7 +178,7 @@ def worker(concurrency: int | None, pool: str, name: str) -> None:
 def beat() -> None:
     settings = config.load()
     refuse_unsafe_role(settings)
-    observe(settings)
+    observe(settings, "beat")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     celery = create_app(settings)
     if settings.metrics_address:

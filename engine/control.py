@@ -24,6 +24,7 @@ from engine.steptypes import MINIMUM_TIER, STEP_TYPES
 from engine.tools import installed
 from engine.transitions import TERMINAL
 from engine.units import Unit
+from foundation import tracing
 from foundation.errors import (
     ExecutionNotFound,
     ExecutionStateConflict,
@@ -208,6 +209,7 @@ def _new(
             "updated_at": unit.now,
             "created_by": actor,
             "test": False,
+            "trace_parent": tracing.traceparent(),
         },
         stored=False,
     )

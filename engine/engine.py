@@ -58,11 +58,13 @@ from engine.runner import (
 )
 from engine.shared_reads import SharedReads
 from engine.sizes import encoded_size
+from engine.spans import attempt_span
 from engine.tools import StepFailure, ToolCall, ToolRegistry
 from engine.topics import NOTIFICATION
 from engine.transitions import TERMINAL
 from engine.units import Chain, Unit, open_unit, timing_of, utcnow
 from engine.webhooks import expired, timed_out, waiting_of
+from foundation import tracing
 from foundation.log_context import working_on
 from foundation.settings import Settings
 from persistence.models import AttemptStatus, DispatchState, Notification
@@ -109,6 +111,8 @@ class Claimed:
     """Inline steps from the entry run in memory before this one: recorded with its claim."""
     traced: bool = False
     """A test run's step: what it sees is kept with its attempt (`engine.traces`)."""
+    trace_parent: str | None = None
+    """Its execution's trace (`foundation.tracing`): the attempt's span joins it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +224,7 @@ class Engine:
                 bounded,
                 task_id,
                 traced=execution.test,
+                trace_parent=execution.trace_parent,
             )
 
     async def _deferred(
@@ -266,13 +271,26 @@ class Engine:
         if runs_inline(step, self.tools):
             if not io_lane or key.attempt != 1 or key.step_id != graph.entry:
                 return None
-            ran = await self._run_ahead(key, graph, step, context, found.deadline_at)
+            ran = await self._run_ahead(
+                key, graph, step, context, found.deadline_at, found.trace_parent
+            )
             if ran is None:
                 return None
             ahead, step, context = ran
             key, now = replace(key, step_id=str(step["id"]), attempt=1), utcnow()
         timeout, bounded = self._timeout_for(step, found.deadline_at, now)
-        return Claimed(key, None, now, step, context, timeout, bounded, task_id, ahead)
+        return Claimed(
+            key,
+            None,
+            now,
+            step,
+            context,
+            timeout,
+            bounded,
+            task_id,
+            ahead,
+            trace_parent=found.trace_parent,
+        )
 
     async def _run_ahead(
         self,
@@ -281,6 +299,7 @@ class Engine:
         step: dict[str, Any],
         context: Mapping[str, Any],
         deadline: datetime | None,
+        trace_parent: str | None,
     ) -> tuple[tuple[Ran, ...], dict[str, Any], Mapping[str, Any]] | None:
         """Run the entry's inline steps in memory up to the I/O-bound step they lead to.
 
@@ -300,7 +319,10 @@ class Engine:
             limit, _ = self._timeout_for(step, deadline, started)
             call = _call(replace(key, step_id=str(step["id"]), attempt=1), limit)
             try:
-                outcome = await run_step(step, context, call, self.tools)
+                with attempt_span(
+                    trace_parent, key.tenant_id, key.execution_id, str(step["id"]), 1, step
+                ):
+                    outcome = await run_step(step, context, call, self.tools)
             except StepFailure:
                 return None
             if outcome.next_step is None or encoded_size(outcome.output) > SMALLEST_OUTPUT_LIMIT:
@@ -322,14 +344,22 @@ class Engine:
     ) -> None:
         """Run a step with no outside effect and record it, in the claiming transaction."""
         call = _call(key, limit_seconds, traced=execution.test)
+        span = attempt_span(
+            execution.trace_parent, key.tenant_id, key.execution_id, key.step_id, key.attempt, step
+        )
         try:
-            check_tier(step, unit.plan)
-            if step.get("type") in flow.CONTROL_TYPES:
-                begun = await flow.begin(unit, execution, attempt, step, context)
-                if begun is not None:
-                    await transitions.succeed(unit, execution, attempt, begun)
-                return
-            outcome = await run_step(step, context, call, self.tools)
+            with span as current:
+                try:
+                    check_tier(step, unit.plan)
+                    if step.get("type") in flow.CONTROL_TYPES:
+                        begun = await flow.begin(unit, execution, attempt, step, context)
+                        if begun is not None:
+                            await transitions.succeed(unit, execution, attempt, begun)
+                        return
+                    outcome = await run_step(step, context, call, self.tools)
+                except StepFailure as failure:
+                    tracing.fail(current, failure.code, failure.message)
+                    raise
         except StepFailure as failure:
             traces.keep(attempt, call)
             await transitions.fail_attempt(unit, execution, attempt, failure)
@@ -426,6 +456,25 @@ class Engine:
     ) -> tuple[Claimed, Outcome | StepFailure, ToolCall] | None:
         """Run the step, claiming it at the first checkpoint if it was not, then renewing
         the lease; None when the attempt is no longer ours."""
+        key = claimed.key
+        with attempt_span(
+            claimed.trace_parent,
+            key.tenant_id,
+            key.execution_id,
+            key.step_id,
+            key.attempt,
+            claimed.step,
+        ) as current:
+            ran = await self._run_watched(claimed)
+            if ran is not None and isinstance(ran[1], StepFailure):
+                tracing.fail(current, ran[1].code, ran[1].message)
+            return ran
+
+    async def _run_watched(
+        self, claimed: Claimed
+    ) -> tuple[Claimed, Outcome | StepFailure, ToolCall] | None:
+        """`_run_outside`'s work: the step as a task (its own spans under the attempt's),
+        watched at every checkpoint."""
         call = _call(claimed.key, claimed.timeout, traced=claimed.traced)
         work = asyncio.create_task(run_step(claimed.step, claimed.context, call, self.tools))
         ends = time.monotonic() + claimed.timeout
@@ -676,6 +725,7 @@ _DEFERRED_READ: Final = prebuilt(
         EXECUTIONS.c.status,
         EXECUTIONS.c.deadline_at,
         EXECUTIONS.c.test,
+        EXECUTIONS.c.trace_parent,
         EXECUTIONS.c.definition,
         EXECUTIONS.c.input,
         EXECUTIONS.c.outputs,

@@ -149,6 +149,7 @@ class ExecutionRow(Tracked):
         "rerun_from_step",
         "cancelled_by",
         "test",
+        "trace_parent",
     )
     __slots__ = (*COLUMNS, "entry_patches", "current_patch", "output_patches")
     COMPARED = frozenset({"steps", "outputs"})
@@ -180,6 +181,7 @@ class ExecutionRow(Tracked):
     rerun_from_step: str | None
     cancelled_by: str | None
     test: bool
+    trace_parent: str | None
 
     entry_patches: dict[int, dict[str, Any]]
     """0-based position in `step_list` -> the entry as it is now, not written yet."""

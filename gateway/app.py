@@ -42,7 +42,8 @@ from gateway.websocket import workflow_socket
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER: Final = "x-request-id"
-FORWARDED: Final = ("authorization", "x-tenant-id")
+FORWARDED: Final = ("authorization", "x-tenant-id", "traceparent", "tracestate")
+"""Passed on as call metadata: the caller's credentials and tenant, and its trace context."""
 ACCEPTABLE_REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 HEADER_TEXT: Final = re.compile(r"^[\x20-\x7e]*$")
 DEFAULT_MAX_BODY_BYTES: Final = 4 * 1024 * 1024
@@ -235,7 +236,8 @@ def request_id_of(headers: Mapping[str, str]) -> str:
 
 
 def forwarded_metadata(headers: Mapping[str, str], request_id: str) -> tuple[tuple[str, str], ...]:
-    """The call metadata: the caller's credentials and tenant as sent, and the request id."""
+    """The call metadata: the caller's credentials, tenant and trace context as sent, and the
+    request id."""
     metadata = [(REQUEST_ID_HEADER, request_id)]
     for name in FORWARDED:
         value = headers.get(name)

@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.dispatch import Publisher
+from foundation import tracing
 from foundation.hooks import HookChain
 from foundation.settings import Settings
 from service import offload
@@ -25,6 +26,7 @@ from service.interceptors import (
     details_budget,
 )
 from service.interceptors.metrics import MetricsInterceptor
+from service.interceptors.tracing import TracingInterceptor
 from service.notifications.projector import NotificationProjector
 from service.pagination import PageTokens, signing_key
 from service.servicers.event import EventServicer
@@ -127,6 +129,7 @@ async def start_server(
         interceptors=[
             HookChain(
                 MetricsInterceptor(),
+                *([TracingInterceptor()] if tracing.enabled() else []),
                 RequestIdInterceptor(),
                 ErrorInterceptor(
                     max_violations=settings.error_max_violations,

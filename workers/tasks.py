@@ -10,6 +10,7 @@ from celery import Task, current_app, shared_task
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from engine.engine import AttemptKey
+from foundation import tracing
 from foundation.metrics import child_exited, metrics
 from foundation.settings import from_environment
 from tenancy import decode_tenant
@@ -64,8 +65,10 @@ def leave_io_lane(**_: Any) -> None:
 
 
 def _forget_samples(**_: Any) -> None:
-    """This forked process ends: its live gauges stop counting in the parent's endpoint."""
+    """This forked process ends: its live gauges stop counting in the parent's endpoint,
+    and the spans it still holds are exported."""
     child_exited(os.getpid())
+    tracing.flush()
 
 
 # Each prefork process takes the lane; `wfe worker` connects the same for the other pools.

@@ -32,6 +32,7 @@ from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import httpx
+from opentelemetry.trace import SpanKind
 
 from engine.tools.addresses import (
     IPAddress,
@@ -51,6 +52,7 @@ from engine.tools.http_messages import (
     timeout_seconds,
 )
 from engine.tools.registry import StepFailure, ToolCall, ToolMode, ToolSpec, closed_object
+from foundation import tracing
 
 if TYPE_CHECKING:
     from foundation.settings import Settings
@@ -129,15 +131,30 @@ class HttpRequestTool:
             hop = redirected(hop, reply.status_code, location)
 
     async def _exchange(self, hop: Hop, deadline: float, budget: float) -> Reply:
-        """Check, resolve and send one hop; transport errors become `StepFailure` here."""
-        try:
-            async with asyncio.timeout_at(deadline):
-                addresses = await self._checked_addresses(hop.url)
-                return await self._send(hop, addresses, deadline)
-        except StepFailure:
-            raise
-        except (TimeoutError, httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
-            raise _failure(exc, hop.url.host, budget) from exc
+        """Check, resolve and send one hop, as a client span of the step's (traces on);
+        transport errors become `StepFailure` here."""
+        attributes = {
+            "http.request.method": hop.method,
+            "server.address": hop.url.host,
+            "url.scheme": hop.url.scheme,
+        }
+        with tracing.span(
+            f"HTTP {hop.method}", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    addresses = await self._checked_addresses(hop.url)
+                    reply = await self._send(hop, addresses, deadline)
+            except StepFailure as refused:
+                tracing.fail(span, refused.code, refused.message)
+                raise
+            except (TimeoutError, httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+                failure = _failure(exc, hop.url.host, budget)
+                tracing.fail(span, failure.code, failure.message)
+                raise failure from exc
+            if span is not None:
+                span.set_attribute("http.response.status_code", reply.status_code)
+            return reply
 
     async def _checked_addresses(self, url: httpx.URL) -> list[IPAddress]:
         """Where `url` may be sent: every address its host resolves to, each one judged."""

@@ -79,6 +79,8 @@ class Execution(TenantOwned, Base):
     cancelled_by: Mapped[str | None] = mapped_column(String(200), default=None)
     test: Mapped[bool] = mapped_column(Boolean, default=False)
     """A test run (TestExecute): counts against concurrency, not the daily quota."""
+    trace_parent: Mapped[str | None] = mapped_column(String(55), default=None)
+    """The W3C traceparent of the call that started it: its steps' spans join that trace."""
 
 
 class StepAttempt(TenantOwned, Base):
