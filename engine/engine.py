@@ -137,6 +137,8 @@ class Engine:
         # least three times a lease, so one slow renewal never loses it.
         self.checkpoint_seconds = min(settings.lease_seconds / 3, settings.checkpoint_seconds)
         self._reads = SharedReads(database)
+        self._outside: dict[AttemptKey, tuple[Claimed, asyncio.Task[Outcome]]] = {}
+        """The attempts this process runs outside a transaction now, for `hand_back`."""
 
     async def close(self) -> None:
         """Let go of the connection its shared reads hold, if any."""
@@ -478,6 +480,7 @@ class Engine:
         call = _call(claimed.key, claimed.timeout, traced=claimed.traced)
         work = asyncio.create_task(run_step(claimed.step, claimed.context, call, self.tools))
         ends = time.monotonic() + claimed.timeout
+        self._outside[claimed.key] = (claimed, work)
         try:
             while True:
                 left = ends - time.monotonic()
@@ -501,10 +504,12 @@ class Engine:
                         work.cancel()
                         return None
                     claimed = late
+                    self._outside[claimed.key] = (claimed, work)
                 elif not await self._renew(claimed):
                     work.cancel()
                     return None
         finally:
+            self._outside.pop(claimed.key, None)
             if not work.done():
                 work.cancel()
         try:
@@ -664,6 +669,54 @@ class Engine:
                 await transitions.succeed(unit, execution, attempt, result)
             await self._run_chain(unit, execution, attempt.task_id)
             return unit.publish
+
+    async def hand_back(self) -> list[TaskRef]:
+        """This process stops: stop the attempts it runs and give each back at once, for
+        another worker to take over now rather than when its lease runs out; the tasks to
+        publish for them.
+
+        A claimed attempt's lease is ended (it is taken over as any lost one, counted
+        against `max_lease_takeovers`); one not claimed yet has its dispatch row, which
+        stands for it, and is simply sent again. Each attempt ran at least once already,
+        as every delivery may: its effects carry its idempotency key.
+        """
+        running, self._outside = list(self._outside.values()), {}
+        for _, work in running:
+            work.cancel()
+        await asyncio.gather(*(work for _, work in running), return_exceptions=True)
+        refs: list[TaskRef] = []
+        for claimed, _ in running:
+            key = claimed.key
+            if claimed.claims is not None:
+                async with self.database.transaction(key.tenant_id) as session:
+                    row = (
+                        await session.execute(
+                            select(ATTEMPTS.c.status, ATTEMPTS.c.claims).where(
+                                ATTEMPTS.c.execution_id == key.execution_id,
+                                ATTEMPTS.c.step_id == key.step_id,
+                                ATTEMPTS.c.attempt == key.attempt,
+                            )
+                        )
+                    ).one_or_none()
+                    if row is None or row[0] != AttemptStatus.RUNNING or row[1] != claimed.claims:
+                        continue  # no longer ours: nothing to give back
+                    await dispatch.hold(
+                        session, key.execution_id, key.step_id, key.attempt, utcnow()
+                    )
+            refs.append(
+                TaskRef(
+                    key.tenant_id,
+                    key.execution_id,
+                    key.step_id,
+                    key.attempt,
+                    0.0,
+                    0,
+                    awaits_io(claimed.step),
+                )
+            )
+        if refs:
+            logger.info("handed back %d running step(s) for other workers to take", len(refs))
+        return refs
 
     async def sweep(self, limit: int = 500) -> list[TaskRef]:
         """Attempts whose time passed unclaimed, or whose lease ran out: publish them again."""

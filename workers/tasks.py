@@ -21,8 +21,6 @@ from workers.publisher import CeleryPublisher
 
 logger = logging.getLogger(__name__)
 
-DRAIN_SECONDS = 10.0
-
 
 def _runtime() -> runtime.Runtime:
     return runtime.current(lambda: CeleryPublisher(current_app))
@@ -55,13 +53,18 @@ def take_io_lane(**_: Any) -> None:
 
 
 def leave_io_lane(**_: Any) -> None:
-    """Take no more I/O steps and give those running a moment to end; the rest are run
-    again once their leases run out."""
+    """Take no more I/O steps and give those running up to `WFE_SHUTDOWN_GRACE_SECONDS` to
+    end; hand the rest back, for other workers to take over now."""
     global _lane
     if _lane is not None:
         lane, _lane = _lane, None
-        if left := lane.stop(DRAIN_SECONDS):
-            logger.warning("stopping with %d step(s) in flight; their leases will expire", left)
+        if left := lane.stop(from_environment().shutdown_grace_seconds):
+            logger.warning("stopping with %d step(s) in flight: handing them back", left)
+            active = lane.runtime
+            try:
+                active.publisher.publish(active.call(active.engine.hand_back()))
+            except Exception:  # their leases still stand for them
+                logger.exception("could not hand the steps back; their leases will expire")
 
 
 def _forget_samples(**_: Any) -> None:
