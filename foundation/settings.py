@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         10, ge=1, description="Clients pinging more often than this are disconnected."
     )
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=300)
+    readiness_check_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often a server checks its database and schema for its health status.",
+    )
     validation_workers: int = Field(
         2,
         ge=1,

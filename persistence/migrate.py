@@ -37,6 +37,8 @@ SERVICE_GRANTS: dict[str, tuple[str, ...]] = {
     "notification_preferences": ("SELECT", "INSERT", "UPDATE"),
     # Positions of the handlers that follow the log; no tenant data, no row-level security.
     "projections": ("SELECT", "INSERT", "UPDATE"),
+    # Which migration the schema is at: a server reports ready only at the latest.
+    "alembic_version": ("SELECT",),
 }
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from grpc import aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.dispatch import Publisher
@@ -29,6 +29,7 @@ from service.interceptors.metrics import MetricsInterceptor
 from service.interceptors.tracing import TracingInterceptor
 from service.notifications.projector import NotificationProjector
 from service.pagination import PageTokens, signing_key
+from service.readiness import Readiness
 from service.servicers.event import EventServicer
 from service.servicers.execution import ExecutionServicer
 from service.servicers.notification import NotificationServicer
@@ -82,10 +83,12 @@ class RunningServer:
     health: health.aio.HealthServicer
     hub: EventHub
     notifier: NotificationProjector
+    readiness: Readiness
 
     async def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING, end event streams with UNAVAILABLE (their clients resume
         elsewhere), then let other in-flight calls finish for up to `grace` seconds."""
+        await self.readiness.stop()
         await self.health.enter_graceful_shutdown()
         self.hub.close()
         await self.server.stop(grace)
@@ -186,9 +189,12 @@ async def start_server(
     await notifier.start()
     hub.followers.append(notifier.wake)
     await server.start()
-    for name in (*SERVICE_NAMES, ""):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, hub, notifier)
+    readiness = Readiness(
+        database, health_servicer, (*SERVICE_NAMES, ""), settings.readiness_check_seconds
+    )
+    await readiness.update()
+    readiness.start()
+    return RunningServer(server, port, health_servicer, hub, notifier, readiness)
 
 
 async def run_until_signalled(running: RunningServer, grace: float) -> None:
