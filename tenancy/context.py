@@ -55,3 +55,9 @@ def current_identity() -> CallIdentity:
 def current_tenant() -> TenantId:
     """The tenant the current call is confined to."""
     return current_identity().tenant_id
+
+
+def bound_tenant() -> str | None:
+    """The tenant of the call being served, or None outside an authenticated call."""
+    identity = _identity.get()
+    return None if identity is None else identity.tenant_id
