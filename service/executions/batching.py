@@ -108,6 +108,9 @@ class GroupCommit:
                 if self._prepare is not None and len(calls) > 1:
                     ledger = await self._prepare(shared)
                 for call in calls:
+                    if call.answer.done():  # its caller gave up (a deadline): start nothing
+                        results.append(None)
+                        continue
                     unit = Unit(session, shared.plan, utcnow(), self._timing, ledger=ledger)
                     taken = ledger.mark() if ledger is not None else {}
                     try:
