@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -82,9 +82,12 @@ class Spawned:
         self.pids[name] = process.pid
         return log
 
-    def port_of(self, log: Path, timeout: float = 60.0) -> int:
-        """The port a child printed as `... listening on HOST:PORT`."""
-        process = self.running[-1]
+    def port_of(
+        self, log: Path, timeout: float = 60.0, process: subprocess.Popen[bytes] | None = None
+    ) -> int:
+        """The port a child (`process`, default the last started) printed as
+        `... listening on HOST:PORT`."""
+        process = process or self.running[-1]
         ends = time.monotonic() + timeout
         while time.monotonic() < ends:
             match = LISTENING.search(log.read_bytes())
@@ -97,20 +100,48 @@ class Spawned:
         raise RuntimeError(f"{log.name}: no port announced\n{tail}")
 
     def stop_all(self) -> None:
-        for process in self.running:
-            if process.poll() is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        ends = time.monotonic() + 10
-        for process in self.running:
-            with suppress(subprocess.TimeoutExpired):
-                process.wait(max(ends - time.monotonic(), 0.1))
-            if process.poll() is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
+        _terminate(self.running)
         self.running.clear()
         self.pids.clear()
+
+    def stop(self, names: Collection[str]) -> None:
+        """Stop the named processes only, as `stop_all` stops them all."""
+        leaders = {self.pids.pop(name) for name in names}
+        chosen = [process for process in self.running if process.pid in leaders]
+        _terminate(chosen)
+        self.running[:] = [process for process in self.running if process.pid not in leaders]
+
+
+def _terminate(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each process's session, then SIGKILL to those still up after 10 s."""
+    for process in processes:
+        if process.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    ends = time.monotonic() + 10
+    for process in processes:
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(max(ends - time.monotonic(), 0.1))
+        if process.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One deployment of the engine on the stack's database and broker, on a queue of its
+    own: its `wfe serve` processes (by port), and every process's name in `Spawned.pids`
+    (servers, workers and one beat)."""
+
+    name: str
+    queue: str
+    server_ports: tuple[int, ...]
+    processes: tuple[str, ...]
+
+    @property
+    def targets(self) -> list[str]:
+        return [f"127.0.0.1:{port}" for port in self.server_ports]
 
 
 @dataclass(frozen=True)
@@ -258,6 +289,67 @@ class Stack:
     marker_url: str
     spawned: Spawned
     """The stack's processes; a bench part may start more (stopped with the rest)."""
+    tools: Path = Path()
+    """The folder declaring the bench's tools, first on the engine processes' PYTHONPATH."""
+    queues: list[str] = field(default_factory=list)
+    """Queues of the engines `start_engine` started, purged with the stack's own."""
+
+    @property
+    def engine(self) -> Engine:
+        """The stack's own system: one server, one worker of `options.concurrency`, one beat."""
+        return Engine("system", self.queue, (self.server_port,), SYSTEM_PROCESSES)
+
+    def start_engine(
+        self,
+        name: str,
+        *,
+        servers: int,
+        concurrencies: Sequence[int],
+        extra_env: Callable[[str], dict[str, str]] | None = None,
+    ) -> Engine:
+        """Another engine on the same database and broker, on a queue of its own.
+
+        `servers` `wfe serve` processes, one `wfe worker --concurrency c` for each `c` of
+        `concurrencies`, and one `wfe beat`, with the stack's system's environment (the
+        bench's tools, production clocks) but a data folder of their own (beat's
+        schedule). `extra_env(role)` ("serve", "worker", "beat") adds variables to each
+        process's environment. All start at once; returns once every server announced its
+        port.
+        """
+        queue = f"{self.queue}-{name}"
+        self.queues.append(queue)
+        base = _engine_environment(
+            self.service_url, self.options, queue, self.effects_port, self.tools
+        )
+        base["WFE_DATA_DIR"] = str(self.options.log_dir / f"data-{name}")
+
+        def env(role: str) -> dict[str, str]:
+            return {**base, **(extra_env(role) if extra_env else {})}
+
+        logs: list[tuple[Path, subprocess.Popen[bytes]]] = []
+        names: list[str] = []
+        for number in range(1, servers + 1):
+            names.append(f"{name}-serve-{number}")
+            log = self.spawned.start(names[-1], ["-m", "cli.main", "serve"], env("serve"))
+            logs.append((log, self.spawned.running[-1]))
+        for number, concurrency in enumerate(concurrencies, start=1):
+            names.append(f"{name}-worker-{number}")
+            argv = [
+                "-m",
+                "cli.main",
+                "worker",
+                f"--name={queue}-{number}@%h",
+                f"--concurrency={concurrency}",
+            ]
+            self.spawned.start(names[-1], argv, env("worker"))
+        names.append(f"{name}-beat")
+        self.spawned.start(names[-1], ["-m", "cli.main", "beat"], env("beat"))
+        ports = tuple(self.spawned.port_of(log, process=process) for log, process in logs)
+        return Engine(name, queue, ports, tuple(names))
+
+    def stop_engine(self, engine: Engine) -> None:
+        """Stop an engine `start_engine` started (its queue is purged at the end)."""
+        self.spawned.stop(engine.processes)
 
     @property
     def server_target(self) -> str:
@@ -341,9 +433,11 @@ def _engine_environment(
     """`WFE_*` for serve, worker and beat: production clocks; loopback allowed for the stub.
 
     `tools` goes first on PYTHONPATH: it declares the bench's own tools (`bench_noop`) to
-    these processes only, without installing anything into the product.
+    these processes only, without installing anything into the product. No `OTEL_*`
+    variable of the bench's own environment reaches them: tracing is off unless a bench
+    part turns it on (`Stack.start_engine`'s `extra_env`).
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WFE_", "OTEL_"))}
     env.update(
         PYTHONUNBUFFERED="1",
         PYTHONPATH=os.pathsep.join(filter(None, [str(tools), env.get("PYTHONPATH")])),
@@ -374,6 +468,11 @@ def purge(broker_url: str, queue: str) -> None:
         Queue(queue).bind(connection.default_channel).delete()  # type: ignore[no-untyped-call]
 
 
+def _purge_each(broker_url: str, queues: Sequence[str]) -> None:
+    for queue in queues:
+        purge(broker_url, queue)
+
+
 def marker_url(broker_url: str) -> str:
     """Where the floor's last task records its finish: the broker if Redis, else local Redis."""
     if broker_url.startswith(("redis://", "rediss://")):
@@ -398,6 +497,8 @@ async def open_stack(options: StackOptions) -> AsyncIterator[Stack]:
         stack.callback(purge, marker, floor_queue)
         stack.callback(purge, options.broker_url, floor_queue)
         stack.callback(purge, options.broker_url, queue)
+        queues: list[str] = []
+        stack.callback(_purge_each, options.broker_url, queues)
         stack.callback(spawned.stop_all)
         name = make_url(database.service_url).database
         assert name is not None
@@ -453,4 +554,6 @@ async def open_stack(options: StackOptions) -> AsyncIterator[Stack]:
             stats=stats,
             marker_url=marker,
             spawned=spawned,
+            tools=tools,
+            queues=queues,
         )

@@ -1,10 +1,11 @@
-"""`python -m bench.run [--executions N] [--quick] [--only hostile|growth|streams|gateway]`.
+"""`python -m bench.run [--executions N] [--quick] [--only PART]`.
 
 The default run measures (a) to (e), with (a'), (b16), (c'), (e500), the CPU per step, and
 the advanced steps' (j) and (k); `--only hostile` runs (e) alone, `--only growth` (e500)
 alone, `--only advanced` (j) and (k), and `--only streams` the
 live-stream figures (f) and (g), which the default run leaves out for time; `--only
-gateway` the gateway's figures (h) and (i), also left out of the default run.
+gateway` the gateway's figures (h) and (i), also left out of the default run; `--only
+operations` the scale-out (l) and the cost of metrics and tracing (m), also left out.
 
 Each round measures every floor and its system counterpart back to back, the order
 alternating between rounds so drift on a noisy machine falls on both sides; the table
@@ -25,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from bench import advanced, floors, gateway, hostile, scenarios, streams
+from bench import advanced, floors, gateway, hostile, operations, scenarios, streams
 from bench.harness import Stack, StackOptions, open_stack
 from bench.report import Metric, p99, table
 from bench.scenarios import Throughput
@@ -488,6 +489,28 @@ async def bench_gateway(plan: Plan, options: StackOptions) -> dict[str, Metric]:
     return results
 
 
+async def bench_operations(plan: Plan, options: StackOptions) -> dict[str, Metric]:
+    """Only (l), then (m), each in `plan.rounds` rounds on one stack, its system beside one
+    more engine at a time; the OTLP sink outlives the engines, so their last exports at
+    shutdown are counted too."""
+    results = operations.metrics()
+    with operations.Sink() as sink:
+        async with open_stack(options) as stack:
+            print(f"stack up; logs in {options.log_dir}", flush=True)
+            await operations.scale_out(
+                stack, plan.rounds, plan.executions, plan.warmup, results["l"]
+            )
+            await operations.observability(
+                stack, sink, plan.rounds, plan.executions, plan.warmup, results["m"]
+            )
+        total = sink.counts()
+    print(f"(m) OTLP sink in all: {total.describe()}", flush=True)
+    results["m"].notes.append(
+        f"the OTLP sink received in all (the last exports at shutdown included): {total.describe()}"
+    )
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument(
@@ -505,10 +528,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, help="where process logs go (default: a temp dir)")
     parser.add_argument(
         "--only",
-        choices=["hostile", "streams", "gateway", "growth", "advanced"],
+        choices=["hostile", "streams", "gateway", "growth", "advanced", "operations"],
         help="run one part: hostile = (e) alone; growth = (e500) alone; "
         "advanced = (j) and (k); "
-        "streams = (f) and (g); gateway = (h) and (i)",
+        "streams = (f) and (g); gateway = (h) and (i); operations = (l) and (m)",
     )
     parser.add_argument(
         "--subscribers", type=int, default=1000, help="(f) streams on one server (1000)"
@@ -559,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         "gateway": f"(h) {plan.gateway_seconds:g} s of GETs via the gateway and direct; "
         f"(i) {plan.sockets.subscribers} WebSockets vs gRPC streams over {s.tenants} tenant(s), "
         f"{s.rate:g} events/s, {s.seconds:g} s window; ",
+        "operations": f"(l) {plan.executions} executions of (a)'s workflow on 1 server + 1 "
+        f"worker vs 2 + 2; (m) the same with metrics and tracing off vs on; ",
     }
     # (f) and (g) add about five minutes to three rounds: they run only when asked for.
     chosen = [args.only] if args.only else ["core", "hostile", "advanced"]
@@ -573,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         "gateway": bench_gateway,
         "growth": bench_growth,
         "advanced": bench_advanced,
+        "operations": bench_operations,
     }.get(args.only or "", bench)
     results = asyncio.run(run(plan, options))
     table(list(results.values()))

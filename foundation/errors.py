@@ -173,7 +173,8 @@ class WorkTimeout(WfeError):
 
 
 class Unavailable(WfeError):
-    """The server is shutting down: the call may be made again, elsewhere (a stream resumes)."""
+    """The server is shutting down, or its database cannot be reached for a moment: the call
+    may be made again, elsewhere or shortly (a stream resumes)."""
 
     reason = Reason.UNAVAILABLE
 

@@ -25,6 +25,7 @@ from service.interceptors import (
     RequestIdInterceptor,
     details_budget,
 )
+from service.interceptors.deadline import DeadlineInterceptor
 from service.interceptors.metrics import MetricsInterceptor
 from service.interceptors.tracing import TracingInterceptor
 from service.notifications.projector import NotificationProjector
@@ -138,6 +139,7 @@ async def start_server(
                     max_violations=settings.error_max_violations,
                     budget=details_budget(settings.grpc_max_metadata_bytes),
                 ),
+                DeadlineInterceptor(),
                 AuthInterceptor(verifier),
             ),
             DecodeGuardInterceptor(),  # innermost: sees the deserializer gRPC will call

@@ -37,6 +37,8 @@ class _Call(Generic[T]):
     answer: asyncio.Future[T]
     publish: list[TaskRef] = field(default_factory=list)
     kept: Unit | None = None
+    abandoned: bool = False
+    """Its caller went away (a deadline, a cancel) before the batch took it."""
     """Its unit, once its savepoint held: what it did counts after the commit."""
 
 
@@ -74,9 +76,14 @@ class GroupCommit:
             leader = asyncio.create_task(self._lead(tenant, ahead))
             self._running[tenant] = leader
             leader.add_done_callback(lambda task: self._finished(tenant, task))
-        waiting.append(_Call(work, answer))
-        # The batch goes on if this caller gives up: the others' answers depend on it.
-        return await asyncio.shield(answer)
+        call = _Call(work, answer)
+        waiting.append(call)
+        try:
+            # The batch goes on if this caller gives up: the others' answers depend on it.
+            return await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            call.abandoned = True  # not taken yet: it starts nothing
+            raise
 
     def _finished(self, tenant: TenantId, task: asyncio.Task[None]) -> None:
         if self._running.get(tenant) is task:
@@ -108,7 +115,7 @@ class GroupCommit:
                 if self._prepare is not None and len(calls) > 1:
                     ledger = await self._prepare(shared)
                 for call in calls:
-                    if call.answer.done():  # its caller gave up (a deadline): start nothing
+                    if call.abandoned or call.answer.done():  # its caller gave up: do nothing
                         results.append(None)
                         continue
                     unit = Unit(session, shared.plan, utcnow(), self._timing, ledger=ledger)
