@@ -21,6 +21,8 @@ from typing import Any, Final, Generic, TypeVar
 
 from engine.dispatch import Publisher, TaskRef
 from engine.units import Timing, Unit, flush, open_unit, utcnow
+from foundation.errors import WorkTimeout
+from service.interceptors.deadline import current_deadline, expired
 from tenancy import TenantId
 from tenancy.database import TenantDatabase
 from tiers.ledger import CounterLedger
@@ -38,13 +40,24 @@ class _Call(Generic[T]):
     publish: list[TaskRef] = field(default_factory=list)
     kept: Unit | None = None
     abandoned: bool = False
-    """Its caller went away (a deadline, a cancel) before the batch took it."""
+    """Its caller went away (a cancel) before the batch took it."""
+    deadline: float | None = None
+    """Its caller's deadline (`service.interceptors.deadline`): past it, it starts nothing."""
+
+    def given_up(self) -> bool:
+        return self.abandoned or self.answer.done() or expired(self.deadline)
+
     """Its unit, once its savepoint held: what it did counts after the commit."""
 
 
 def _retrieved(answer: asyncio.Future[Any]) -> None:
     if not answer.cancelled():
         answer.exception()
+
+
+def _given_up() -> WorkTimeout:
+    """What a call whose caller left (its deadline passed) is answered, if still heard."""
+    return WorkTimeout("the call's deadline passed before its work was committed")
 
 
 class GroupCommit:
@@ -76,7 +89,7 @@ class GroupCommit:
             leader = asyncio.create_task(self._lead(tenant, ahead))
             self._running[tenant] = leader
             leader.add_done_callback(lambda task: self._finished(tenant, task))
-        call = _Call(work, answer)
+        call = _Call(work, answer, deadline=current_deadline())
         waiting.append(call)
         try:
             # The batch goes on if this caller gives up: the others' answers depend on it.
@@ -115,15 +128,18 @@ class GroupCommit:
                 if self._prepare is not None and len(calls) > 1:
                     ledger = await self._prepare(shared)
                 for call in calls:
-                    if call.abandoned or call.answer.done():  # its caller gave up: do nothing
-                        results.append(None)
+                    if call.given_up():  # nobody waits for it: it starts nothing
+                        results.append(_given_up())
                         continue
                     unit = Unit(session, shared.plan, utcnow(), self._timing, ledger=ledger)
                     taken = ledger.mark() if ledger is not None else {}
                     try:
                         async with session.begin_nested():
-                            results.append(await call.work(unit))
+                            result = await call.work(unit)
                             await flush(unit)  # in its savepoint: a refusal takes it back
+                            if call.given_up():  # its caller left meanwhile: take it back
+                                raise _given_up()
+                            results.append(result)
                     except Exception as error:
                         results.append(error)
                         if ledger is not None:

@@ -600,8 +600,9 @@ def test_kubernetes_pods_run_non_root_on_a_read_only_root() -> None:
 
 
 def test_kubernetes_pods_get_no_service_link_variables() -> None:
-    """Service links would inject WFE_SERVER_PORT and the like for the wfe-* Services, and
-    wfe refuses to start on a WFE_ variable that is no setting."""
+    """Service links would inject a `<SERVICE>_PORT` variable for each wfe-* Service (a
+    `WFE_`-prefixed name for `wfe-server`), and wfe refuses to start on a `WFE_` variable
+    that is no setting."""
     for document, spec in pod_specs():
         assert spec.get("enableServiceLinks") is False, document.id
 
