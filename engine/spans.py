@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
-
-from opentelemetry.trace import Span
+from typing import TYPE_CHECKING, Any
 
 from foundation import tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 
 def attempt_span(

@@ -16,17 +16,12 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    start_http_server,
-)
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:  # the client loads with the first sample: a process that records none
+    # (a validation worker, a client command) never pays for its import
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 MULTIPROCESS_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -53,6 +48,8 @@ class Metrics:
     """The metric families of one process."""
 
     def __init__(self, registry: CollectorRegistry, *, tenant_labels: bool = False) -> None:
+        from prometheus_client import Counter, Histogram
+
         self.tenant_labels = tenant_labels
         by_tenant = ("tenant",) if tenant_labels else ()
         self.rpc_requests = Counter(
@@ -142,12 +139,16 @@ def metrics() -> Metrics:
     global _metrics
     with _lock:
         if _metrics is None:
+            from prometheus_client import REGISTRY
+
             _metrics = Metrics(REGISTRY, tenant_labels=_tenant_labels)
         return _metrics
 
 
 def names() -> frozenset[str]:
     """Every metric name the service exports, without Prometheus's suffixes."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
     families = Metrics(CollectorRegistry(auto_describe=False))
     made = {
         value._name for value in vars(families).values() if isinstance(value, Counter | Histogram)
@@ -164,7 +165,7 @@ Reader = Callable[[], Iterable[tuple[tuple[str, ...], float]]]
 """Answers (label values, value) pairs when scraped."""
 
 
-class _ScrapedGauge(Collector):
+class _ScrapedGauge:
     """A gauge read when scraped: the sum, per label values, of what its readers answer
     (a process may hold several servers, as tests do)."""
 
@@ -173,6 +174,8 @@ class _ScrapedGauge(Collector):
         self.readers: list[Reader] = []
 
     def collect(self) -> Iterable[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         family = GaugeMetricFamily(self.name, GAUGES[self.name], labels=list(self.labels))
         totals: dict[tuple[str, ...], float] = {}
         for read in list(self.readers):
@@ -191,8 +194,10 @@ def read_when_scraped(name: str, labels: tuple[str, ...], read: Reader) -> Calla
     with _lock:
         gauge = _gauges.get(name)
         if gauge is None:
+            from prometheus_client import REGISTRY
+
             gauge = _gauges[name] = _ScrapedGauge(name, labels)
-            REGISTRY.register(gauge)
+            REGISTRY.register(gauge)  # a collector by its `collect`
         gauge.readers.append(read)
 
     def remove() -> None:
@@ -224,6 +229,8 @@ def child_exited(pid: int) -> None:
 def serve(address: str) -> int:
     """Serve `/metrics` on `address` (`host:port`, port 0 picks one) from a daemon thread;
     the port bound. In a multiprocess parent, the children's samples are added up here."""
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+
     host, _, port = address.rpartition(":")
     registry: CollectorRegistry = REGISTRY
     directory = os.environ.get(MULTIPROCESS_DIR)

@@ -16,10 +16,10 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from opentelemetry import propagate, trace
-from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode
+if TYPE_CHECKING:  # the OpenTelemetry packages load only once traces are on
+    from opentelemetry.trace import Span
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ def configure(service_name: str) -> bool:
             exporter = ConsoleSpanExporter()
         # Batched, from a thread of the SDK's (re-made after a fork, as in prefork workers).
         provider.add_span_processor(BatchSpanProcessor(exporter))
+    from opentelemetry import trace
+
     trace.set_tracer_provider(provider)
     _provider, _enabled = provider, True
     return True
@@ -97,6 +99,8 @@ def traceparent() -> str | None:
     """The current span's context as a W3C `traceparent`, to store; None with traces off."""
     if not _enabled:
         return None
+    from opentelemetry import propagate
+
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     found = carrier.get("traceparent")
@@ -109,7 +113,7 @@ def span(
     *,
     parent: str | None = None,
     carrier: Mapping[str, str] | None = None,
-    kind: SpanKind = SpanKind.INTERNAL,
+    kind: Literal["internal", "server", "client"] = "internal",
     attributes: Mapping[str, str | int | bool] | None = None,
 ) -> Iterator[Span | None]:
     """A span around the block, current inside it: a child of the stored `parent`
@@ -118,6 +122,9 @@ def span(
     if not _enabled:
         yield None
         return
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind
+
     context = None
     if parent is not None and TRACEPARENT.match(parent):
         context = propagate.extract({"traceparent": parent})
@@ -125,13 +132,17 @@ def span(
         context = propagate.extract(dict(carrier))
     tracer = trace.get_tracer("wfe")
     with tracer.start_as_current_span(
-        name, context=context, kind=kind, attributes=dict(attributes or {})
+        name, context=context, kind=SpanKind[kind.upper()], attributes=dict(attributes or {})
     ) as current:
         yield current
 
 
 def fail(current: Span | None, code: str, message: str = "") -> None:
     """Mark `current` (from `span`) as ended in error, with the error's code."""
-    if current is not None and not isinstance(current, NonRecordingSpan):
+    if current is None:
+        return
+    from opentelemetry.trace import NonRecordingSpan, Status, StatusCode
+
+    if not isinstance(current, NonRecordingSpan):
         current.set_attribute("wfe.error.code", code)
         current.set_status(Status(StatusCode.ERROR, message or code))

@@ -3,23 +3,41 @@ once they agree."""
 
 from __future__ import annotations
 
+import re
 from functools import cache
+from pathlib import Path
+from typing import Final
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence.migrate import MIGRATIONS
+MIGRATIONS: Final = Path(__file__).parent / "migrations"
+"""As in `persistence.migrate`, which is not imported: a server loads Alembic only when it
+first checks its schema, off its event loop."""
 
 
 @cache
 def head() -> frozenset[str]:
-    """The revisions the migrations lead to (one, unless branches were left unmerged)."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
+    """The revisions the migrations lead to (one, unless branches were left unmerged): those
+    no other names as its `down_revision`. Read from the scripts' text, so a server never
+    loads Alembic to know it."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        text_ = script.read_text(encoding="utf-8")
+        found = _REVISION.search(text_)
+        if found is None:
+            continue
+        revisions.add(found.group(1))
+        down = _DOWN.search(text_)
+        if down is not None:
+            parents.update(_PARENTS.findall(down.group(1)))
+    return frozenset(revisions - parents)
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return frozenset(ScriptDirectory.from_config(config).get_heads())
+
+_REVISION: Final = re.compile(r"^revision\s*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+_DOWN: Final = re.compile(r"^down_revision\s*=\s*(.+)$", re.MULTILINE)
+_PARENTS: Final = re.compile(r"[\"']([^\"']+)[\"']")
 
 
 async def current(session: AsyncSession) -> frozenset[str]:

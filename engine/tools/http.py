@@ -32,7 +32,6 @@ from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import httpx
-from opentelemetry.trace import SpanKind
 
 from engine.tools.addresses import (
     IPAddress,
@@ -138,9 +137,7 @@ class HttpRequestTool:
             "server.address": hop.url.host,
             "url.scheme": hop.url.scheme,
         }
-        with tracing.span(
-            f"HTTP {hop.method}", kind=SpanKind.CLIENT, attributes=attributes
-        ) as span:
+        with tracing.span(f"HTTP {hop.method}", kind="client", attributes=attributes) as span:
             try:
                 async with asyncio.timeout_at(deadline):
                     addresses = await self._checked_addresses(hop.url)

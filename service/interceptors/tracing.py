@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from grpc import aio
-from opentelemetry.trace import SpanKind
 
 from foundation import tracing
 from foundation.hooks import HookInterceptor
@@ -28,7 +27,7 @@ class TracingInterceptor(HookInterceptor):
         }
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
         with tracing.span(
-            method_label(method), carrier=metadata, kind=SpanKind.SERVER, attributes=attributes
+            method_label(method), carrier=metadata, kind="server", attributes=attributes
         ) as current:
             try:
                 yield

@@ -79,3 +79,12 @@ async def test_a_server_serves_only_once_its_schema_is_at_the_latest_migration(
         return await status(channel) == NOT_SERVING
 
     await eventually(not_serving, "NOT_SERVING once behind again")
+
+
+def test_the_latest_migration_is_read_as_alembic_reads_it() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(revision.MIGRATIONS))
+    assert revision.head() == frozenset(ScriptDirectory.from_config(config).get_heads())
