@@ -6,6 +6,10 @@ process died, the broker was down, the message was lost), the row's `fire_at`
 passes and the sweeper publishes it again; a running attempt whose worker stops
 renewing its lease is found the same way. Publishing twice is harmless: a task
 only acts on an attempt that is still due, or running with an expired lease.
+
+A lease that ran out while the database itself was down proves nothing: its holder could
+not renew it. On PostgreSQL such leases stand for one more lease after the server
+started (`restarted_since`), for live holders to record what they ran meanwhile.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.rows import attempt_key, insert_all, instances_named, keyed_by_attempt
@@ -195,16 +199,27 @@ def resend_delay(grace: timedelta, publishes: int) -> timedelta:
     return grace * (1 << min(max(publishes - 1, 0), 6))
 
 
+async def restarted_since(session: AsyncSession, moment: datetime) -> bool:
+    """Whether the database server started after `moment`: always False on SQLite, which
+    runs inside the process that would hold the leases."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    started = await session.scalar(select(func.pg_postmaster_start_time()))
+    return started is not None and started > moment
+
+
 async def take_overdue(
-    session: AsyncSession, now: datetime, *, grace: timedelta, limit: int
+    session: AsyncSession, now: datetime, *, grace: timedelta, lease: timedelta, limit: int
 ) -> list[TaskRef]:
     """Rows whose time passed: the refs to publish now, each row's next check set later.
 
     A due row was published but not claimed in time; a running row's lease ran out
-    (`lease_until` stays as it was: the task that takes the attempt over checks it).
-    Waiting rows that fall due within `grace` are published with a countdown. Rows
-    locked by a running transaction are skipped.
+    (`lease_until` stays as it was: the task that takes the attempt over checks it),
+    unless the database started less than a `lease` ago (see the module). Waiting rows
+    that fall due within `grace` are published with a countdown. Rows locked by a
+    running transaction are skipped.
     """
+    leases_stand = await restarted_since(session, now - lease)
     c = DISPATCH.c
     statement = (
         select(DISPATCH)
@@ -220,7 +235,7 @@ async def take_overdue(
         if row.state == DispatchState.WAITING:
             countdown = max((row.fire_at - now).total_seconds(), 0.0)
             state = DispatchState.DUE
-        elif row.fire_at > now:
+        elif row.fire_at > now or (leases_stand and row.state == DispatchState.RUNNING):
             continue
         publishes = row.publishes + 1
         changes.append(

@@ -66,6 +66,7 @@ from engine.units import Chain, Unit, open_unit, timing_of, utcnow
 from engine.webhooks import expired, timed_out, waiting_of
 from foundation import tracing
 from foundation.log_context import working_on
+from foundation.outages import is_outage
 from foundation.settings import Settings
 from persistence.models import AttemptStatus, DispatchState, Notification
 from tenancy import TenantId
@@ -79,6 +80,10 @@ logger = logging.getLogger(__name__)
 # How far one transaction goes down a chain of inline steps before it dispatches the next.
 CHAIN_STEPS = 64
 CHAIN_SECONDS = 0.25
+
+OUTAGE_PATIENCE_SECONDS = 300.0
+"""How long a finished step's record is tried again while the database cannot be reached.
+Its lease stands meanwhile (`engine.dispatch`); past this, the worker lets it go."""
 
 SMALLEST_OUTPUT_LIMIT = min(limits.max_output_bytes for limits in PLANS.values())
 """An output run ahead is at most this large: every plan would record it."""
@@ -181,7 +186,28 @@ class Engine:
             ran = await self._run_outside(claimed)
             if ran is None:
                 return []
-            return await self._finish(*ran)
+            return await self._finish_through_outages(*ran)
+
+    async def _finish_through_outages(
+        self, claimed: Claimed, result: Outcome | StepFailure, call: ToolCall
+    ) -> list[TaskRef]:
+        """Record the attempt, trying again while the database cannot be reached.
+
+        A result dropped in an outage would have the step run again by another worker
+        (and counted as a takeover, as if this one had died). Recording late is safe: the
+        record checks, under the execution's lock, that the attempt is still this one's.
+        """
+        gives_up = time.monotonic() + OUTAGE_PATIENCE_SECONDS
+        pause = 0.05
+        while True:
+            try:
+                return await self._finish(claimed, result, call)
+            except SQLAlchemyError as error:
+                if not is_outage(error) or time.monotonic() + pause > gives_up:
+                    raise
+                logger.warning("database unreachable: recording %s again", claimed.key)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     async def _start(
         self, key: AttemptKey, task_id: str | None, publish: list[TaskRef], io_lane: bool
@@ -418,6 +444,8 @@ class Engine:
             )
             if lease is None or lease > unit.now:
                 return False  # still held by a live worker
+            if await dispatch.restarted_since(unit.session, unit.now - unit.timing.lease):
+                return False  # it ran out while the database was down (`engine.dispatch`)
             if attempt.claims >= unit.timing.max_takeovers:
                 await transitions.fail_attempt(
                     unit,
@@ -498,16 +526,22 @@ class Engine:
                         details=f"Timeout after {int(claimed.timeout * 1000)}ms",
                     )
                     return claimed, failure, call
-                if claimed.claims is None:
-                    late = await self._claim_late(claimed)
-                    if late is None:
+                try:
+                    if claimed.claims is None:
+                        late = await self._claim_late(claimed)
+                        if late is None:
+                            work.cancel()
+                            return None
+                        claimed = late
+                        self._outside[claimed.key] = (claimed, work)
+                    elif not await self._renew(claimed):
                         work.cancel()
                         return None
-                    claimed = late
-                    self._outside[claimed.key] = (claimed, work)
-                elif not await self._renew(claimed):
-                    work.cancel()
-                    return None
+                except SQLAlchemyError as error:
+                    if not is_outage(error):
+                        raise
+                    # Nobody can take the attempt over while the database is away.
+                    logger.warning("database unreachable at a checkpoint of %s", claimed.key)
         finally:
             self._outside.pop(claimed.key, None)
             if not work.done():
@@ -670,6 +704,10 @@ class Engine:
             await self._run_chain(unit, execution, attempt.task_id)
             return unit.publish
 
+    def running(self) -> int:
+        """How many attempts this process runs outside a transaction now."""
+        return len(self._outside)
+
     async def hand_back(self) -> list[TaskRef]:
         """This process stops: stop the attempts it runs and give each back at once, for
         another worker to take over now rather than when its lease runs out; the tasks to
@@ -722,7 +760,7 @@ class Engine:
         """Attempts whose time passed unclaimed, or whose lease ran out: publish them again."""
         async with self.database.transaction(None) as session:
             return await dispatch.take_overdue(
-                session, utcnow(), grace=self.timing.grace, limit=limit
+                session, utcnow(), grace=self.timing.grace, lease=self.timing.lease, limit=limit
             )
 
     async def purge(self, batch: int = 500) -> int:

@@ -54,6 +54,12 @@ def install(runtime: Runtime) -> None:
         _runtime, _owner_pid = runtime, os.getpid()
 
 
+def existing() -> Runtime | None:
+    """This process's runtime if it built one, without waiting on the lock (a signal
+    handler may ask while this thread holds it)."""
+    return _runtime if _owner_pid == os.getpid() else None
+
+
 def current(publisher_factory: Any) -> Runtime:
     """This process's runtime, built on first use (after a fork, built again)."""
     global _runtime, _owner_pid

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+from contextlib import suppress
 from typing import Any
 
+from billiard.process import active_children
 from celery import Task, current_app, shared_task
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutting_down
 
 from engine.engine import AttemptKey
 from foundation import tracing
@@ -59,12 +63,57 @@ def leave_io_lane(**_: Any) -> None:
     if _lane is not None:
         lane, _lane = _lane, None
         if left := lane.stop(from_environment().shutdown_grace_seconds):
-            logger.warning("stopping with %d step(s) in flight: handing them back", left)
-            active = lane.runtime
-            try:
-                active.publisher.publish(active.call(active.engine.hand_back()))
-            except Exception:  # their leases still stand for them
-                logger.exception("could not hand the steps back; their leases will expire")
+            logger.warning(
+                "stopping with %d step(s) in flight: handing the running steps back", left
+            )
+            hand_back(lane.runtime)
+
+
+def hand_back(active: runtime.Runtime) -> None:
+    """Stop the steps this process runs and publish them again for other workers."""
+    try:
+        active.publisher.publish(active.call(active.engine.hand_back()))
+    except Exception:  # their leases still stand for them
+        logger.exception("could not hand the steps back; their leases will expire")
+
+
+HAND_BACK_SIGNAL = signal.SIGUSR2
+"""Sent by a stopping worker to its task processes once the grace has passed (unused by
+Celery's and billiard's task processes, which take SIGUSR1 for soft time limits)."""
+
+
+def stop_after_grace(how: str = "", **_: Any) -> None:
+    """The worker was asked to stop: a warm shutdown waits for the running tasks as long
+    as they take, so after `WFE_SHUTDOWN_GRACE_SECONDS` the steps still running are
+    handed back. Task processes are signalled for it (`HAND_BACK_SIGNAL`); the other pools
+    run tasks in this process, which hands them back itself."""
+    if how == "Warm":
+        timer = threading.Timer(from_environment().shutdown_grace_seconds, _past_the_grace)
+        timer.daemon = True
+        timer.start()
+
+
+def _past_the_grace() -> None:
+    children = [child.pid for child in active_children() if child.pid is not None]
+    for pid in children:
+        with suppress(ProcessLookupError):
+            os.kill(pid, HAND_BACK_SIGNAL)
+    if not children and (active := runtime.existing()) is not None and active.engine.running():
+        logger.warning("the shutdown grace has passed: handing the running steps back")
+        hand_back(active)
+
+
+def _hand_back_now(*_: Any) -> None:
+    """In a task process, on `HAND_BACK_SIGNAL`: hand back what it runs. Its task then
+    ends as a lost attempt does (acknowledged, nothing recorded) and the pool stops the
+    process. Done on a thread: the signal may come in the middle of a publish."""
+    if (active := runtime.existing()) is not None and active.engine.running():
+        logger.warning("the shutdown grace has passed: handing the running steps back")
+        threading.Thread(target=hand_back, args=(active,), name="wfe-hand-back").start()
+
+
+def _take_hand_back_signal(**_: Any) -> None:
+    signal.signal(HAND_BACK_SIGNAL, _hand_back_now)
 
 
 def _forget_samples(**_: Any) -> None:
@@ -76,6 +125,8 @@ def _forget_samples(**_: Any) -> None:
 
 # Each prefork process takes the lane; `wfe worker` connects the same for the other pools.
 worker_process_init.connect(take_io_lane, weak=False)
+worker_process_init.connect(_take_hand_back_signal, weak=False)
+worker_shutting_down.connect(stop_after_grace, weak=False)
 worker_process_shutdown.connect(leave_io_lane, weak=False)
 worker_process_shutdown.connect(_forget_samples, weak=False)
 

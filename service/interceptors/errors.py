@@ -24,16 +24,10 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 from grpc_status import rpc_status
-from sqlalchemy.exc import (
-    DBAPIError,
-    DisconnectionError,
-    InterfaceError,
-    OperationalError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from foundation.errors import DOMAIN, Unavailable, WfeError
 from foundation.hooks import HookInterceptor
+from foundation.outages import is_outage
 from service.interceptors.request_id import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -53,29 +47,6 @@ REPR: Final = re.compile(
 
 
 OUTAGE: Final = "the database is unavailable for a moment; call again shortly"
-OUTAGE_STATES: Final = frozenset({"57P01", "57P02", "57P03", "53300", "53000"})
-"""SQLSTATEs of a server going away or full (admin shutdown, crash shutdown, cannot connect
-now, too many connections); class 08 (connection exceptions) counts too."""
-
-
-def is_outage(error: BaseException) -> bool:
-    """Whether `error` says the database cannot be reached now (down, restarting, full),
-    rather than that the call did something wrong: the client may call again.
-
-    Matched on SQLSTATE, not on the driver's class: serialization failures and deadlocks
-    are OperationalErrors too, and they are not outages."""
-    if isinstance(error, DisconnectionError | PoolTimeout | InterfaceError):
-        return True
-    if not isinstance(error, DBAPIError):
-        return False
-    if error.connection_invalidated:
-        return True
-    original = error.orig
-    state = getattr(original, "sqlstate", None)
-    if isinstance(state, str):
-        return state.startswith("08") or state in OUTAGE_STATES
-    # psycopg reports a refused or failed connection attempt with no SQLSTATE.
-    return type(original).__module__.startswith("psycopg") and isinstance(error, OperationalError)
 
 
 def details_budget(max_metadata_bytes: int) -> int:

@@ -1,7 +1,11 @@
-"""SIGTERM on a worker: what it runs is given back at once, not when its lease runs out.
+"""SIGTERM on a worker: what it still runs after the grace is given back, not left until
+its lease runs out.
 
 The lease here is a minute and there is no sweeper at all, so only the stopping worker's
-hand-back can let the other worker finish the step within the test's patience.
+hand-back can let the other worker finish the step within the test's patience. The signal
+goes to the worker's main process alone, as from a container's init or Kubernetes: a
+step on the I/O lane and a step in a Celery task (the lane turned off) are both handed
+back; Celery's warm shutdown would wait for the task without end.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.faults, pytest.mark.timeout(150)
 LEASE_SECONDS = 60
 
 
-async def test_a_worker_stopped_mid_step_hands_the_step_back_at_once(
-    postgres: ThrowawayDatabase, effects: Effects, tmp_path: Path
+@pytest.mark.parametrize("io_steps", ["4", "0"], ids=["io_lane", "celery_task"])
+async def test_a_worker_stopped_mid_step_hands_the_step_back_after_the_grace(
+    postgres: ThrowawayDatabase, effects: Effects, tmp_path: Path, io_steps: str
 ) -> None:
     url = broker_url()
     require(broker_unavailable_reason(url), "a message broker")
@@ -45,6 +50,7 @@ async def test_a_worker_stopped_mid_step_hands_the_step_back_at_once(
         "WFE_LEASE_SECONDS": str(LEASE_SECONDS),
         "WFE_DISPATCH_GRACE_SECONDS": str(LEASE_SECONDS),
         "WFE_SHUTDOWN_GRACE_SECONDS": "1",
+        "WFE_WORKER_IO_STEPS": io_steps,
     }
     async with serve_process(postgres, effects, tmp_path, broker=url, extra_env=slow_clocks) as (
         _,
@@ -68,7 +74,7 @@ async def test_a_worker_stopped_mid_step_hands_the_step_back_at_once(
 
         processes.worker(f"--name={queue}-second@%h")
         await asyncio.to_thread(wait_for_workers, app, [f"{queue}-second"])
-        os.killpg(first.pid, signal.SIGTERM)
+        os.kill(first.pid, signal.SIGTERM)
         await asyncio.to_thread(first.wait, 30)
         stopped_at = time.monotonic()
         effects.release(gate)
@@ -78,4 +84,4 @@ async def test_a_worker_stopped_mid_step_hands_the_step_back_at_once(
         assert finished.status == execution_pb2.EXECUTION_STATUS_COMPLETED, log_tails(tmp_path)
         assert took < LEASE_SECONDS / 2, f"finished {took:.1f}s after the stop"
         assert effects.applied_count(execution.id, "call") == 1
-        assert "handing them back" in log_tails(tmp_path, lines=200)
+        assert "handing the running steps back" in log_tails(tmp_path, lines=200)
