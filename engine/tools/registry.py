@@ -110,12 +110,12 @@ class ToolSpec:
     mode: ToolMode
     minimum_tier: Tier = Tier.FREE
     cpu_bound: bool = False
-    adapter: bool = False
-    """A custom adapter (`custom` steps): Enterprise only, and enabled tenant by tenant."""
     """A dispatched tool that computes rather than waits: its steps hold a worker process
     each. Every other dispatched tool mostly awaits I/O, so a worker process keeps many
     of its steps in flight on its event loop and one tenant's slow calls never hold the
     processes that another tenant's steps need."""
+    adapter: bool = False
+    """A custom adapter (`custom` steps): Enterprise only, and enabled tenant by tenant."""
 
     @property
     def access(self) -> StepTypeAccess:

@@ -76,6 +76,7 @@ class ErrorInterceptor(HookInterceptor):
             if is_outage(error):
                 logger.warning("%s: the database is unavailable (%s)", method, type(error).__name__)
                 await self._abort(context, Unavailable(OUTAGE))
+                return
             logger.exception("%s failed unexpectedly", method)
             await self._abort(context, WfeError("internal error; quote the request id to support"))
 
