@@ -6,16 +6,15 @@
   is back, calls succeed again within seconds (the pools let go of their dead
   connections), every execution ends with each step's external effect applied once, and
   no step is taken over: the workers ran on, and record what they ran once they can.
-* A step outlasts Redis's visibility timeout: the broker hands its message out again
-  while it runs. The second delivery must not run the step beside the first.
+* A step outlasts Redis's visibility timeout, or RabbitMQ's consumer timeout: the broker
+  hands its message out again while it runs. The second delivery must not run the step
+  beside the first.
 * A client's deadline runs out around a StartExecution: whatever it was answered, a retry
   with the same request_id finds one execution, and a call whose deadline had passed
   before the server got to it starts nothing.
 
-RabbitMQ's equivalent of the visibility timeout, `consumer_timeout`, is a broker-wide
-setting before RabbitMQ 3.11.15 (no `x-consumer-timeout` queue or consumer argument); a
-shared broker's is left alone, so the tests here use Redis.
-
+Both brokers are the test's own: `tests.fault_harness.own_redis` and
+`tests.operations.private_rabbitmq` (a node-wide consumer timeout before RabbitMQ 3.11.15).
 `tests.operations.private_postgres` makes the private cluster and
 `tests.operations.recording_worker` is the worker that notes each delivery it gets.
 """
@@ -80,7 +79,7 @@ from tests.fault_harness import (
     start_module,
     wait_all_finished,
 )
-from tests.operations import private_postgres
+from tests.operations import private_postgres, private_rabbitmq
 from tests.operations.private_postgres import (
     PrivateCluster,
     private_cluster,
@@ -403,33 +402,44 @@ def overlapping(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return [spans[n] for n in range(1, len(spans)) if spans[n][0] < spans[n - 1][1]]
 
 
-@pytest.fixture
-def redis_binary() -> None:
-    require(None if shutil.which("redis-server") else "redis-server not installed", "redis-server")
-
-
 VISIBILITY = 2
 STEP_SECONDS = 6
 
 
-@pytest.mark.timeout(240)
-async def test_a_step_longer_than_the_visibility_timeout_never_runs_twice_at_once(
-    own_database: ThrowawayDatabase, redis_binary: None, tmp_path: Path
+@contextmanager
+def redelivering_broker(kind: str, directory: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A broker of the test's own that hands a message out again while its step still runs
+    (Redis past the visibility timeout, RabbitMQ past its consumer timeout): its URL and the
+    settings that go with it. Private: either timeout this short would hand out again the
+    unacknowledged messages of every other run on a shared broker."""
+    if kind == "redis":
+        require(None if shutil.which("redis-server") else "redis-server not installed", "Redis")
+        with own_redis(directory) as redis_server:
+            yield redis_server.url, {"WFE_BROKER_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY)}
+    else:
+        require(private_rabbitmq.unavailable_reason(), "a private RabbitMQ node")
+        with private_rabbitmq.private_rabbitmq(directory / "rabbitmq", VISIBILITY * 1000) as url:
+            yield url, {}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("broker_kind", ["redis", "rabbitmq"])
+async def test_a_step_longer_than_the_brokers_redelivery_never_runs_twice_at_once(
+    own_database: ThrowawayDatabase, tmp_path: Path, broker_kind: str
 ) -> None:
     tenant = await create_tenant(own_database, "enterprise")
     deliveries = tmp_path / "deliveries.txt"
-    environment = {
-        **CLOCKS,  # a lease (5 s) longer than the visibility timeout, shorter than the step
-        "WFE_BROKER_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY),
-        LOG_VARIABLE: str(deliveries),
-    }
     database = TenantDatabase(own_database.service_url, pool_size=2, max_overflow=2)
-    # A private Redis: a visibility timeout this short would hand out again the unacknowledged
-    # messages of every other run on a shared one (kombu's `unacked` index is per database).
-    with timed_effects() as effects, own_redis(tmp_path) as broker:
+    with timed_effects() as effects, redelivering_broker(broker_kind, tmp_path) as broker:
+        url, broker_settings = broker
+        environment = {
+            **CLOCKS,  # a lease (5 s) longer than the redelivery, shorter than the step
+            **broker_settings,
+            LOG_VARIABLE: str(deliveries),
+        }
         try:
             async with serve_process(
-                own_database, effects, tmp_path / "run", broker=broker.url, extra_env=environment
+                own_database, effects, tmp_path / "run", broker=url, extra_env=environment
             ) as (_, channel, processes):
                 for _ in range(2):
                     start_module(
