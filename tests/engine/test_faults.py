@@ -320,7 +320,10 @@ async def test_every_task_delivered_twice_applies_each_step_once(
             stack.database, effects, tenant, finished, ["call", "notify"], stack.logs
         )
         assert doubling[0].sent == 2 * len(ids)
-        assert set(seen) == expected, "an attempt other than #1 ran"
+        # A chain may also stop at its time budget on a busy machine and send an inline step
+        # as a task of its own: delivered, then, but still attempt #1.
+        assert {attempt for _, _, attempt in seen} == {1}, "an attempt other than #1 ran"
+        assert expected <= set(seen)
         for record in finished:
             assert effects.keys_of(record.id) == [f"{record.id}:call:1", f"{record.id}:notify:1"]
             assert record.result["key"] == f"{record.id}:notify:1"
