@@ -29,11 +29,8 @@ $(STAMP): $(RUNTIME) requirements.lock
 dev: $(RUNTIME)
 	$(BIN)/wfe dev$(if $(ADDRESS), --address $(ADDRESS))
 
-# Two test processes: much of the suite waits on other processes (leases, brokers, restarts)
-# while the other half computes, so two share this 2-core machine's CPU well. The modules that
-# start whole stacks of processes run one at a time (`ONE_AT_A_TIME` in tests/conftest.py).
 test: $(STAMP) lint
-	$(BIN)/pytest -n 2 --dist loadgroup --durations=25
+	$(BIN)/pytest --durations=25
 
 check: $(STAMP)
 	$(BIN)/pytest -q -x -m "not postgres and not slow"

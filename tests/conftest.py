@@ -75,17 +75,6 @@ PROCESS_MODULES = frozenset(
     {"test_protos.py", "test_startup.py", "cli/test_imports.py", "cli/test_listening.py"}
 )
 FAULT_MODULES = frozenset({"engine/test_faults.py"})  # SIGKILLed workers, crashed brokers
-ONE_AT_A_TIME = frozenset(
-    {
-        *("engine/test_faults.py", "engine/test_brokers.py", "engine/test_fair_workers.py"),
-        *("service/test_stream_resumption.py", "service/test_stream_processes.py"),
-        *("operations/test_operator_faults.py", "operations/test_scale_out.py"),
-        *("operations/test_shutdown.py", "operations/test_metrics.py", "operations/test_traces.py"),
-    }
-)
-"""Modules that start whole stacks of processes: under `make test`'s two test processes they
-all go to one of them (an xdist group), so that two stacks never hold the shared PostgreSQL's
-connection slots, or starve each other's leases of CPU, at once."""
 INTEGRATION_FIXTURES = frozenset(
     {
         # this file: databases, the effects HTTP server, the engine, the gRPC server
@@ -128,8 +117,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = getattr(getattr(item, "callspec", None), "params", {})
         if module in FAULT_MODULES:
             item.add_marker(pytest.mark.faults)
-        if module in ONE_AT_A_TIME:
-            item.add_marker(pytest.mark.xdist_group("processes"))
         if params.get("test_database") == "postgresql" or "postgres" in uses:
             item.add_marker(pytest.mark.postgres)
         processes = bool(uses & PROCESS_FIXTURES) or module in PROCESS_MODULES
