@@ -198,16 +198,24 @@ class Engine:
         record checks, under the execution's lock, that the attempt is still this one's.
         """
         gives_up = time.monotonic() + OUTAGE_PATIENCE_SECONDS
-        pause = 0.05
+        pause, tries = 0.05, 0
         while True:
             try:
-                return await self._finish(claimed, result, call)
+                published = await self._finish(claimed, result, call)
             except SQLAlchemyError as error:
                 if not is_outage(error) or time.monotonic() + pause > gives_up:
                     raise
-                logger.warning("database unreachable: recording %s again", claimed.key)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 1.0)
+                if tries == 0:
+                    logger.warning(
+                        "database unreachable: %s is recorded when it is back", claimed.key
+                    )
+                tries += 1
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+                continue
+            if tries:
+                logger.info("recorded %s after %d tries", claimed.key, tries + 1)
+            return published
 
     async def _start(
         self, key: AttemptKey, task_id: str | None, publish: list[TaskRef], io_lane: bool

@@ -99,8 +99,7 @@ def _past_the_grace() -> None:
         with suppress(ProcessLookupError):
             os.kill(pid, HAND_BACK_SIGNAL)
     if not children and (active := runtime.existing()) is not None and active.engine.running():
-        logger.warning("the shutdown grace has passed: handing the running steps back")
-        hand_back(active)
+        _hand_back_late(active)
 
 
 def _hand_back_now(*_: Any) -> None:
@@ -108,8 +107,12 @@ def _hand_back_now(*_: Any) -> None:
     ends as a lost attempt does (acknowledged, nothing recorded) and the pool stops the
     process. Done on a thread: the signal may come in the middle of a publish."""
     if (active := runtime.existing()) is not None and active.engine.running():
-        logger.warning("the shutdown grace has passed: handing the running steps back")
-        threading.Thread(target=hand_back, args=(active,), name="wfe-hand-back").start()
+        threading.Thread(target=_hand_back_late, args=(active,), name="wfe-hand-back").start()
+
+
+def _hand_back_late(active: runtime.Runtime) -> None:
+    logger.warning("the shutdown grace has passed: handing the running steps back")
+    hand_back(active)
 
 
 def _take_hand_back_signal(**_: Any) -> None:
