@@ -11,8 +11,7 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from foundation.orm import Base
-
-MIGRATIONS = Path(__file__).parent / "migrations"
+from persistence.revision import MIGRATIONS
 
 # What the service role may do per table; anything not listed it may not touch.
 # The event log is append-only for the service: no UPDATE, and DELETE only for the history

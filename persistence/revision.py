@@ -12,8 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
-"""As in `persistence.migrate`, which is not imported: a server loads Alembic only when it
-first checks its schema, off its event loop."""
+"""The Alembic scripts (`persistence.migrate` runs them; this module only reads their text,
+so a server that checks its schema never loads Alembic)."""
 
 
 @cache

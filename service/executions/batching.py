@@ -39,6 +39,7 @@ class _Call(Generic[T]):
     answer: asyncio.Future[T]
     publish: list[TaskRef] = field(default_factory=list)
     kept: Unit | None = None
+    """Its unit, once its savepoint held: what it did counts after the commit."""
     abandoned: bool = False
     """Its caller went away (a cancel) before the batch took it."""
     deadline: float | None = None
@@ -46,8 +47,6 @@ class _Call(Generic[T]):
 
     def given_up(self) -> bool:
         return self.abandoned or self.answer.done() or expired(self.deadline)
-
-    """Its unit, once its savepoint held: what it did counts after the commit."""
 
 
 def _retrieved(answer: asyncio.Future[Any]) -> None:

@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +40,7 @@ import redis
 from grpc import aio
 from sqlalchemy import func, select
 
-from persistence.models import AttemptStatus, Execution, StepAttempt
+from persistence.models import AttemptStatus, Execution
 from service.server import RunningServer, start_server
 from service.servicers.execution import ExecutionServicer
 from tenancy.context import TenantId
@@ -67,6 +67,7 @@ from tests.execution_helpers import (
 )
 from tests.fault_harness import (
     assert_settled,
+    attempts_of,
     create_tenant,
     engine_env,
     engine_stack,
@@ -261,7 +262,7 @@ async def test_a_postgresql_restart_mid_run_answers_unavailable_and_loses_no_ste
 
             # Mid-run: every first call out and its step claimed (past its first checkpoint).
             ends = time.monotonic() + PATIENCE
-            while await attempts_running(stack.database, tenant) < len(ids):
+            while await attempts_running(stack.database, tenant, ids) < len(ids):
                 assert time.monotonic() < ends, f"the calls were not all under way\n{logs()}"
                 await asyncio.sleep(0.05)
 
@@ -311,28 +312,23 @@ async def test_a_postgresql_restart_mid_run_answers_unavailable_and_loses_no_ste
                 )
             if made != 1:
                 broken.append(f"the start retried after the outage made {made} executions")
-            if taken_over := await attempts_taken_over(stack.database, tenant):
+            if taken_over := await attempts_taken_over(stack.database, tenant, ids):
                 broken.append(f"steps taken over though their workers ran on: {taken_over}")
             assert not broken, "\n".join(broken) + f"\n{logs()}"
 
 
-async def attempts_running(database: TenantDatabase, tenant: str) -> int:
-    """How many of the tenant's step attempts are claimed and running."""
-    async with database.transaction(TenantId(tenant)) as session:
-        running = StepAttempt.status == AttemptStatus.RUNNING
-        count = await session.scalar(select(func.count()).select_from(StepAttempt).where(running))
-        return int(count or 0)
+async def attempts_running(database: TenantDatabase, tenant: str, ids: Sequence[str]) -> int:
+    """How many step attempts of these executions are claimed and running."""
+    attempts = await attempts_of(database, tenant, ids)
+    return sum(1 for *_, status, _ in attempts if status == AttemptStatus.RUNNING)
 
 
-async def attempts_taken_over(database: TenantDatabase, tenant: str) -> list[str]:
-    """The tenant's step attempts claimed more than once."""
-    async with database.transaction(TenantId(tenant)) as session:
-        rows = await session.execute(
-            select(StepAttempt.execution_id, StepAttempt.step_id, StepAttempt.claims).where(
-                StepAttempt.claims > 1
-            )
-        )
-        return [f"{e}/{s}: {claims} claims" for e, s, claims in rows]
+async def attempts_taken_over(
+    database: TenantDatabase, tenant: str, ids: Sequence[str]
+) -> list[str]:
+    """The step attempts of these executions claimed more than once."""
+    attempts = await attempts_of(database, tenant, ids)
+    return [f"{e}/{s}: {claims} claims" for e, s, _, _, claims in attempts if claims > 1]
 
 
 # --- 2. A step outlasts the broker's visibility timeout --------------------------------------
